@@ -1,0 +1,92 @@
+"""Ingest: raw JSON Lines into typed document rows, each bad line marked with a reason.
+
+``read_jsonl`` keeps every physical line (with its file); ``parse_records`` turns each line into
+``id, text, label`` or a ``reject_reason``. Nothing is dropped here: rows with a reason go to the
+quarantine table, the rest to bronze. Parsing uses Spark's VARIANT type, so the JSON type of each
+field (string, number, list, ...) is checked by built-in functions, with no Python UDF.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+MALFORMED_JSON = "malformed_json"
+NOT_AN_OBJECT = "not_an_object"
+BLANK_LINE = "blank_line"
+INVALID_UTF8 = "invalid_utf8"
+MISSING_TEXT = "missing_text"
+TEXT_NOT_STRING = "text_not_string"
+BAD_ID = "bad_id"
+MISSING_LABEL = "missing_label"
+BAD_LABEL_TYPE = "bad_label_type"
+DUPLICATE_ID = "duplicate_id"
+
+_INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
+_REPLACEMENT_CHAR = "\ufffd"  # what Spark's UTF-8 decoder puts where bytes were invalid
+
+
+def read_jsonl(spark: SparkSession, path: str) -> DataFrame:
+    """Every line of the JSON Lines file(s) at ``path`` as ``raw`` with its ``source_file``."""
+    return spark.read.text(path).select(
+        F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
+    )
+
+
+def _json_type(variant: Column, path: str) -> Column:
+    """The JSON type of a field (``STRING``, ``BIGINT``, ``ARRAY<...>``, ``VOID`` for null), null if absent."""
+    return F.schema_of_variant(F.variant_get(variant, path, "variant"))
+
+
+def _field(variant: Column, path: str) -> Column:
+    return F.variant_get(variant, path, "string")
+
+
+def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bool = True) -> DataFrame:
+    """``raw, source_file`` -> ``id, text, label, source_file, raw, reject_reason``.
+
+    ``reject_reason`` is null for a usable row. A row without an id gets the SHA-256 of its text,
+    so re-ingesting the same document yields the same id. Labels may be JSON strings or integers
+    and are kept as strings.
+    """
+    v = F.try_parse_json("raw")
+    text_path, label_path = f"$.{text_column}", "$.label"
+    text_type, label_type, id_type = (_json_type(v, p) for p in (text_path, label_path, "$.id"))
+    reason = (
+        F.when(F.trim("raw") == "", F.lit(BLANK_LINE))
+        .when(F.col("raw").contains(_REPLACEMENT_CHAR), F.lit(INVALID_UTF8))
+        .when(v.isNull(), F.lit(MALFORMED_JSON))
+        .when(~F.schema_of_variant(v).startswith("OBJECT"), F.lit(NOT_AN_OBJECT))
+        .when(text_type.isNull() | (text_type == "VOID"), F.lit(MISSING_TEXT))
+        .when(text_type != "STRING", F.lit(TEXT_NOT_STRING))
+        .when(id_type.isNotNull() & (id_type != "VOID") & (id_type != "STRING") & ~id_type.isin(*_INTEGER_TYPES),
+              F.lit(BAD_ID))
+    )
+    if require_label:
+        reason = reason.when(label_type.isNull() | (label_type == "VOID"), F.lit(MISSING_LABEL))
+    reason = reason.when(
+        label_type.isNotNull() & (label_type != "VOID") & (label_type != "STRING") & ~label_type.isin(*_INTEGER_TYPES),
+        F.lit(BAD_LABEL_TYPE),
+    )
+    text = _field(v, text_path)
+    return df.select(
+        F.coalesce(_field(v, "$.id"), F.sha2(text, 256)).alias("id"),
+        text.alias("text"),
+        _field(v, label_path).alias("label"),
+        "source_file",
+        "raw",
+        reason.alias("reject_reason"),
+    )
+
+
+def flag_duplicate_ids(df: DataFrame) -> DataFrame:
+    """Mark every usable row after the first of each id as ``duplicate_id``.
+
+    Which row is kept does not depend on partitioning: the smallest (text, source_file) wins.
+    """
+    usable = F.col("reject_reason").isNull()
+    rank = F.row_number().over(Window.partitionBy(usable, "id").orderBy("text", "source_file"))
+    return df.withColumn(
+        "reject_reason", F.when(usable & (rank > 1), F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason"))
+    )

@@ -1,0 +1,149 @@
+"""The ETL run: raw JSON Lines -> bronze -> silver -> (validated) gold, plus quarantine.
+
+Each stage is a DataFrame transform from its own module; this module only chains them, writes
+each table as one Delta commit and counts rows, so that read = clean + quarantined holds exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from etl.clean import clean_docs
+from etl.config import EtlConfig
+from etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
+from etl.lake import read_table, write_table
+from etl.split import SPLITS, assign_split
+from etl.tokenize import TOKENIZER_FILE, save_tokenizer, tokenize_docs, train_tokenizer
+from etl.validate import SuiteResult, ValidationFailed, validate_table
+
+log = logging.getLogger("tokenlake.etl")
+QUARANTINE_COLUMNS = ["id", "reject_reason", "stage", "source_file", "raw"]
+LABELS_FILE = "labels.json"
+
+
+@dataclass
+class EtlResult:
+    """What training needs from the ETL, and what the report says about it."""
+
+    rows: dict[str, int]
+    reject_reasons: dict[str, int]
+    tables: dict[str, dict]
+    timings_s: dict[str, float]
+    tokenizer_dir: str = ""
+    tokenizer_fingerprint: str = ""
+    labels: list[str] = field(default_factory=list)
+    validation: SuiteResult | None = None
+
+
+@contextmanager
+def _stage(name: str, timings: dict[str, float]):
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 3)
+    log.info("stage %-9s %7.1f s", name, timings[name])
+
+
+def _quarantine_rows(df: DataFrame, stage: str, raw_col: str, keep_chars: int) -> DataFrame:
+    return df.where(F.col("reject_reason").isNotNull()).select(
+        "id", "reject_reason", F.lit(stage).alias("stage"), "source_file",
+        F.substring(raw_col, 1, keep_chars).alias("raw"))
+
+
+def label_names(silver: DataFrame) -> list[str]:
+    """The label set, ordered numerically when every label is an integer, else by name."""
+    names = [r[0] for r in silver.select("label").distinct().collect()]
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def tokenizer_sample(silver: DataFrame, n: int) -> list[str]:
+    """``n`` train-split texts chosen by hash: the same sample on every run, never other splits."""
+    rows = silver.where(F.col("split") == "train").orderBy(F.xxhash64("id"), "id").limit(n).select("text")
+    return [r[0] for r in rows.toLocalIterator()]
+
+
+def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) -> EtlResult:
+    """Run every ETL stage; raise ``ValidationFailed`` (after writing the quarantine) if gold fails."""
+    lake, timings = work / "lake", {}
+    paths = {t: str(lake / t) for t in ("bronze", "silver", "gold", "quarantine")}
+    classification = cfg.task == "classification"
+    with _stage("ingest", timings):
+        parsed = parse_records(read_jsonl(spark, input_path), text_column=cfg.text_column,
+                               require_label=classification).transform(flag_duplicate_ids)
+        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+        bronze_version = write_table(parsed.where(F.col("reject_reason").isNull())
+                                     .select("id", "text", "label", "source_file"), paths["bronze"])
+    with _stage("clean", timings):
+        cleaned = read_table(spark, paths["bronze"], bronze_version).withColumn("raw", F.col("text")) \
+            .withColumn("reject_reason", F.lit(None).cast("string")) \
+            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars)
+        cleaned = cleaned.persist(StorageLevel.MEMORY_AND_DISK)
+        silver_df = cleaned.where(F.col("reject_reason").isNull()) \
+            .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt) \
+            .select("id", "text", "label", "split", F.sha2("text", 256).alias("content_sha256"), "source_file")
+        silver_version = write_table(silver_df, paths["silver"])
+    quarantine = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).unionByName(
+        _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
+    quarantine_version = write_table(quarantine, paths["quarantine"], mode="append")
+    reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
+    silver = read_table(spark, paths["silver"], silver_version)
+    split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
+    rows = {"read": parsed.count(), "quarantined": sum(reasons.values()), "clean": sum(split_counts.values()),
+            **{s: split_counts.get(s, 0) for s in SPLITS}}
+    parsed.unpersist()
+    cleaned.unpersist()
+    result = EtlResult(rows=rows, reject_reasons=reasons, timings_s=timings, tables={
+        "bronze": {"path": paths["bronze"], "version": bronze_version},
+        "silver": {"path": paths["silver"], "version": silver_version},
+        "quarantine": {"path": paths["quarantine"], "version": quarantine_version}})
+    log.info("rows: %s", rows)
+    if rows["train"] == 0:
+        raise ValueError(f"no usable training rows in {input_path}: rows {rows}, rejected {reasons}")
+    _build_gold(spark, silver, work, cfg, paths["gold"], result)
+    return result
+
+
+def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str,
+                result: EtlResult) -> None:
+    timings = result.timings_s
+    tokenizer_dir = work / "tokenizer"
+    with _stage("tokenizer", timings):
+        tok = train_tokenizer(tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind,
+                              vocab_size=cfg.vocab_size)
+        result.tokenizer_fingerprint = save_tokenizer(tok, tokenizer_dir, kind=cfg.tokenizer_kind, max_len=cfg.max_len)
+        result.tokenizer_dir = str(tokenizer_dir)
+    docs = silver.select("id", "split", "text")
+    if cfg.task == "classification":
+        result.labels = label_names(silver)
+        (tokenizer_dir / LABELS_FILE).write_text(json.dumps({n: i for i, n in enumerate(result.labels)}, indent=1))
+        label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(result.labels) for x in (n, i)])
+        docs = silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
+    n_files = max(cfg.min_files, -(-result.rows["clean"] // cfg.target_file_rows))
+    with _stage("tokenize", timings):
+        gold = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=cfg.max_len) \
+            .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
+        gold.count()
+    with _stage("validate", timings):
+        params = {"max_len": cfg.max_len, "max_token_id": tok.get_vocab_size() - 1,
+                  "label_ids": list(range(len(result.labels)))}
+        result.validation = validate_table(gold, "gold", params=params, task=cfg.task,
+                                           results_dir=work / "validation", suite_dir=cfg.expectations_dir or None)
+    if not result.validation.success:
+        gold.unpersist()
+        raise ValidationFailed(result.validation)
+    with _stage("publish", timings):
+        version = write_table(gold, gold_path, metadata={
+            "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
+            "vocab_size": tok.get_vocab_size(), "max_len": cfg.max_len, "labels": result.labels, "task": cfg.task})
+    gold.unpersist()
+    result.tables["gold"] = {"path": gold_path, "version": version}

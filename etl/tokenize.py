@@ -1,0 +1,109 @@
+"""Tokenize: train (or load) a Hugging Face tokenizer and encode documents in Spark.
+
+Encoding runs in an Arrow-batched ``mapInArrow`` function that loads the tokenizer once per
+Python worker (a module-level cache; Spark reuses workers) and calls ``encode_batch`` on whole
+Arrow batches; token lists are assembled from numpy offsets, not per row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+TOKENIZER_FILE = "tokenizer.json"
+_SPECIALS = {
+    "wordpiece": {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                  "mask_token": "[MASK]"},
+    "bpe": {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+}
+
+
+def train_tokenizer(texts: Iterable[str], *, kind: str = "wordpiece", vocab_size: int = 8000):
+    """A new tokenizer trained on ``texts``; the pad token has id 0, documents get [CLS] ... [SEP]
+    (WordPiece) or <s> ... </s> (byte-level BPE)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    specials = list(_SPECIALS[kind].values())
+    if kind == "wordpiece":
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials)
+        first, last = "[CLS]", "[SEP]"
+    else:
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        first, last = "<s>", "</s>"
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{first} $A {last}", special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))])
+    return tok
+
+
+def fingerprint(tokenizer_dir: str | Path) -> str:
+    """SHA-256 of the tokenizer's ``tokenizer.json``: what the gold table and the model must share."""
+    return hashlib.sha256((Path(tokenizer_dir) / TOKENIZER_FILE).read_bytes()).hexdigest()
+
+
+def save_tokenizer(tok, tokenizer_dir: str | Path, *, kind: str, max_len: int) -> str:
+    """Save in the Hugging Face format (loadable with ``AutoTokenizer``); return the fingerprint."""
+    from transformers import PreTrainedTokenizerFast
+
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, **_SPECIALS[kind])
+    hf.save_pretrained(str(tokenizer_dir))
+    return fingerprint(tokenizer_dir)
+
+
+_WORKER_CACHE: dict[tuple[str, int], object] = {}
+
+
+def _worker_tokenizer(path: str, max_len: int):
+    """The tokenizer for this Python worker, loaded on first use only."""
+    key = (path, max_len)
+    if key not in _WORKER_CACHE:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(path)
+        tok.enable_truncation(max_len)
+        tok.no_padding()
+        _WORKER_CACHE[key] = tok
+    return _WORKER_CACHE[key]
+
+
+def encode_texts(tok, texts: list[str]) -> tuple[pa.ListArray, pa.Array]:
+    """``list<int32>`` token ids and their ``int32`` counts for each text, built from numpy offsets."""
+    encodings = tok.encode_batch(texts)
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int32, count=len(encodings))
+    offsets = np.zeros(len(encodings) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
+                       count=int(offsets[-1]))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), pa.array(lengths)
+
+
+def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int) -> DataFrame:
+    """Replace ``text`` by ``input_ids`` (truncated to ``max_len``) and ``n_tokens``."""
+    keep = [f for f in df.schema.fields if f.name != "text"]
+    schema = T.StructType(keep + [T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
+                                  T.StructField("n_tokens", T.IntegerType(), False)])
+    names = [f.name for f in keep]
+
+    def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        tok = _worker_tokenizer(tokenizer_file, max_len)
+        for batch in batches:
+            ids, n_tokens = encode_texts(tok, batch.column("text").to_pylist())
+            yield pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [ids, n_tokens],
+                                             names=names + ["input_ids", "n_tokens"])
+
+    return df.mapInArrow(encode, schema)

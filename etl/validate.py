@@ -1,0 +1,96 @@
+"""Great Expectations gate: a table version that fails its suite is never published or trained on.
+
+``validate_table`` runs one suite from ``expectations/`` over a DataFrame, writes GX's JSON result
+under the results directory and returns a compact summary. Array columns are checked through
+derived scalar columns (GX length checks fail on arrays, see STACK.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from expectations import load_suite
+
+logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    suite: str
+    success: bool
+    evaluated: int
+    unexpected: int
+    failed_expectations: list[str] = field(default_factory=list)
+    result_path: str | None = None
+
+
+class ValidationFailed(RuntimeError):
+    """A table did not pass its expectation suite."""
+
+    def __init__(self, result: SuiteResult):
+        self.result = result
+        super().__init__(
+            f"table {result.suite!r} failed validation: {', '.join(result.failed_expectations)}"
+            + (f" (details: {result.result_path})" if result.result_path else "")
+        )
+
+
+def with_derived_columns(df: DataFrame) -> DataFrame:
+    """Scalar columns that stand for checks on array columns."""
+    if "input_ids" in df.columns:
+        df = df.withColumn("min_token_id", F.array_min("input_ids")).withColumn(
+            "max_token_id", F.array_max("input_ids"))
+    return df
+
+
+def expectation_name(config: dict) -> str:
+    """``expect_x(column)``: how a failed expectation is named in reports and errors."""
+    column = config["kwargs"].get("column")
+    return f"{config['type']}({column})" if column else config["type"]
+
+
+def _suite_expectations(name: str, task: str, suite_dir: str | None) -> list[dict]:
+    return [e for e in load_suite(name, suite_dir)["expectations"]
+            if task in e.get("meta", {}).get("tasks", [task])]
+
+
+def validate_table(df: DataFrame, suite: str, *, params: dict, task: str = "classification",
+                   results_dir: str | Path | None = None, suite_dir: str | None = None) -> SuiteResult:
+    """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
+    parameters ``params``."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    configs = _suite_expectations(suite, task, suite_dir)
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    tag = f"{suite}-{uuid.uuid4().hex[:8]}"
+    batch = ctx.data_sources.add_spark(name=tag).add_dataframe_asset(name=tag) \
+        .add_batch_definition_whole_dataframe(tag)
+    gx_suite = gx.ExpectationSuite(name=suite)
+    for config in configs:
+        gx_suite.add_expectation_configuration(ExpectationConfiguration(
+            type=config["type"], kwargs=config["kwargs"], meta=config.get("meta")))
+    gx_suite = ctx.suites.add(gx_suite)
+    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=tag, data=batch, suite=gx_suite))
+    outcome = definition.run(batch_parameters={"dataframe": with_derived_columns(df)},
+                             expectation_parameters=params)
+    failed = [expectation_name(r.expectation_config.to_json_dict()) for r in outcome.results if not r.success]
+    unexpected = sum(int((r.result or {}).get("unexpected_count") or 0) for r in outcome.results)
+    path = None
+    if results_dir is not None:
+        out = Path(results_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{suite}.json"
+        path.write_text(json.dumps(outcome.to_json_dict(), indent=1, default=str))
+    return SuiteResult(suite=suite, success=bool(outcome.success), evaluated=len(outcome.results),
+                       unexpected=unexpected, failed_expectations=failed,
+                       result_path=str(path) if path else None)

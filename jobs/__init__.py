@@ -1,0 +1,1 @@
+"""Entry points: the ``tokenlake`` CLI and thin jobs for ``spark-submit`` and schedulers."""
