@@ -40,6 +40,7 @@ class EtlResult:
     timings_s: dict[str, float]
     tokenizer_dir: str = ""
     tokenizer_fingerprint: str = ""
+    vocab_size: int = 0
     labels: list[str] = field(default_factory=list)
     validation: SuiteResult | None = None
 
@@ -122,6 +123,7 @@ def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConf
                               vocab_size=cfg.vocab_size)
         result.tokenizer_fingerprint = save_tokenizer(tok, tokenizer_dir, kind=cfg.tokenizer_kind, max_len=cfg.max_len)
         result.tokenizer_dir = str(tokenizer_dir)
+        result.vocab_size = tok.get_vocab_size()
     docs = silver.select("id", "split", "text")
     if cfg.task == "classification":
         result.labels = label_names(silver)
@@ -134,16 +136,16 @@ def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConf
             .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
         gold.count()
     with _stage("validate", timings):
-        params = {"max_len": cfg.max_len, "max_token_id": tok.get_vocab_size() - 1,
+        params = {"max_len": cfg.max_len, "max_token_id": result.vocab_size - 1,
                   "label_ids": list(range(len(result.labels)))}
         result.validation = validate_table(gold, "gold", params=params, task=cfg.task,
                                            results_dir=work / "validation", suite_dir=cfg.expectations_dir or None)
     if not result.validation.success:
         gold.unpersist()
-        raise ValidationFailed(result.validation)
+        raise ValidationFailed(result.validation, result)
     with _stage("publish", timings):
         version = write_table(gold, gold_path, metadata={
             "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
-            "vocab_size": tok.get_vocab_size(), "max_len": cfg.max_len, "labels": result.labels, "task": cfg.task})
+            "vocab_size": result.vocab_size, "max_len": cfg.max_len, "labels": result.labels, "task": cfg.task})
     gold.unpersist()
     result.tables["gold"] = {"path": gold_path, "version": version}

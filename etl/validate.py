@@ -34,8 +34,9 @@ class SuiteResult:
 class ValidationFailed(RuntimeError):
     """A table did not pass its expectation suite."""
 
-    def __init__(self, result: SuiteResult):
+    def __init__(self, result: SuiteResult, etl_result=None):
         self.result = result
+        self.etl_result = etl_result  # what the ETL did before the gate closed, for the report
         super().__init__(
             f"table {result.suite!r} failed validation: {', '.join(result.failed_expectations)}"
             + (f" (details: {result.result_path})" if result.result_path else "")

@@ -1,0 +1,57 @@
+"""Training settings: one frozen dataclass, logged whole to MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "tiny"
+    """``tiny``, ``small`` or ``base`` (a BERT-style encoder built from scratch)."""
+    epochs: int = 3
+    """Passes over the training split (each rank runs the same number of steps per epoch)."""
+    batch_size: int = 32
+    """Samples per rank per step."""
+    eval_batch_size: int = 256
+    """Samples per rank per evaluation batch."""
+    lr: float = 1e-3
+    """Peak learning rate of AdamW, reached after warm-up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay; never applied to biases and norm weights."""
+    warmup_ratio: float = 0.1
+    """Fraction of all steps spent warming up linearly; the rest decays on a cosine."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this global norm (0 turns clipping off)."""
+    grad_accum_steps: int = 1
+    """Micro-batches per optimizer step."""
+    mixed_precision: str = "auto"
+    """``auto`` (bf16 on CUDA that supports it, off on CPU), ``no``, ``bf16`` or ``fp16`` (CUDA)."""
+    grad_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    seed: int = 42
+    """Seeds model initialisation and data order."""
+    num_processes: int = 2
+    """DDP processes (TorchDistributor ``num_processes``)."""
+    local_mode: bool = True
+    """Run the processes on the driver (True) or in barrier tasks on executors (False)."""
+    use_gpu: bool = False
+    """Train on GPUs (NCCL) instead of CPUs (gloo)."""
+    collective_timeout_s: int = 300
+    """A collective waiting longer than this fails (a dead peer gives an error, not a hang)."""
+    reader_workers: int = 2
+    """Petastorm reader threads per rank."""
+
+    def __post_init__(self) -> None:
+        if self.model not in ("tiny", "small", "base"):
+            raise ValueError(f"model must be tiny, small or base, got {self.model!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_processes",
+                     "collective_timeout_s", "reader_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("lr must be > 0, weight_decay and max_grad_norm >= 0")

@@ -1,0 +1,106 @@
+"""The function that TorchDistributor runs on every rank: DDP over Petastorm shards.
+
+Every rank runs the same number of steps (``num_epochs=None`` readers and a fixed step count),
+collectives time out after ``collective_timeout_s``, and rank 0's result is broadcast and
+confirmed by every rank, so the driver can tell a real success from a silent failure (STACK.md).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+
+
+def _device(use_gpu: bool):
+    import torch
+
+    if use_gpu:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def _reduce_eval(sums: dict) -> dict:
+    import torch.distributed as dist
+
+    for key in ("loss_sum", "confusion"):
+        dist.all_reduce(sums[key])
+    sums["count"] = sums["confusion"].sum()
+    return sums
+
+
+def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
+    from training.loop import evaluate, metrics
+
+    with converter.make_torch_dataloader(batch_size=spec["eval_batch_size"], num_epochs=1, cur_shard=rank,
+                                         shard_count=world, workers_count=spec["reader_workers"]) as loader:
+        sums = evaluate(model, loader, num_labels=len(spec["labels"]), device=device, amp_dtype=amp_dtype)
+    result = metrics(_reduce_eval(sums))
+    result["confusion"] = sums["confusion"].tolist()
+    return result
+
+
+def train_fn(spec: dict, converters: dict) -> dict:
+    """Train on ``converters["train"]``, evaluate on validation each epoch and on test at the end.
+
+    ``spec`` holds the train config (``asdict(TrainConfig)``) plus what the data defines
+    (``labels``, ``vocab_size``, ``max_len``, ``train_rows``, ``model_dir``).
+    """
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from training.data import steps_per_epoch
+    from training.loop import fit_epoch, make_optimizer, precision
+    from training.model import build_classifier
+
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    device = _device(spec["use_gpu"])
+    dist.init_process_group("nccl" if spec["use_gpu"] else "gloo",
+                            timeout=timedelta(seconds=spec["collective_timeout_s"]))
+    torch.manual_seed(spec["seed"])
+    model = build_classifier(spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"],
+                             max_len=spec["max_len"]).to(device)
+    if spec["grad_checkpointing"]:
+        model.gradient_checkpointing_enable()
+    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps = steps_per_epoch(spec["train_rows"], spec["batch_size"] * spec["grad_accum_steps"], world)
+    opt, sched = make_optimizer(model, lr=spec["lr"], weight_decay=spec["weight_decay"],
+                                total_steps=steps * spec["epochs"], warmup_ratio=spec["warmup_ratio"])
+    amp_dtype = precision(spec["mixed_precision"], device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    history, start = [], time.perf_counter()
+    with converters["train"].make_torch_dataloader(
+            batch_size=spec["batch_size"], num_epochs=None, cur_shard=rank, shard_count=world,
+            workers_count=spec["reader_workers"], seed=spec["seed"], shuffling_queue_capacity=4096) as loader:
+        batches = iter(loader)
+        for epoch in range(spec["epochs"]):
+            stats = fit_epoch(ddp, batches, steps=steps, opt=opt, sched=sched, device=device,
+                              grad_accum_steps=spec["grad_accum_steps"], max_grad_norm=spec["max_grad_norm"],
+                              amp_dtype=amp_dtype, scaler=scaler)
+            val = _evaluate_split(model, converters["validation"], spec, rank, world, device, amp_dtype)
+            history.append({"epoch": epoch + 1, "train_loss": stats["loss"], "lr": sched.get_last_lr()[0],
+                            "samples_per_s": stats["samples"] * world / stats["seconds"],
+                            "tokens_per_s": stats["tokens"] * world / stats["seconds"],
+                            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+            if rank == 0:
+                print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
+    test = _evaluate_split(model, converters["test"], spec, rank, world, device, amp_dtype)
+    if rank == 0:
+        model.save_pretrained(spec["model_dir"])
+    result = [{"rank": rank, "world_size": world, "steps_per_epoch": steps, "history": history,
+               "train_seconds": time.perf_counter() - start,
+               "test": {k: test[k] for k in ("accuracy", "macro_f1", "loss", "count", "confusion")}}]
+    dist.broadcast_object_list(result, src=0)
+    confirmed = torch.ones((), dtype=torch.int64, device=device)
+    dist.all_reduce(confirmed)
+    result[0]["ranks_confirmed"] = int(confirmed)
+    # Free DDP's gloo threads before tearing the group down (a rank once deadlocked at exit).
+    del ddp, opt, model
+    gc.collect()
+    dist.destroy_process_group()
+    return result[0]

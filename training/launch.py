@@ -1,0 +1,85 @@
+"""Driver side of training: gold Delta version -> Petastorm converters -> TorchDistributor.
+
+The gold table is read at the version the ETL published (time travel), each split is
+materialised once by Petastorm under the work dir, and the cache is deleted afterwards, also when
+training fails. A result is trusted only if every rank confirmed rank 0's broadcast.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from etl.lake import read_table
+from etl.split import SPLITS
+from training.config import TrainConfig
+
+log = logging.getLogger("tokenlake.train")
+
+
+class TrainingFailed(RuntimeError):
+    """Training did not produce a result that every rank confirmed."""
+
+
+def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> DataFrame:
+    """One split as fixed-length ``input_ids`` (zero-padded to ``max_len``), ``n_tokens``, ``label``."""
+    pad = F.array_repeat(F.lit(0), F.lit(max_len) - F.col("n_tokens"))
+    return gold.where(F.col("split") == split).select(
+        F.concat("input_ids", pad).alias("input_ids"), "n_tokens", "label").repartition(partitions)
+
+
+def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
+    """Fail fast: TorchDistributor waits forever for barrier slots that do not exist."""
+    if cfg.local_mode:
+        return
+    slots = spark.sparkContext.defaultParallelism
+    if cfg.num_processes > slots:
+        raise TrainingFailed(f"num_processes={cfg.num_processes} exceeds the cluster's {slots} task slots")
+
+
+def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
+    """Rank 0's result, if every rank confirmed it and the model was written."""
+    if not result or result.get("ranks_confirmed") != cfg.num_processes or result.get("world_size") != cfg.num_processes:
+        raise TrainingFailed(f"training returned no confirmed result from all {cfg.num_processes} ranks: {result!r}")
+    if not (model_dir / "config.json").is_file():
+        raise TrainingFailed(f"training finished but wrote no model to {model_dir}")
+    return result
+
+
+def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfig, *, labels: list[str],
+                    vocab_size: int, max_len: int) -> dict:
+    """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result."""
+    from petastorm.spark import SparkDatasetConverter, make_spark_converter
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    from training.distributed import train_fn
+
+    check_task_slots(spark, cfg)
+    cache, model_dir = work / "petastorm_cache", work / "model"
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.resolve().as_uri())
+    table = read_table(spark, gold["path"], gold["version"])
+    converters = {}
+    try:
+        for split in SPLITS:
+            converters[split] = make_spark_converter(
+                padded_frame(table, split, max_len, 2 * cfg.num_processes))
+            if len(converters[split]) < 2 * cfg.num_processes:
+                raise TrainingFailed(f"the {split} split has {len(converters[split])} rows; "
+                                     f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks")
+        spec = {**asdict(cfg), "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
+                "train_rows": len(converters["train"]), "model_dir": str(model_dir)}
+        log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
+        result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode,
+                                  use_gpu=cfg.use_gpu).run(train_fn, spec, converters)
+        return verify(result, cfg, model_dir)
+    finally:
+        for converter in converters.values():
+            converter.delete()
+        shutil.rmtree(cache, ignore_errors=True)

@@ -1,0 +1,119 @@
+"""The training loop in plain PyTorch: no Spark, no process group needed to test it.
+
+``fit_epoch`` runs a fixed number of optimizer steps over any iterator of batches; ``evaluate``
+returns sums (loss, confusion matrix) that ranks can all-reduce before ``metrics`` turns them
+into accuracy, macro-F1 and mean loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+
+from training.data import to_model_inputs
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay matrices, never biases or norm/embedding-scale vectors (ndim < 2)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Linear warm-up from 0 to 1 over ``warmup_steps``, then cosine decay to 0 at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total_steps: int,
+                   warmup_ratio: float):
+    opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
+    warmup = int(total_steps * warmup_ratio)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warmup))
+    return opt, sched
+
+
+def precision(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``mixed_precision`` on ``device`` (None: full fp32).
+
+    ``auto`` picks bf16 only on CUDA that supports it: CPUs without bf16 units run it ~29x slower
+    (STACK.md)."""
+    if mode == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError("mixed_precision=fp16 needs a CUDA device")
+    return {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
+
+
+def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, opt, sched, device: torch.device,
+              grad_accum_steps: int = 1, max_grad_norm: float = 1.0, amp_dtype: torch.dtype | None = None,
+              scaler=None, on_step: Callable[[int, dict], None] | None = None) -> dict:
+    """Run ``steps`` optimizer steps (each ``grad_accum_steps`` micro-batches) and return
+    the mean loss, samples, tokens and seconds."""
+    model.train()
+    total_loss, samples, tokens, start = 0.0, 0, 0, time.perf_counter()
+    for step in range(steps):
+        for micro in range(grad_accum_steps):
+            inputs = to_model_inputs(next(batches), device)
+            sync = micro == grad_accum_steps - 1 or not hasattr(model, "no_sync")
+            with (contextlib.nullcontext() if sync else model.no_sync()), \
+                    torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss = model(**inputs).loss / grad_accum_steps
+            (scaler.scale(loss) if scaler else loss).backward()
+            total_loss += loss.item()
+            samples += inputs["input_ids"].shape[0]
+            tokens += int(inputs["attention_mask"].sum())
+        if scaler:
+            scaler.unscale_(opt)
+        if max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        if on_step:
+            on_step(step, {"loss": total_loss / (step + 1), "lr": sched.get_last_lr()[0]})
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / steps, "samples": samples, "tokens": tokens, "seconds": seconds}
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, *, num_labels: int, device: torch.device,
+             amp_dtype: torch.dtype | None = None) -> dict:
+    """Sums over ``batches``: ``loss_sum``, ``count`` and a ``confusion`` matrix [true, predicted]."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    confusion = torch.zeros(num_labels, num_labels, dtype=torch.int64)
+    for batch in batches:
+        inputs = to_model_inputs(batch, device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            out = model(**inputs)
+        labels = inputs["labels"].cpu()
+        loss_sum += torch.nn.functional.cross_entropy(out.logits.float(), inputs["labels"], reduction="sum").cpu()
+        confusion += torch.bincount(labels * num_labels + out.logits.argmax(-1).cpu(),
+                                    minlength=num_labels * num_labels).reshape(num_labels, num_labels)
+    return {"loss_sum": loss_sum, "count": confusion.sum(), "confusion": confusion}
+
+
+def metrics(sums: dict) -> dict:
+    """Accuracy, macro-F1 (over labels that occur or are predicted) and mean loss from ``evaluate`` sums."""
+    confusion = sums["confusion"].double()
+    count = float(confusion.sum())
+    if count == 0:
+        raise ValueError("evaluation saw no rows")
+    tp = confusion.diag()
+    support, predicted = confusion.sum(1), confusion.sum(0)
+    f1 = 2 * tp / (support + predicted).clamp(min=1)
+    present = (support + predicted) > 0
+    return {"accuracy": float(tp.sum() / count), "macro_f1": float(f1[present].mean()),
+            "loss": float(sums["loss_sum"]) / count, "count": int(count)}
