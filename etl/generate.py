@@ -30,6 +30,7 @@ def make_document(rng: random.Random, label: str) -> str:
     for _ in range(rng.randint(1, 4)):
         n = rng.randint(6, 18)
         sentence = [rng.choice(words) if rng.random() < 0.35 else rng.choice(FILLER) for _ in range(n)]
+        sentence[rng.randrange(n)] = rng.choice(words)  # at least one class word per sentence
         sentence[0] = sentence[0].capitalize()
         sentences.append(" ".join(sentence) + ".")
     return " ".join(sentences)

@@ -24,7 +24,6 @@ BAD_LABEL_TYPE = "bad_label_type"
 DUPLICATE_ID = "duplicate_id"
 
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
-_REPLACEMENT_CHAR = "\ufffd"  # what Spark's UTF-8 decoder puts where bytes were invalid
 
 
 def read_jsonl(spark: SparkSession, path: str) -> DataFrame:
@@ -55,7 +54,7 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
     text_type, label_type, id_type = (_json_type(v, p) for p in (text_path, label_path, "$.id"))
     reason = (
         F.when(F.trim("raw") == "", F.lit(BLANK_LINE))
-        .when(F.col("raw").contains(_REPLACEMENT_CHAR), F.lit(INVALID_UTF8))
+        .when(~F.is_valid_utf8("raw"), F.lit(INVALID_UTF8))
         .when(v.isNull(), F.lit(MALFORMED_JSON))
         .when(~F.schema_of_variant(v).startswith("OBJECT"), F.lit(NOT_AN_OBJECT))
         .when(text_type.isNull() | (text_type == "VOID"), F.lit(MISSING_TEXT))

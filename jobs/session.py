@@ -61,6 +61,9 @@ def _delta_version() -> str:
 def get_spark(app_name: str = "tokenlake", master: str | None = None, conf: dict[str, str] | None = None
               ) -> SparkSession:
     """The active session under spark-submit/Databricks; otherwise a local one with Delta."""
+    active = SparkSession.getActiveSession()
+    if active is not None:  # a notebook, a test run, or a second call in this process
+        return active
     if _running_in_a_launched_jvm():
         spark = SparkSession.builder.appName(app_name).getOrCreate()
         _check_delta(spark)

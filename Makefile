@@ -1,0 +1,52 @@
+# tokenlake: `make run` (whole pipeline on a generated sample) and `make test`.
+# The virtualenv lives outside the clone and is reused; pip runs only when pyproject.toml (or the
+# clone's location, for the editable install) changed.
+SHELL := /bin/bash
+VENV ?= $(or $(TOKENLAKE_VENV),$(HOME)/.cache/tokenlake/venv)
+PY := $(VENV)/bin/python
+SPEC_HASH := $(shell cat pyproject.toml | sha256sum | cut -c1-16)-$(shell echo "$(CURDIR)" | sha256sum | cut -c1-8)
+STAMP := $(VENV)/.tokenlake-$(SPEC_HASH)
+SAMPLE ?= data/sample.jsonl
+SAMPLE_DOCS ?= 4000
+WORK ?= work
+PYTEST_ARGS ?=
+
+.PHONY: run test bench java venv delta-jars lint clean
+
+run: venv delta-jars $(SAMPLE)
+	$(VENV)/bin/tokenlake run --input $(SAMPLE) --work $(WORK)
+
+test: venv delta-jars
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check etl training jobs expectations tests
+
+java:
+	@command -v java >/dev/null || { echo "error: java not found on PATH; install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "error: Java 17+ is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
+
+venv: java $(STAMP)
+
+$(STAMP):
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev,pretrained]"
+	@rm -f $(VENV)/.tokenlake-* && touch $@
+
+# Delta's JARs come through Spark's Ivy (~/.m2 first, then the Maven repository). If that fails,
+# fill ~/.m2 with Maven and try again: Ivy then resolves from there.
+delta-jars: venv
+	@test -f $(VENV)/.delta-jars-ok || { \
+	  $(PY) -m jobs.session --resolve-delta || { \
+	    v=$$($(PY) -c 'import importlib.metadata as m; print(m.version("delta-spark"))'); \
+	    echo "Ivy could not resolve Delta $$v; filling ~/.m2 with mvn dependency:get"; \
+	    mvn -q dependency:get -Dartifact=io.delta:delta-spark_2.13:$$v && \
+	    $(PY) -m jobs.session --resolve-delta; } && touch $(VENV)/.delta-jars-ok; }
+
+$(SAMPLE): | venv
+	$(VENV)/bin/tokenlake generate --out $(SAMPLE) --docs $(SAMPLE_DOCS) --seed 0
+
+clean:
+	rm -rf $(WORK) data .pytest_cache

@@ -1,0 +1,63 @@
+from etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
+
+LINES = [
+    (b'{"id": "a", "text": "hello world", "label": "pos"}', ("a", "hello world", "pos", None)),
+    (b'{"id": 7, "text": "int id and label", "label": 1}', ("7", "int id and label", "1", None)),
+    (b'{"text": "no id here", "label": "neg"}', (None, "no id here", "neg", None)),
+    (b'{"id": "b", "text": 123, "label": "pos"}', ("b", None, None, "text_not_string")),
+    (b'{"id": "c", "text": ["x"], "label": "pos"}', ("c", None, None, "text_not_string")),
+    (b'{"id": "d", "text": null, "label": "pos"}', ("d", None, None, "missing_text")),
+    (b'{"id": "e", "label": "pos"}', ("e", None, None, "missing_text")),
+    (b'{"id": "f", "text": "ok", "label": 1.5}', ("f", None, None, "bad_label_type")),
+    (b'{"id": "g", "text": "ok", "label": {"x": 1}}', ("g", None, None, "bad_label_type")),
+    (b'{"id": "h", "text": "ok"}', ("h", None, None, "missing_label")),
+    (b'{"id": {"n": 1}, "text": "ok", "label": "pos"}', (None, None, None, "bad_id")),
+    (b'{"id": "i", "text": "caf\xff", "label": "pos"}', (None, None, None, "invalid_utf8")),
+    (b'{"id": "j", "text": "truncated', (None, None, None, "malformed_json")),
+    (b'["a list"]', (None, None, None, "not_an_object")),
+    (b"   ", (None, None, None, "blank_line")),
+]
+
+
+def _parse(spark, tmp_path, lines, **kw):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return parse_records(read_jsonl(spark, str(path)), **kw)
+
+
+def test_every_line_is_parsed_or_gets_a_reason(spark, tmp_path):
+    rows = _parse(spark, tmp_path, [line for line, _ in LINES]).collect()
+    assert len(rows) == len(LINES)  # nothing is dropped
+    for row, (_, (id_, text, label, reason)) in zip(sorted(rows, key=lambda r: r["raw"]),
+                                                    sorted(LINES, key=lambda x: x[0].decode("utf-8", "replace"))):
+        assert row["reject_reason"] == reason, row
+        if reason is None:
+            assert row["text"] == text and row["label"] == label
+            if id_ is not None:
+                assert row["id"] == id_
+        assert row["source_file"].endswith("in.jsonl")
+
+
+def test_missing_id_is_the_text_hash(spark, tmp_path):
+    import hashlib
+
+    row = _parse(spark, tmp_path, [b'{"text": "no id here", "label": "neg"}']).first()
+    assert row["id"] == hashlib.sha256(b"no id here").hexdigest()
+
+
+def test_labels_are_optional_for_causal_lm(spark, tmp_path):
+    row = _parse(spark, tmp_path, [b'{"id": "h", "text": "ok"}'], require_label=False).first()
+    assert row["reject_reason"] is None and row["label"] is None
+
+
+def test_configurable_text_column(spark, tmp_path):
+    row = _parse(spark, tmp_path, [b'{"id": "h", "body": "in body", "label": "x"}'], text_column="body").first()
+    assert (row["text"], row["reject_reason"]) == ("in body", None)
+
+
+def test_duplicate_ids_keep_one_deterministically(spark):
+    df = spark.createDataFrame(
+        [("a", "zzz", "f2", None), ("a", "aaa", "f1", None), ("a", "bad", "f1", "malformed_json"), ("b", "x", "f", None)],
+        "id string, text string, source_file string, reject_reason string")
+    out = {(r["id"], r["text"]): r["reject_reason"] for r in flag_duplicate_ids(df).collect()}
+    assert out == {("a", "aaa"): None, ("a", "zzz"): "duplicate_id", ("a", "bad"): "malformed_json", ("b", "x"): None}

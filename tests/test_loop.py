@@ -1,0 +1,84 @@
+"""The training loop without Spark or a process group."""
+
+import pytest
+import torch
+
+from training.data import steps_per_epoch, to_model_inputs
+from training.loop import evaluate, fit_epoch, lr_factor, make_optimizer, metrics, param_groups, precision
+from training.model import build_classifier
+
+
+def test_lr_warms_up_linearly_then_decays_on_a_cosine_to_zero():
+    assert [round(lr_factor(s, 100, 4), 3) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 100, 4) == pytest.approx(1.0)
+    assert lr_factor(52, 100, 4) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 4) == pytest.approx(0.0)
+    assert lr_factor(0, 10, 0) == pytest.approx(1.0)
+
+
+def test_no_weight_decay_on_biases_and_norms():
+    model = build_classifier("tiny", vocab_size=50, labels=["a", "b"], max_len=16)
+    decay, no_decay = param_groups(model, 0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all("bias" in names[id(p)] or "LayerNorm" in names[id(p)] for p in no_decay["params"])
+    assert all(p.ndim == 2 for p in decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_batches_are_trimmed_to_the_longest_row_with_a_mask():
+    batch = {"input_ids": torch.tensor([[2, 5, 3, 0, 0], [2, 3, 0, 0, 0]], dtype=torch.int32),
+             "n_tokens": torch.tensor([3, 2], dtype=torch.int32), "label": torch.tensor([1, 0], dtype=torch.int32)}
+    out = to_model_inputs(batch)
+    assert out["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]] and out["input_ids"].dtype == torch.long
+    assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+    assert out["labels"].tolist() == [1, 0]
+
+
+def test_steps_per_epoch_is_the_same_for_every_rank_and_refuses_too_little_data():
+    assert steps_per_epoch(1000, 32, 2) == 15
+    with pytest.raises(ValueError, match="too few"):
+        steps_per_epoch(10, 32, 2)
+
+
+def test_metrics_from_a_confusion_matrix():
+    sums = {"loss_sum": torch.tensor(6.0, dtype=torch.float64),
+            "confusion": torch.tensor([[3, 1], [0, 2]])}
+    m = metrics(sums)
+    assert m["accuracy"] == pytest.approx(5 / 6) and m["loss"] == pytest.approx(1.0) and m["count"] == 6
+    assert m["macro_f1"] == pytest.approx((2 * 3 / (4 + 3) + 2 * 2 / (2 + 3)) / 2)
+
+
+def test_auto_precision_is_off_on_cpu():
+    assert precision("auto", torch.device("cpu")) is None
+    assert precision("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="CUDA"):
+        precision("fp16", torch.device("cpu"))
+
+
+def _toy_batches(n_batches, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(n_batches):
+        labels = torch.randint(0, 2, (16,), generator=g)
+        ids = torch.randint(10, 40, (16, 12), generator=g)
+        ids[:, 1] = labels + 5   # the label is written in the second token
+        ids[:, 0], ids[:, -1] = 2, 3
+        yield {"input_ids": ids.int(), "n_tokens": torch.full((16,), 12, dtype=torch.int32), "label": labels.int()}
+
+
+@pytest.mark.parametrize("grad_checkpointing", [False, True])
+def test_fit_epoch_learns_a_toy_task(grad_checkpointing):
+    torch.manual_seed(0)
+    model = build_classifier("tiny", vocab_size=50, labels=["a", "b"], max_len=16)
+    if grad_checkpointing:
+        model.gradient_checkpointing_enable()
+    before = metrics(evaluate(model, list(_toy_batches(4, seed=1)), num_labels=2, device=torch.device("cpu")))
+    opt, sched = make_optimizer(model, lr=3e-3, weight_decay=0.01, total_steps=60, warmup_ratio=0.1)
+    seen = []
+    stats = fit_epoch(model, _toy_batches(120), steps=60, opt=opt, sched=sched, device=torch.device("cpu"),
+                      grad_accum_steps=2, on_step=lambda s, m: seen.append(m["lr"]))
+    after = metrics(evaluate(model, list(_toy_batches(4, seed=1)), num_labels=2, device=torch.device("cpu")))
+    assert stats["samples"] == 60 * 2 * 16
+    assert len(seen) == 60 and seen[-1] == pytest.approx(0.0, abs=1e-6) and max(seen) == pytest.approx(3e-3)
+    assert after["accuracy"] > 0.95 > before["accuracy"] - 0.2
+    assert after["loss"] < before["loss"]

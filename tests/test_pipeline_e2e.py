@@ -1,0 +1,89 @@
+"""`tokenlake run` end to end on a generated corpus: real Delta, GX, TorchDistributor, MLflow."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from etl.generate import generate_corpus
+from etl.lake import commit_metadata, read_table
+from expectations import SUITE_DIR
+from jobs.cli import EXIT_VALIDATION, main
+
+BAD_LINES = b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n' \
+            b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n'
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    generate_corpus(path, 2000, seed=7)
+    with path.open("ab") as fh:
+        fh.write(BAD_LINES)
+    return path
+
+
+def _client(work: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+def test_run_end_to_end(spark, corpus, tmp_path):
+    work = tmp_path / "work"
+    assert main(["run", "--input", str(corpus), "--work", str(work), "--epochs", "3",
+                 "--set", "etl.vocab_size=2000"]) == 0
+    report = json.loads((work / "report.json").read_text())
+    rows = report["rows"]
+    assert rows["read"] == 2003 and rows["quarantined"] == 3 and rows["clean"] == 2000
+    assert rows["read"] == rows["clean"] + rows["quarantined"]
+    assert rows["train"] + rows["validation"] + rows["test"] == rows["clean"]
+    assert abs(rows["train"] / rows["clean"] - 0.8) < 0.04
+    assert report["reject_reasons"] == {"malformed_json": 1, "text_not_string": 1, "empty_after_clean": 1}
+    expected_rows = {"bronze": 2001, "silver": 2000, "gold": 2000, "quarantine": 3}
+    for name, table in report["tables"].items():
+        assert read_table(spark, table["path"], table["version"]).count() == expected_rows[name], name
+    gold_meta = commit_metadata(spark, report["tables"]["gold"]["path"], report["tables"]["gold"]["version"])
+    assert gold_meta["validation"] == "passed"
+    assert gold_meta["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
+    assert report["validation"] == {"success": True, "failed_expectations": [], "suites": {
+        "gold": {"success": True, "evaluated": 10, "unexpected": 0, "result_path": str(work / "validation/gold.json")}}}
+    metrics = report["training"]["metrics"]
+    assert metrics["test_accuracy"] > 0.8  # four classes: chance is 0.25
+    run = _client(work).get_run(report["training"]["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert run.data.params["etl.vocab_size"] == "2000" and run.data.params["train.epochs"] == "3"
+    for name, table in report["tables"].items():
+        assert run.data.tags[f"delta.{name}.version"] == str(table["version"])
+        assert run.data.tags[f"delta.{name}.path"] == table["path"]
+    assert run.data.tags["validation.success"] == "true"
+    assert run.data.tags["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
+    labels = json.loads((work / "tokenizer/labels.json").read_text())
+    assert labels == {"finance": 0, "food": 1, "science": 2, "sports": 3}
+    assert not (work / "petastorm_cache").exists()
+
+
+@pytest.mark.slow
+def test_failed_gold_suite_stops_the_run_before_training(spark, corpus, tmp_path, capsys):
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    strict = json.loads((SUITE_DIR / "gold.json").read_text())
+    for e in strict["expectations"]:
+        if e["kwargs"].get("column") == "n_tokens":
+            e["kwargs"]["max_value"] = 3  # every real document is longer: the suite must fail
+    (suites / "gold.json").write_text(json.dumps(strict))
+    work = tmp_path / "work"
+    code = main(["run", "--input", str(corpus), "--work", str(work), "--set", f"etl.expectations_dir={suites}"])
+    assert code == EXIT_VALIDATION
+    assert "expect_column_values_to_be_between(n_tokens)" in capsys.readouterr().err
+    report = json.loads((work / "report.json").read_text())
+    assert report["validation"]["success"] is False
+    assert report["validation"]["failed_expectations"] == ["expect_column_values_to_be_between(n_tokens)"]
+    assert report["training"] is None and "gold" not in report["tables"]
+    assert not (work / "lake/gold").exists() and not (work / "model").exists()
+    runs = _client(work).search_runs([_client(work).get_experiment_by_name("tokenlake").experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    shutil.rmtree(work)
