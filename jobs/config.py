@@ -8,6 +8,7 @@ parsed as YAML (``true``, ``1e-3``, ``[0.8, 0.1, 0.1]``).
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,12 @@ def _coerce(section: str, key: str, value):
     hints = typing.get_type_hints(SECTIONS[section])
     if key not in hints:
         raise ValueError(f"unknown setting {section}.{key}; known: {', '.join(sorted(hints))}")
-    kind = typing.get_origin(hints[key]) or hints[key]
+    kind = hints[key]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):  # Optional[X]: X or None
+        if value is None:
+            return None
+        kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    kind = typing.get_origin(kind) or kind
     if kind is tuple:
         return tuple(float(v) for v in value)
     if kind is bool and not isinstance(value, bool):

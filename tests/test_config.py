@@ -32,3 +32,10 @@ def test_override_values_are_yaml_typed_then_coerced_to_the_field_type():
     assert parse_override("train.local_mode=false") == ("train", "local_mode", False)
     assert parse_override("max_len=64") == ("etl", "max_len", 64)
     assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3
+    assert load_config(None, ["train.lr=null"]).train.lr is None
+
+
+def test_learning_rate_defaults_by_model():
+    assert load_config(None, []).train.peak_lr == 3e-3
+    assert load_config(None, [], {"train.model": "base"}).train.peak_lr == 3e-4
+    assert load_config(None, ["train.lr=0.01"], {"train.model": "base"}).train.peak_lr == 0.01

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Peak learning rates that train each size well from scratch on a few thousand documents.
+DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -15,8 +18,8 @@ class TrainConfig:
     """Samples per rank per step."""
     eval_batch_size: int = 256
     """Samples per rank per evaluation batch."""
-    lr: float = 1e-3
-    """Peak learning rate of AdamW, reached after warm-up."""
+    lr: float | None = None
+    """Peak AdamW learning rate after warm-up; unset: by model (see ``DEFAULT_LR``)."""
     weight_decay: float = 0.01
     """AdamW weight decay; never applied to biases and norm weights."""
     warmup_ratio: float = 0.1
@@ -53,5 +56,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
+        if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.max_grad_norm < 0:
             raise ValueError("lr must be > 0, weight_decay and max_grad_norm >= 0")
+
+    @property
+    def peak_lr(self) -> float:
+        """``lr`` if set, else the model's default."""
+        return self.lr if self.lr is not None else DEFAULT_LR[self.model]

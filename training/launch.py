@@ -73,7 +73,7 @@ def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfi
             if len(converters[split]) < 2 * cfg.num_processes:
                 raise TrainingFailed(f"the {split} split has {len(converters[split])} rows; "
                                      f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks")
-        spec = {**asdict(cfg), "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
+        spec = {**asdict(cfg), "lr": cfg.peak_lr, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
                 "train_rows": len(converters["train"]), "model_dir": str(model_dir)}
         log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
         result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode,
