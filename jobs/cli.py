@@ -1,42 +1,62 @@
-"""``tokenlake``: the command line. Subcommands call the same functions as the jobs.
+"""``tokenlake``: the command line. Subcommands call the same functions as ``jobs/*_job.py``.
 
     tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0
-    tokenlake run --input data/sample.jsonl --work work
+    tokenlake run --input data/sample.jsonl --work work        # = etl, then train, one MLflow run
+    tokenlake etl --input data/sample.jsonl --work work
+    tokenlake validate --work work [--data-version N]
+    tokenlake train --work work [--data-version N]
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import os
 import sys
 from pathlib import Path
 
-EXIT_FAILED, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 1, 3, 4, 5, 6
+EXIT_FAILED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 1, 2, 3, 4, 5, 6
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    """The flags of ``tokenlake run`` (``jobs/pipeline_job.py`` takes the same)."""
-    p.add_argument("--input", required=True, help="JSON Lines file, directory or glob")
+def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default="work", help="work directory: lake/, tokenizer/, model/, report.json")
     p.add_argument("--config", help="YAML file with etl: and train: sections")
-    p.add_argument("--model", help="model size: tiny, small, base")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
-    p.add_argument("--batch-size", type=int, help="samples per rank per step")
-    p.add_argument("--num-processes", type=int, help="DDP processes")
-    p.add_argument("--mlflow-uri", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
     p.add_argument("--master", help="Spark master for a local run (default local[*]; ignored under spark-submit)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config field, e.g. --set etl.vocab_size=4000 --set train.lr=5e-4")
 
 
-def config_from_args(args: argparse.Namespace):
-    from jobs.config import load_config
+def _etl_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input", required=True, help="JSON Lines file, directory or glob")
+    p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
 
-    return load_config(args.config, args.set, {
-        "train.model": args.model, "train.epochs": args.epochs, "etl.max_len": args.max_len,
-        "train.batch_size": args.batch_size, "train.num_processes": args.num_processes})
+
+def _train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="model size: tiny, small, base")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="samples per rank per step")
+    p.add_argument("--num-processes", type=int, help="DDP processes")
+    p.add_argument("--mlflow-uri", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
+
+
+def _version_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-version", type=int, help="gold Delta version (default: the latest)")
+
+
+FLAGS = {"etl": (_etl_flags,), "validate": (_version_flag,), "train": (_train_flags, _version_flag),
+         "run": (_etl_flags, _train_flags)}
+HELP = {"etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
+        "validate": "re-validate a published gold version", "train": "train on a validated gold version",
+        "run": "etl and train, end to end, in one MLflow run"}
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The flags of ``tokenlake COMMAND``; ``jobs/COMMAND_job.py`` takes exactly these."""
+    _common(parser)
+    for add in FLAGS[command]:
+        add(parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,60 +66,84 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.add_argument("--docs", type=int, default=4000)
     gen.add_argument("--seed", type=int, default=0)
-    add_run_flags(sub.add_parser("run", help="ETL, validation, training and tracking, end to end"))
+    for command in FLAGS:
+        add_flags(sub.add_parser(command, help=HELP[command]), command)
     return parser
 
 
-def run_command(args: argparse.Namespace) -> int:
-    """``tokenlake run``: returns the process exit code; every failure is one clear line."""
+def config_from_args(args: argparse.Namespace):
+    from jobs.config import load_config
+
+    return load_config(args.config, args.set, {
+        "train.model": getattr(args, "model", None), "train.epochs": getattr(args, "epochs", None),
+        "etl.max_len": getattr(args, "max_len", None), "train.batch_size": getattr(args, "batch_size", None),
+        "train.num_processes": getattr(args, "num_processes", None)})
+
+
+def _dispatch(args: argparse.Namespace, cfg) -> dict:
+    from jobs import runner
+    from jobs.session import get_spark
+
+    spark = get_spark("tokenlake", master=args.master)
+    work = Path(args.work)
+    if args.command == "etl":
+        return runner.run_etl_stage(spark, args.input, work, cfg)
+    if args.command == "validate":
+        return runner.run_validate_stage(spark, work, cfg, args.data_version)
+    if args.command == "train":
+        return runner.run_train(spark, work, cfg, args.data_version, args.mlflow_uri)
+    return runner.run_pipeline(spark, args.input, work, cfg, args.mlflow_uri)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
     from etl.validate import ValidationFailed
-    from jobs.runner import run_pipeline
-    from jobs.session import DeltaJarsMissing, get_spark
+    from jobs.runner import GoldRefused
+    from jobs.session import DeltaJarsMissing
     from jobs.summary import print_summary
     from training.launch import TrainingFailed
 
     try:
         cfg = config_from_args(args)
     except (ValueError, TypeError, OSError) as exc:
-        print(f"error: bad configuration: {exc}", file=sys.stderr)
-        return 2
-    if not _input_exists(args.input):
-        print(f"error: input not found: {args.input}", file=sys.stderr)
-        return EXIT_INPUT
+        return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    if getattr(args, "input", None) and not (glob.glob(args.input) or "://" in args.input):
+        return _fail(f"input not found: {args.input}", EXIT_INPUT)
     try:
-        spark = get_spark("tokenlake", master=args.master)
-        report = run_pipeline(spark, args.input, Path(args.work), cfg, args.mlflow_uri)
+        report = _dispatch(args, cfg)
     except DeltaJarsMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_DELTA
+        return _fail(str(exc), EXIT_DELTA)
     except ValidationFailed as exc:
-        print(f"error: {exc}; no training was started", file=sys.stderr)
-        return EXIT_VALIDATION
+        return _fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
+    except GoldRefused as exc:
+        return _fail(str(exc), EXIT_VALIDATION)
     except TrainingFailed as exc:
-        print(f"error: training failed: {exc}", file=sys.stderr)
-        return EXIT_TRAINING
+        return _fail(f"training failed: {exc}", EXIT_TRAINING)
     print_summary(report, Path(args.work))
     return 0
 
 
-def _input_exists(path: str) -> bool:
-    import glob
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
-    return bool(glob.glob(path)) or "://" in path
+
+def setup_logging() -> None:
+    logging.basicConfig(level=os.environ.get("TOKENLAKE_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("py4j", "great_expectations", "petastorm", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("TOKENLAKE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("py4j", "great_expectations", "petastorm", "mlflow", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     args = build_parser().parse_args(argv)
     if args.command == "generate":
         from etl.generate import generate_corpus
 
         print(generate_corpus(args.out, args.docs, args.seed))
         return 0
-    return run_command(args)
+    return execute(args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The whole run, shared by ``tokenlake run`` and ``jobs/pipeline_job.py``: ETL, gate, training,
-MLflow, ``report.json``. One MLflow run per call; it ends FAILED whenever the run does."""
+"""The stages as the CLI and the jobs run them: ``etl``, ``validate``, ``train``, and ``run`` (all
+three in one MLflow run). Each stage merges its part into ``WORK/report.json``, so separate
+scheduled tasks (etl -> validate -> train) leave the same report as one ``tokenlake run``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from etl.lake import commit_metadata, latest_version, read_table
 from etl.pipeline import EtlResult, run_etl
-from etl.validate import ValidationFailed
+from etl.tokenize import fingerprint
+from etl.validate import SuiteResult, ValidationFailed, validate_table
 from jobs.config import PipelineConfig
 from training.launch import launch_training
 from training.tracking import flatten, lineage_tags, log_training
@@ -20,87 +23,158 @@ log = logging.getLogger("tokenlake")
 EXPERIMENT = "tokenlake"
 
 
+class GoldRefused(RuntimeError):
+    """The gold version asked for is not one that training may use."""
+
+
 def default_mlflow_uri(work: Path) -> str:
     return f"sqlite:///{(work / 'mlflow.db').resolve()}"
 
 
-def _start_mlflow_run(uri: str, work: Path):
+def read_report(work: Path) -> dict:
+    path = work / "report.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_report(work: Path, **parts) -> dict:
+    """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report."""
+    work.mkdir(parents=True, exist_ok=True)
+    report = {**read_report(work), **parts}
+    tmp = work / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
+    tmp.replace(work / "report.json")
+    return report
+
+
+def validation_summary(results: list[SuiteResult]) -> dict:
+    return {"success": all(r.success for r in results) and bool(results),
+            "failed_expectations": [f"{r.suite}: {name}" if r.suite != "gold" else name
+                                    for r in results for name in r.failed_expectations],
+            "suites": {r.suite: {"success": r.success, "evaluated": r.evaluated, "unexpected": r.unexpected,
+                                 "result_path": r.result_path} for r in results}}
+
+
+def _etl_report(input_path: str, etl: EtlResult) -> dict:
+    return {"input": input_path, "rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
+            "validation": validation_summary([etl.validation] if etl.validation else []),
+            "timings_s": dict(etl.timings_s), "training": None,
+            "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels}}
+
+
+def run_etl_stage(spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig) -> dict:
+    """Ingest to a validated, published gold table. On a failed suite the report is written first,
+    then ``ValidationFailed`` propagates (carrying the report)."""
+    try:
+        etl = run_etl(spark, input_path, work, cfg.etl)
+    except ValidationFailed as failure:
+        failure.report = update_report(work, **_etl_report(input_path, failure.etl_result))
+        raise
+    return update_report(work, **_etl_report(input_path, etl))
+
+
+def gold_path(work: Path) -> str:
+    return str(work / "lake" / "gold")
+
+
+def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
+    """Re-validate a published gold version (default: the latest) with the suite parameters its
+    commit recorded; raise ``ValidationFailed`` if it no longer passes."""
+    path = gold_path(work)
+    version = latest_version(spark, path) if version is None else version
+    meta = commit_metadata(spark, path, version)
+    params = {"max_len": meta["max_len"], "max_token_id": meta["vocab_size"] - 1,
+              "label_ids": list(range(len(meta.get("labels", []))))}
+    start = time.perf_counter()
+    result = validate_table(read_table(spark, path, version), "gold", params=params, task=meta.get("task", cfg.etl.task),
+                            results_dir=work / "validation", suite_dir=cfg.etl.expectations_dir or None)
+    timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
+    report = update_report(work, validation=validation_summary([result]), timings_s=timings)
+    if not result.success:
+        failure = ValidationFailed(result)
+        failure.report = report
+        raise failure
+    return report
+
+
+def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[dict, dict]:
+    """``({"path", "version"}, commit metadata)`` of a gold version that passed validation and
+    was tokenized with the tokenizer in ``WORK/tokenizer``; ``GoldRefused`` otherwise."""
+    path = gold_path(work)
+    version = latest_version(spark, path) if version is None else int(version)
+    meta = commit_metadata(spark, path, version)
+    if meta.get("validation") != "passed":
+        raise GoldRefused(f"gold version {version} at {path} has no passed validation in its commit; "
+                          "training refuses it")
+    tokenizer_fp = fingerprint(work / "tokenizer")
+    if meta.get("tokenizer_fingerprint") != tokenizer_fp:
+        raise GoldRefused(f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
+                          f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version")
+    return {"path": path, "version": version}, meta
+
+
+def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
+    """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
+    gold, meta = usable_gold(spark, work, version)
+    report = read_report(work)
+    tables = {**report.get("tables", {}), "gold": gold}
+    mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))
+    if report.get("validation"):
+        mlflow.log_dict(report["validation"], "validation/summary.json")
+    for suite in (report.get("validation") or {}).get("suites", {}).values():
+        if suite.get("result_path") and Path(suite["result_path"]).is_file():
+            mlflow.log_artifact(suite["result_path"], artifact_path="validation")
+    start = time.perf_counter()
+    result = launch_training(spark, gold, work, cfg.train, labels=meta["labels"], vocab_size=meta["vocab_size"],
+                             max_len=meta["max_len"])
+    log_training(result, work / "model", work / "tokenizer")
+    last = result["history"][-1]
+    training = {"mlflow_run_id": mlflow.active_run().info.run_id, "data": gold, "metrics": {
+        "val_accuracy": last["val_accuracy"], "val_macro_f1": last["val_macro_f1"],
+        "test_accuracy": result["test"]["accuracy"], "test_macro_f1": result["test"]["macro_f1"],
+        "test_loss": result["test"]["loss"]}, "epochs": result["history"]}
+    timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
+    report = update_report(work, training=training, timings_s=timings)
+    mlflow.log_dict(report, "report.json")
+    return report
+
+
+def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineConfig):
+    import mlflow
+
+    mlflow.set_tracking_uri(uri or default_mlflow_uri(work))
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = (work / "mlartifacts").resolve().as_uri() if uri.startswith("sqlite:") else None
-        mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        local = (uri or default_mlflow_uri(work)).startswith("sqlite:")
+        mlflow.create_experiment(EXPERIMENT, artifact_location=(work / "mlartifacts").resolve().as_uri() if local else None)
     mlflow.set_experiment(EXPERIMENT)
-    return mlflow.start_run()
+    run = mlflow.start_run()
+    mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
+    mlflow.set_tags({"spark_master": spark.sparkContext.master, "world_size": str(cfg.train.num_processes)})
+    return run
 
 
-def _validation_summary(etl: EtlResult) -> dict:
-    suites = {}
-    if etl.validation is not None:
-        v = etl.validation
-        suites[v.suite] = {"success": v.success, "evaluated": v.evaluated, "unexpected": v.unexpected,
-                           "result_path": v.result_path}
-    failed = etl.validation.failed_expectations if etl.validation else []
-    return {"success": bool(etl.validation and etl.validation.success), "failed_expectations": failed,
-            "suites": suites}
-
-
-def write_report(work: Path, report: dict) -> Path:
-    path = work / "report.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+def run_train(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None,
+              mlflow_uri: str | None = None) -> dict:
+    """``tokenlake train``: one MLflow run that trains on gold (latest or ``version``)."""
+    with _mlflow_run(mlflow_uri, work, spark, cfg):
+        return train_stage(spark, work, cfg, version)
 
 
 def run_pipeline(spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig,
                  mlflow_uri: str | None = None) -> dict:
-    """Run every stage on ``input_path``; write and return ``work/report.json``.
-
-    Raises ``ValidationFailed`` (after writing the report) when gold fails its suite: no training.
-    """
+    """``tokenlake run``: ETL, gate and training in one MLflow run, which ends FAILED if any fails."""
     import mlflow
 
-    work.mkdir(parents=True, exist_ok=True)
-    report: dict = {"input": input_path}
+    (work / "report.json").unlink(missing_ok=True)
     start = time.perf_counter()
-    with _start_mlflow_run(mlflow_uri or default_mlflow_uri(work), work) as run:
-        mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
-        mlflow.set_tags({"spark_master": spark.sparkContext.master, "world_size": str(cfg.train.num_processes)})
+    with _mlflow_run(mlflow_uri, work, spark, cfg):
         try:
-            etl = run_etl(spark, input_path, work, cfg.etl)
+            report = run_etl_stage(spark, input_path, work, cfg)
         except ValidationFailed as failure:
-            etl = failure.etl_result
-            report.update(_etl_report(etl), training=None)
-            write_report(work, report)
-            mlflow.set_tags(lineage_tags(etl.tables, report["validation"], etl.tokenizer_fingerprint))
-            mlflow.end_run(status="FAILED")
+            mlflow.set_tags(lineage_tags(failure.report["tables"], failure.report["validation"],
+                                         failure.report["tokenizer"]["fingerprint"]))
             raise
-        report.update(_etl_report(etl))
-        mlflow.set_tags(lineage_tags(etl.tables, report["validation"], etl.tokenizer_fingerprint))
-        mlflow.log_dict(report["validation"], "validation/summary.json")
-        if etl.validation and etl.validation.result_path:
-            mlflow.log_artifact(etl.validation.result_path, artifact_path="validation")
-        mlflow.log_metrics({f"rows_{k}": v for k, v in etl.rows.items()})
-        t0 = time.perf_counter()
-        result = launch_training(spark, etl.tables["gold"], work, cfg.train, labels=etl.labels,
-                                 vocab_size=etl.vocab_size, max_len=cfg.etl.max_len)
-        log_training(result, work / "model", Path(etl.tokenizer_dir))
-        report["timings_s"]["train"] = round(time.perf_counter() - t0, 3)
-        last = result["history"][-1]
-        report["training"] = {"mlflow_run_id": run.info.run_id, "metrics": {
-            "val_accuracy": last["val_accuracy"], "val_macro_f1": last["val_macro_f1"],
-            "test_accuracy": result["test"]["accuracy"], "test_macro_f1": result["test"]["macro_f1"],
-            "test_loss": result["test"]["loss"]}, "epochs": result["history"]}
-        report["timings_s"]["total"] = round(time.perf_counter() - start, 3)
-        write_report(work, report)
-        mlflow.log_dict(report, "report.json")
-    return report
-
-
-def _etl_report(etl: EtlResult) -> dict:
-    return {"rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
-            "validation": _validation_summary(etl), "timings_s": dict(etl.timings_s),
-            "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint,
-                          "labels": etl.labels}}
+        mlflow.log_metrics({f"rows_{k}": v for k, v in report["rows"].items()})
+        report = train_stage(spark, work, cfg, report["tables"]["gold"]["version"])
+        return update_report(work, timings_s={**report["timings_s"], "total": round(time.perf_counter() - start, 3)})

@@ -48,6 +48,7 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     gold_meta = commit_metadata(spark, report["tables"]["gold"]["path"], report["tables"]["gold"]["version"])
     assert gold_meta["validation"] == "passed"
     assert gold_meta["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
+    assert report["training"]["data"] == report["tables"]["gold"]
     assert report["validation"] == {"success": True, "failed_expectations": [], "suites": {
         "gold": {"success": True, "evaluated": 10, "unexpected": 0, "result_path": str(work / "validation/gold.json")}}}
     metrics = report["training"]["metrics"]
