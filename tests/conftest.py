@@ -20,3 +20,24 @@ def spark(tmp_path_factory):
     })
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """2,000 generated documents plus three bad lines (one per reject reason)."""
+    from etl.generate import generate_corpus
+
+    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
+    generate_corpus(path, 2000, seed=7)
+    with path.open("ab") as fh:
+        fh.write(b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n'
+                 b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n')
+    return path
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -6,22 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.generate import generate_corpus
 from etl.lake import commit_metadata, read_table
 from expectations import SUITE_DIR
 from jobs.cli import EXIT_VALIDATION, main
-
-BAD_LINES = b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n' \
-            b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n'
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
-    generate_corpus(path, 2000, seed=7)
-    with path.open("ab") as fh:
-        fh.write(BAD_LINES)
-    return path
 
 
 def _client(work: Path):

@@ -1,0 +1,39 @@
+"""spark-submit / scheduler entry point: ingest, clean, split and tokenize into Delta; publish gold only if it passes its suite.
+
+On a cluster (the session, master and resources come from spark-submit; nothing here forces them)::
+
+    spark-submit --master spark://HOST:7077 \
+      --packages io.delta:delta-spark_2.13:4.0.1 \
+      --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
+      --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
+      jobs/etl_job.py --input data/sample.jsonl --work /dbfs/tokenlake/work
+
+Locally, the same flags::
+
+    tokenlake etl --input data/sample.jsonl --work /dbfs/tokenlake/work
+
+Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing,
+5 Delta JARs missing, 6 training failed (not enough task slots included).
+"""
+
+import argparse
+import sys
+
+from jobs.cli import add_flags, execute, setup_logging
+
+COMMAND = "etl"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return add_flags(argparse.ArgumentParser(prog="etl_job.py", description=__doc__.split("\n")[0]), COMMAND)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = build_parser().parse_args(argv)
+    args.command = COMMAND
+    return execute(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The stages one by one, as scheduled tasks run them: etl -> validate -> train, plus the gold
+versions that training must refuse and a real MLflow tracking server over HTTP."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from jobs.cli import EXIT_VALIDATION, main
+
+
+@pytest.fixture(scope="module")
+def etl_work(spark, corpus, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("stages") / "work"
+    assert main(["etl", "--input", str(corpus), "--work", str(work), "--set", "etl.vocab_size=1000"]) == 0
+    return work
+
+
+@pytest.fixture
+def work_copy(etl_work, tmp_path) -> Path:
+    """A private copy of the ETL's work dir, for tests that tamper with it."""
+    return Path(shutil.copytree(etl_work, tmp_path / "work"))
+
+
+def test_etl_stage_publishes_validated_gold_without_training(etl_work):
+    report = json.loads((etl_work / "report.json").read_text())
+    assert report["rows"]["read"] == report["rows"]["clean"] + report["rows"]["quarantined"] == 2003
+    assert report["tables"]["gold"]["version"] == 0 and report["validation"]["success"] is True
+    assert report["training"] is None and not (etl_work / "model").exists()
+
+
+def test_validate_stage_revalidates_the_published_version(etl_work):
+    assert main(["validate", "--work", str(etl_work)]) == 0
+    report = json.loads((etl_work / "report.json").read_text())
+    assert report["validation"]["suites"]["gold"]["success"] is True
+    assert report["validation"]["suites"]["gold"]["evaluated"] == 10
+    assert "validate_published" in report["timings_s"]
+
+
+def _append_unvalidated_gold(spark, work: Path) -> int:
+    """A gold version written behind the gate: same rows, no validation in its commit."""
+    from etl.lake import read_table, write_table
+
+    gold = str(work / "lake/gold")
+    return write_table(read_table(spark, gold, 0).limit(50), gold, mode="append")
+
+
+def test_train_refuses_a_gold_version_that_did_not_pass_validation(spark, work_copy, capsys):
+    version = _append_unvalidated_gold(spark, work_copy)
+    assert main(["train", "--work", str(work_copy)]) == EXIT_VALIDATION
+    assert f"gold version {version}" in capsys.readouterr().err
+    assert not (work_copy / "model").exists()
+
+
+def test_train_refuses_gold_made_with_another_tokenizer(work_copy, capsys):
+    path = work_copy / "tokenizer/tokenizer.json"
+    path.write_text(path.read_text() + "\n")
+    assert main(["train", "--work", str(work_copy)]) == EXIT_VALIDATION
+    assert "tokenized with tokenizer" in capsys.readouterr().err
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """``mlflow server`` on a free loopback port (sqlite backend, local artifact store)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, mlflow_server):
+    import mlflow
+    import torch
+    from mlflow.tracking import MlflowClient
+    from transformers import AutoTokenizer
+
+    _append_unvalidated_gold(spark, work_copy)  # latest is unusable: --data-version 0 must be used
+    assert main(["train", "--work", str(work_copy), "--data-version", "0", "--epochs", "2",
+                 "--mlflow-uri", mlflow_server]) == 0
+    report = json.loads((work_copy / "report.json").read_text())
+    assert report["training"]["data"]["version"] == 0
+    client = MlflowClient(tracking_uri=mlflow_server)  # read back through the REST API
+    run = client.get_run(report["training"]["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["delta.gold.version"] == "0" and run.data.tags["validation.success"] == "true"
+    assert run.data.metrics["test_accuracy"] == pytest.approx(report["training"]["metrics"]["test_accuracy"])
+    assert run.data.params["train.epochs"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"tokenizer", "validation", "report.json"} <= artifacts
+    # the logged model reloads and predicts the class of an unambiguous document
+    mlflow.set_tracking_uri(mlflow_server)
+    logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    model = mlflow.pytorch.load_model(f"models:/{logged[0].model_id}")
+    tok = AutoTokenizer.from_pretrained(str(work_copy / "tokenizer"))
+    batch = tok(["the striker scored a goal in the match", "the bank cut the interest on the loan"],
+                return_tensors="pt", padding=True)
+    with torch.no_grad():
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    assert [model.config.id2label[i] for i in predicted] == ["sports", "finance"]
