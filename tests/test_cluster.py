@@ -1,0 +1,107 @@
+"""spark-submit of ``jobs/pipeline_job.py`` to a real Spark standalone cluster on 127.0.0.1:
+one master, one 2-core worker, TorchDistributor in cluster mode (barrier tasks on the worker).
+
+Master and worker are started with the installed pyspark's ``spark-daemon.sh`` and stopped by
+their PID files, also when the test fails.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+SPARK_HOME = Path(__import__("pyspark").__file__).parent
+REPO = Path(__file__).resolve().parents[1]
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+
+
+def _daemon(env: dict, action: str, cls: str, *args: str) -> None:
+    subprocess.run([str(SPARK_HOME / "sbin/spark-daemon.sh"), action, cls, "1", *args],
+                   env=env, check=action == "start", capture_output=True, timeout=120)
+
+
+def _alive_workers(ui_port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=2) as r:
+            return sum(w["state"] == "ALIVE" for w in json.load(r)["workers"])
+    except OSError:
+        return 0
+
+
+@pytest.fixture
+def standalone_cluster(tmp_path):
+    port, ui_port = free_port(), free_port()
+    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_PID_DIR": str(tmp_path / "pids"),
+           "SPARK_LOG_DIR": str(tmp_path / "logs"), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_IDENT_STRING": "tokenlake-test",
+           "SPARK_WORKER_DIR": str(tmp_path / "worker"), "PYSPARK_PYTHON": sys.executable}
+    url = f"spark://127.0.0.1:{port}"
+    try:
+        _daemon(env, "start", MASTER_CLASS, "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port))
+        _daemon(env, "start", WORKER_CLASS, "--host", "127.0.0.1", "--cores", "2", "--memory", "6g",
+                "--webui-port", str(free_port()), url)
+        deadline = time.monotonic() + 120
+        while _alive_workers(ui_port) < 1:
+            if time.monotonic() > deadline:
+                logs = "\n".join(p.read_text()[-1500:] for p in (tmp_path / "logs").glob("*.out"))
+                raise RuntimeError(f"the standalone worker did not register:\n{logs}")
+            time.sleep(1)
+        yield url, env
+    finally:
+        _daemon(env, "stop", WORKER_CLASS)
+        _daemon(env, "stop", MASTER_CLASS)
+    assert not list((tmp_path / "pids").glob("*.pid")), "a daemon outlived its stop"
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_spark_submit_pipeline_on_a_standalone_cluster(standalone_cluster, corpus, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    url, env = standalone_cluster
+    work = tmp_path / "work"
+    cmd = [str(SPARK_HOME / "bin/spark-submit"), "--master", url,
+           "--packages", f"io.delta:delta-spark_2.13:{version('delta-spark')}",
+           "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+           "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+           "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.driver.host=127.0.0.1",
+           "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
+           "--conf", "spark.executor.memory=4g",
+           str(REPO / "jobs/pipeline_job.py"), "--input", str(corpus), "--work", str(work), "--epochs", "2",
+           "--set", "etl.vocab_size=1000", "--set", "train.local_mode=false"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    report = json.loads((work / "report.json").read_text())
+    assert report["rows"]["read"] == report["rows"]["clean"] + report["rows"]["quarantined"] == 2003
+    assert report["validation"]["success"] is True
+    assert report["training"]["metrics"]["test_accuracy"] > 0.8
+    run = MlflowClient(f"sqlite:///{work / 'mlflow.db'}").get_run(report["training"]["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["spark_master"] == url
+    assert run.data.params["train.local_mode"] == "False"
+    assert "tokenlake: done" in out.stdout
+
+
+@pytest.mark.cluster
+def test_too_many_processes_for_the_cluster_fail_fast(standalone_cluster, tmp_path):
+    """TorchDistributor would wait forever for 8 barrier slots on a 2-core worker."""
+    url, env = standalone_cluster
+    script = (
+        "import sys; from pyspark.sql import SparkSession; "
+        "from training.config import TrainConfig; from training.launch import check_task_slots, TrainingFailed\n"
+        f"spark = SparkSession.builder.master('{url}').config('spark.driver.host','127.0.0.1').getOrCreate()\n"
+        "spark.range(4).count()\n"
+        "try:\n check_task_slots(spark, TrainConfig(num_processes=8, local_mode=False))\n"
+        "except TrainingFailed as e:\n print(e); sys.exit(0)\n"
+        "sys.exit('no error')\n")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "num_processes=8 exceeds the cluster's 2 task slots" in out.stdout
