@@ -8,6 +8,7 @@ pytorch flavour: MLflow 3's default ``pt2`` format needs an input example and is
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,6 +20,9 @@ def flatten(prefix: str, config: dict) -> dict[str, str]:
 
 
 def git_commit() -> str:
+    """``$TOKENLAKE_GIT_COMMIT`` (set by the Databricks bundle), else the checkout's HEAD."""
+    if os.environ.get("TOKENLAKE_GIT_COMMIT"):
+        return os.environ["TOKENLAKE_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).parent)
