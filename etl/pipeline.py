@@ -47,10 +47,15 @@ class EtlResult:
 
 @contextmanager
 def _stage(name: str, timings: dict[str, float]):
+    """Time a stage and print it; the stage may set ``progress["rows"]`` for a rows/s figure."""
+    progress: dict[str, int] = {}
     start = time.perf_counter()
-    yield
-    timings[name] = round(time.perf_counter() - start, 3)
-    log.info("stage %-9s %7.1f s", name, timings[name])
+    yield progress
+    seconds = time.perf_counter() - start
+    timings[name] = round(seconds, 3)
+    rows = progress.get("rows")
+    rate = f"{rows:>10,} rows {rows / max(seconds, 1e-9):>10,.0f} rows/s" if rows is not None else ""
+    log.info("stage %-9s %7.1f s %s", name, seconds, rate)
 
 
 def _quarantine_rows(df: DataFrame, stage: str, raw_col: str, keep_chars: int) -> DataFrame:
@@ -78,13 +83,14 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     lake, timings = work / "lake", {}
     paths = {t: str(lake / t) for t in ("bronze", "silver", "gold", "quarantine")}
     classification = cfg.task == "classification"
-    with _stage("ingest", timings):
+    with _stage("ingest", timings) as progress:
         parsed = parse_records(read_jsonl(spark, input_path), text_column=cfg.text_column,
                                require_label=classification).transform(flag_duplicate_ids)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
         bronze_version = write_table(parsed.where(F.col("reject_reason").isNull())
                                      .select("id", "text", "label", "source_file"), paths["bronze"])
-    with _stage("clean", timings):
+        progress["rows"] = read = parsed.count()
+    with _stage("clean", timings) as progress:
         cleaned = read_table(spark, paths["bronze"], bronze_version).withColumn("raw", F.col("text")) \
             .withColumn("reject_reason", F.lit(None).cast("string")) \
             .transform(clean_docs, max_doc_chars=cfg.max_doc_chars)
@@ -93,13 +99,14 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
             .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt) \
             .select("id", "text", "label", "split", F.sha2("text", 256).alias("content_sha256"), "source_file")
         silver_version = write_table(silver_df, paths["silver"])
+        progress["rows"] = cleaned.count()
     quarantine = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).unionByName(
         _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
     quarantine_version = write_table(quarantine, paths["quarantine"], mode="append")
     reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
     silver = read_table(spark, paths["silver"], silver_version)
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
-    rows = {"read": parsed.count(), "quarantined": sum(reasons.values()), "clean": sum(split_counts.values()),
+    rows = {"read": read, "quarantined": sum(reasons.values()), "clean": sum(split_counts.values()),
             **{s: split_counts.get(s, 0) for s in SPLITS}}
     parsed.unpersist()
     cleaned.unpersist()
@@ -131,11 +138,12 @@ def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConf
         label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(result.labels) for x in (n, i)])
         docs = silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
     n_files = max(cfg.min_files, -(-result.rows["clean"] // cfg.target_file_rows))
-    with _stage("tokenize", timings):
+    with _stage("tokenize", timings) as progress:
         gold = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=cfg.max_len) \
             .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
-        gold.count()
-    with _stage("validate", timings):
+        progress["rows"] = gold_rows = gold.count()
+    with _stage("validate", timings) as progress:
+        progress["rows"] = gold_rows
         params = {"max_len": cfg.max_len, "max_token_id": result.vocab_size - 1,
                   "label_ids": list(range(len(result.labels)))}
         result.validation = validate_table(gold, "gold", params=params, task=cfg.task,
@@ -143,7 +151,8 @@ def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConf
     if not result.validation.success:
         gold.unpersist()
         raise ValidationFailed(result.validation, result)
-    with _stage("publish", timings):
+    with _stage("publish", timings) as progress:
+        progress["rows"] = gold_rows
         version = write_table(gold, gold_path, metadata={
             "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
             "vocab_size": result.vocab_size, "max_len": cfg.max_len, "labels": result.labels, "task": cfg.task})

@@ -5,6 +5,7 @@
     tokenlake etl --input data/sample.jsonl --work work
     tokenlake validate --work work [--data-version N]
     tokenlake train --work work [--data-version N]
+    tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
 """
 
 from __future__ import annotations
@@ -68,7 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     for command in FLAGS:
         add_flags(sub.add_parser(command, help=HELP[command]), command)
+    ui = sub.add_parser("ui", help="serve the work dir's MLflow store on 127.0.0.1")
+    ui.add_argument("--work", default="work")
+    ui.add_argument("--port", type=int, default=5000)
     return parser
+
+
+def mlflow_ui_command(work: Path, port: int) -> list[str]:
+    """An MLflow tracking server over ``WORK/mlflow.db`` (what ``make run`` logs to), loopback only."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{(work / 'mlflow.db').resolve()}",
+            "--artifacts-destination", str((work / "mlartifacts").resolve()), "--workers", "1"]
 
 
 def config_from_args(args: argparse.Namespace):
@@ -143,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(generate_corpus(args.out, args.docs, args.seed))
         return 0
+    if args.command == "ui":
+        command = mlflow_ui_command(Path(args.work), args.port)
+        print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+        os.execv(command[0], command)
     return execute(args)
 
 

@@ -82,3 +82,16 @@ def test_fit_epoch_learns_a_toy_task(grad_checkpointing):
     assert len(seen) == 60 and seen[-1] == pytest.approx(0.0, abs=1e-6) and max(seen) == pytest.approx(3e-3)
     assert after["accuracy"] > 0.95 > before["accuracy"] - 0.2
     assert after["loss"] < before["loss"]
+
+
+def test_progress_prints_plain_lines_when_not_a_terminal():
+    import io
+
+    from training.distributed import progress_printer
+
+    out = io.StringIO()
+    on_step = progress_printer(1, 2, steps=20, world=2, stream=out)
+    for step in range(20):
+        on_step(step, {"loss": 0.5, "lr": 1e-3, "samples_per_s": 100.0})
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1] == "epoch 1/2  step 20/20 loss 0.5000 lr 1.00e-03 samples/s 200"

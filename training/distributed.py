@@ -22,6 +22,26 @@ def _device(use_gpu: bool):
     return torch.device("cpu")
 
 
+def progress_printer(epoch: int, epochs: int, steps: int, world: int, stream=None):
+    """Rank 0's progress: a redrawn bar on a terminal, else a plain line every ~10% of the epoch."""
+    import sys
+
+    stream = stream or sys.stdout
+    tty, every = stream.isatty(), max(1, steps // 10)
+
+    def on_step(step: int, m: dict) -> None:
+        done = step + 1
+        if not tty and done % every and done != steps:
+            return
+        bar = "#" * (20 * done // steps) + "." * (20 - 20 * done // steps) if tty else ""
+        line = (f"epoch {epoch}/{epochs} {bar} step {done}/{steps} loss {m['loss']:.4f} lr {m['lr']:.2e} "
+                f"samples/s {m['samples_per_s'] * world:,.0f}")
+        stream.write(("\r" + line + ("\n" if done == steps else "")) if tty else line + "\n")
+        stream.flush()
+
+    return on_step
+
+
 def _reduce_eval(sums: dict) -> dict:
     import torch.distributed as dist
 
@@ -81,7 +101,8 @@ def train_fn(spec: dict, converters: dict) -> dict:
         for epoch in range(spec["epochs"]):
             stats = fit_epoch(ddp, batches, steps=steps, opt=opt, sched=sched, device=device,
                               grad_accum_steps=spec["grad_accum_steps"], max_grad_norm=spec["max_grad_norm"],
-                              amp_dtype=amp_dtype, scaler=scaler)
+                              amp_dtype=amp_dtype, scaler=scaler,
+                              on_step=progress_printer(epoch + 1, spec["epochs"], steps, world) if rank == 0 else None)
             val = _evaluate_split(model, converters["validation"], spec, rank, world, device, amp_dtype)
             history.append({"epoch": epoch + 1, "train_loss": stats["loss"], "lr": sched.get_last_lr()[0],
                             "samples_per_s": stats["samples"] * world / stats["seconds"],

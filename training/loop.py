@@ -82,7 +82,8 @@ def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, op
         opt.zero_grad(set_to_none=True)
         sched.step()
         if on_step:
-            on_step(step, {"loss": total_loss / (step + 1), "lr": sched.get_last_lr()[0]})
+            on_step(step, {"loss": total_loss / (step + 1), "lr": sched.get_last_lr()[0],
+                           "samples_per_s": samples / (time.perf_counter() - start)})
     seconds = time.perf_counter() - start
     return {"loss": total_loss / steps, "samples": samples, "tokens": tokens, "seconds": seconds}
 
