@@ -15,6 +15,7 @@ import glob
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_FAILED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 1, 2, 3, 4, 5, 6
@@ -140,6 +141,11 @@ def _fail(message: str, code: int) -> int:
 
 
 def setup_logging() -> None:
+    # Petastorm on pyarrow 12 warns about deprecated pyarrow APIs on every read (STACK.md); the
+    # variable carries the filter into TorchDistributor's processes.
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.basicConfig(level=os.environ.get("TOKENLAKE_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("py4j", "great_expectations", "petastorm", "mlflow", "alembic", "urllib3"):
