@@ -12,6 +12,7 @@ from pyspark.sql import types as T
 
 EMPTY_AFTER_CLEAN = "empty_after_clean"
 TOO_LONG = "too_long"
+CLEAN_REASONS = (EMPTY_AFTER_CLEAN, TOO_LONG)
 
 
 @F.pandas_udf(T.StringType())

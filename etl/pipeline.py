@@ -1,7 +1,8 @@
-"""The ETL run: raw JSON Lines -> bronze -> silver -> (validated) gold, plus quarantine.
+"""The ETL run: raw JSON Lines -> bronze -> silver -> gold, plus quarantine, each table
+published (one Delta commit) only after it passed its Great Expectations suite.
 
-Each stage is a DataFrame transform from its own module; this module only chains them, writes
-each table as one Delta commit and counts rows, so that read = clean + quarantined holds exactly.
+Each stage is a DataFrame transform from its own module; this module only chains them, gates and
+writes the tables and counts rows, so that read = clean + quarantined + duplicates_exact exactly.
 """
 
 from __future__ import annotations
@@ -17,17 +18,20 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl.clean import clean_docs
+from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
-from etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
+from etl.dedup import mark_exact_duplicates, with_content_hash
+from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
+from etl.pii import mask_pii, pii_counts
 from etl.lake import read_table, write_table
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, save_tokenizer, tokenize_docs, train_tokenizer
-from etl.validate import SuiteResult, ValidationFailed, validate_table
+from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 QUARANTINE_COLUMNS = ["id", "reject_reason", "stage", "source_file", "raw"]
 LABELS_FILE = "labels.json"
+REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS
 
 
 @dataclass
@@ -42,7 +46,8 @@ class EtlResult:
     tokenizer_fingerprint: str = ""
     vocab_size: int = 0
     labels: list[str] = field(default_factory=list)
-    validation: SuiteResult | None = None
+    validations: list[SuiteResult] = field(default_factory=list)
+    pii: dict[str, int] = field(default_factory=dict)
 
 
 @contextmanager
@@ -78,51 +83,76 @@ def tokenizer_sample(silver: DataFrame, n: int) -> list[str]:
     return [r[0] for r in rows.toLocalIterator()]
 
 
+def suite_params(suite: str, cfg: EtlConfig, rows: int, *, vocab_size: int = 0, labels: list | None = None) -> dict:
+    """The run-time parameters of each table's suite."""
+    if suite == "quarantine":
+        return {"reject_reasons": list(REJECT_REASONS), "raw_keep_chars": cfg.raw_keep_chars}
+    if suite == "silver":
+        return split_bounds(cfg.split_fractions, rows)
+    if suite == "gold":
+        return {"max_len": cfg.max_len, "max_token_id": vocab_size - 1, "label_ids": list(range(len(labels or []))),
+                **split_bounds(cfg.split_fractions, rows)}
+    return {}
+
+
+def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, result: EtlResult) -> None:
+    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``."""
+    with _stage(f"validate_{suite}", result.timings_s):
+        outcome = validate_table(df, suite, params=params, task=cfg.task, results_dir=work / "validation",
+                                 suite_dir=cfg.expectations_dir or None)
+    result.validations.append(outcome)
+    if not outcome.success:
+        raise ValidationFailed(outcome, result)
+
+
 def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) -> EtlResult:
-    """Run every ETL stage; raise ``ValidationFailed`` (after writing the quarantine) if gold fails."""
-    lake, timings = work / "lake", {}
-    paths = {t: str(lake / t) for t in ("bronze", "silver", "gold", "quarantine")}
-    classification = cfg.task == "classification"
+    """Run every ETL stage, publishing each table only after it passed its suite; raise
+    ``ValidationFailed`` at the first table that fails (nothing after it is written)."""
+    paths = {t: str(work / "lake" / t) for t in ("bronze", "silver", "gold", "quarantine")}
+    result = EtlResult(rows={}, reject_reasons={}, timings_s={}, tables={})
+    timings = result.timings_s
     with _stage("ingest", timings) as progress:
         parsed = parse_records(read_jsonl(spark, input_path), text_column=cfg.text_column,
-                               require_label=classification).transform(flag_duplicate_ids)
+                               require_label=cfg.task == "classification").transform(flag_duplicate_ids)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
-        bronze_version = write_table(parsed.where(F.col("reject_reason").isNull())
-                                     .select("id", "text", "label", "source_file"), paths["bronze"])
         progress["rows"] = read = parsed.count()
+    bronze = parsed.where(F.col("reject_reason").isNull()).select("id", "text", "label", "source_file")
+    _gate(bronze, "bronze", suite_params("bronze", cfg, 0), work, cfg, result)
+    result.tables["bronze"] = {"path": paths["bronze"], "version": write_table(bronze, paths["bronze"])}
     with _stage("clean", timings) as progress:
-        cleaned = read_table(spark, paths["bronze"], bronze_version).withColumn("raw", F.col("text")) \
-            .withColumn("reject_reason", F.lit(None).cast("string")) \
-            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars)
-        cleaned = cleaned.persist(StorageLevel.MEMORY_AND_DISK)
-        silver_df = cleaned.where(F.col("reject_reason").isNull()) \
+        cleaned = read_table(spark, paths["bronze"], result.tables["bronze"]["version"]) \
+            .withColumn("raw", F.col("text")).withColumn("reject_reason", F.lit(None).cast("string")) \
+            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars).persist(StorageLevel.MEMORY_AND_DISK)
+        kept = cleaned.where(F.col("reject_reason").isNull()).transform(mask_pii).transform(with_content_hash) \
+            .transform(mark_exact_duplicates).persist(StorageLevel.MEMORY_AND_DISK)
+        silver = kept.where(~F.col("is_duplicate")) \
             .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt) \
-            .select("id", "text", "label", "split", F.sha2("text", 256).alias("content_sha256"), "source_file")
-        silver_version = write_table(silver_df, paths["silver"])
+            .select("id", "text", "label", "split", "content_sha256", "source_file").persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = cleaned.count()
     quarantine = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).unionByName(
         _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
-    quarantine_version = write_table(quarantine, paths["quarantine"], mode="append")
-    reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
-    silver = read_table(spark, paths["silver"], silver_version)
+    _gate(quarantine, "quarantine", suite_params("quarantine", cfg, 0), work, cfg, result)
+    result.tables["quarantine"] = {"path": paths["quarantine"],
+                                   "version": write_table(quarantine, paths["quarantine"], mode="append")}
+    result.reject_reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
-    rows = {"read": read, "quarantined": sum(reasons.values()), "clean": sum(split_counts.values()),
-            **{s: split_counts.get(s, 0) for s in SPLITS}}
-    parsed.unpersist()
-    cleaned.unpersist()
-    result = EtlResult(rows=rows, reject_reasons=reasons, timings_s=timings, tables={
-        "bronze": {"path": paths["bronze"], "version": bronze_version},
-        "silver": {"path": paths["silver"], "version": silver_version},
-        "quarantine": {"path": paths["quarantine"], "version": quarantine_version}})
-    log.info("rows: %s", rows)
-    if rows["train"] == 0:
-        raise ValueError(f"no usable training rows in {input_path}: rows {rows}, rejected {reasons}")
-    _build_gold(spark, silver, work, cfg, paths["gold"], result)
+    clean = sum(split_counts.values())
+    result.rows = {"read": read, "quarantined": sum(result.reject_reasons.values()), "clean": clean,
+                   "duplicates_exact": kept.where(F.col("is_duplicate")).count(),
+                   **{s: split_counts.get(s, 0) for s in SPLITS}}
+    result.pii = pii_counts(silver)
+    log.info("rows: %s", result.rows)
+    _gate(silver, "silver", suite_params("silver", cfg, clean), work, cfg, result)
+    result.tables["silver"] = {"path": paths["silver"], "version": write_table(silver, paths["silver"])}
+    for df in (parsed, cleaned, kept, silver):
+        df.unpersist()
+    if result.rows["train"] == 0:
+        raise ValueError(f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}")
+    _build_gold(read_table(spark, paths["silver"], result.tables["silver"]["version"]), work, cfg, paths["gold"], result)
     return result
 
 
-def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str,
-                result: EtlResult) -> None:
+def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, result: EtlResult) -> None:
     timings = result.timings_s
     tokenizer_dir = work / "tokenizer"
     with _stage("tokenizer", timings):
@@ -142,19 +172,15 @@ def _build_gold(spark: SparkSession, silver: DataFrame, work: Path, cfg: EtlConf
         gold = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=cfg.max_len) \
             .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = gold_rows = gold.count()
-    with _stage("validate", timings) as progress:
-        progress["rows"] = gold_rows
-        params = {"max_len": cfg.max_len, "max_token_id": result.vocab_size - 1,
-                  "label_ids": list(range(len(result.labels)))}
-        result.validation = validate_table(gold, "gold", params=params, task=cfg.task,
-                                           results_dir=work / "validation", suite_dir=cfg.expectations_dir or None)
-    if not result.validation.success:
+    try:
+        _gate(gold, "gold", suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
+              work, cfg, result)
+        with _stage("publish", timings) as progress:
+            progress["rows"] = gold_rows
+            version = write_table(gold, gold_path, metadata={
+                "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
+                "vocab_size": result.vocab_size, "max_len": cfg.max_len, "labels": result.labels,
+                "task": cfg.task, "split_fractions": list(cfg.split_fractions), "rows": gold_rows})
+    finally:
         gold.unpersist()
-        raise ValidationFailed(result.validation, result)
-    with _stage("publish", timings) as progress:
-        progress["rows"] = gold_rows
-        version = write_table(gold, gold_path, metadata={
-            "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
-            "vocab_size": result.vocab_size, "max_len": cfg.max_len, "labels": result.labels, "task": cfg.task})
-    gold.unpersist()
     result.tables["gold"] = {"path": gold_path, "version": version}

@@ -16,6 +16,8 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from etl.pii import CARD_CANDIDATE, find_card
+from etl.split import SPLITS
 from expectations import load_suite
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
@@ -44,11 +46,27 @@ class ValidationFailed(RuntimeError):
 
 
 def with_derived_columns(df: DataFrame) -> DataFrame:
-    """Scalar columns that stand for checks on array columns."""
+    """Scalar columns that stand for checks GX cannot express directly: token id bounds (GX fails
+    on array columns), split shares (as 0/1 means) and Luhn-valid card numbers left in text."""
+    if "split" in df.columns:
+        for split in SPLITS:
+            df = df.withColumn(f"is_{split}", (F.col("split") == split).cast("double"))
+    if "text" in df.columns:
+        df = df.withColumn("raw_card_number", F.when(F.col("text").rlike(CARD_CANDIDATE), find_card("text")))
     if "input_ids" in df.columns:
         df = df.withColumn("min_token_id", F.array_min("input_ids")).withColumn(
             "max_token_id", F.array_max("input_ids"))
     return df
+
+
+def split_bounds(fractions: tuple[float, float, float], rows: int) -> dict[str, float]:
+    """Suite parameters ``{split}_min/_max``: each share within 2 points of its configured
+    fraction, or within 4 standard errors where a small table makes 2 points too tight."""
+    bounds = {}
+    for split, p in zip(SPLITS, fractions):
+        tolerance = max(0.02, 4 * (p * (1 - p) / max(rows, 1)) ** 0.5)
+        bounds[f"{split}_min"], bounds[f"{split}_max"] = max(0.0, p - tolerance), min(1.0, p + tolerance)
+    return bounds
 
 
 def expectation_name(config: dict) -> str:

@@ -14,10 +14,10 @@ SUITE_DIR = Path(__file__).parent
 
 def load_suite(name: str, directory: str | Path | None = None) -> dict:
     """The suite ``name`` (e.g. ``gold``) as a dict: ``{"name", "expectations": [...]}``, from
-    ``directory`` if given (a user's own suites), else from the suites shipped here."""
-    suite_dir = Path(directory) if directory else SUITE_DIR
-    path = suite_dir / f"{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in suite_dir.glob("*.json"))
+    ``directory`` if it holds one (a user's own suites), else the one shipped here."""
+    candidates = [Path(directory) / f"{name}.json"] if directory else []
+    path = next((p for p in candidates + [SUITE_DIR / f"{name}.json"] if p.is_file()), None)
+    if path is None:
+        known = sorted(p.stem for p in SUITE_DIR.glob("*.json"))
         raise KeyError(f"no expectation suite {name!r}; known: {known}")
     return json.loads(path.read_text())

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from etl.lake import commit_metadata, latest_version, read_table
-from etl.pipeline import EtlResult, run_etl
+from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint
 from etl.validate import SuiteResult, ValidationFailed, validate_table
 from jobs.config import PipelineConfig
@@ -48,15 +49,14 @@ def update_report(work: Path, **parts) -> dict:
 
 def validation_summary(results: list[SuiteResult]) -> dict:
     return {"success": all(r.success for r in results) and bool(results),
-            "failed_expectations": [f"{r.suite}: {name}" if r.suite != "gold" else name
-                                    for r in results for name in r.failed_expectations],
+            "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
             "suites": {r.suite: {"success": r.success, "evaluated": r.evaluated, "unexpected": r.unexpected,
                                  "result_path": r.result_path} for r in results}}
 
 
 def _etl_report(input_path: str, etl: EtlResult) -> dict:
     return {"input": input_path, "rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
-            "validation": validation_summary([etl.validation] if etl.validation else []),
+            "validation": validation_summary(etl.validations), "pii": etl.pii,
             "timings_s": dict(etl.timings_s), "training": None,
             "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels}}
 
@@ -77,20 +77,29 @@ def gold_path(work: Path) -> str:
 
 
 def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
-    """Re-validate a published gold version (default: the latest) with the suite parameters its
-    commit recorded; raise ``ValidationFailed`` if it no longer passes."""
-    path = gold_path(work)
-    version = latest_version(spark, path) if version is None else version
-    meta = commit_metadata(spark, path, version)
-    params = {"max_len": meta["max_len"], "max_token_id": meta["vocab_size"] - 1,
-              "label_ids": list(range(len(meta.get("labels", []))))}
-    start = time.perf_counter()
-    result = validate_table(read_table(spark, path, version), "gold", params=params, task=meta.get("task", cfg.etl.task),
-                            results_dir=work / "validation", suite_dir=cfg.etl.expectations_dir or None)
+    """Re-validate published tables: gold at ``version`` alone if given, else every table of the
+    last ETL report at its reported version. ``ValidationFailed`` if any no longer passes."""
+    tables = read_report(work).get("tables", {})
+    if version is not None or not tables:
+        path = gold_path(work)
+        tables = {"gold": {"path": path, "version": latest_version(spark, path) if version is None else version}}
+    results, start = [], time.perf_counter()
+    for name, table in sorted(tables.items()):
+        df = read_table(spark, table["path"], table["version"])
+        etl_cfg, extra = cfg.etl, {}
+        if name == "gold":  # the gold commit records what its suite must check
+            meta = commit_metadata(spark, table["path"], table["version"])
+            etl_cfg = replace(cfg.etl, max_len=meta["max_len"], task=meta.get("task", cfg.etl.task),
+                              split_fractions=tuple(meta.get("split_fractions", cfg.etl.split_fractions)))
+            extra = {"vocab_size": meta["vocab_size"], "labels": meta.get("labels", [])}
+        rows = df.count() if name in ("silver", "gold") else 0
+        results.append(validate_table(df, name, params=suite_params(name, etl_cfg, rows, **extra), task=etl_cfg.task,
+                                      results_dir=work / "validation", suite_dir=cfg.etl.expectations_dir or None))
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
-    report = update_report(work, validation=validation_summary([result]), timings_s=timings)
-    if not result.success:
-        failure = ValidationFailed(result)
+    report = update_report(work, validation=validation_summary(results), timings_s=timings)
+    failed = next((r for r in results if not r.success), None)
+    if failed:
+        failure = ValidationFailed(failed)
         failure.report = report
         raise failure
     return report

@@ -25,7 +25,7 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     report = json.loads((work / "report.json").read_text())
     rows = report["rows"]
     assert rows["read"] == 2003 and rows["quarantined"] == 3 and rows["clean"] == 2000
-    assert rows["read"] == rows["clean"] + rows["quarantined"]
+    assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"]
     assert rows["train"] + rows["validation"] + rows["test"] == rows["clean"]
     assert abs(rows["train"] / rows["clean"] - 0.8) < 0.04
     assert report["reject_reasons"] == {"malformed_json": 1, "text_not_string": 1, "empty_after_clean": 1}
@@ -36,8 +36,11 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert gold_meta["validation"] == "passed"
     assert gold_meta["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
     assert report["training"]["data"] == report["tables"]["gold"]
-    assert report["validation"] == {"success": True, "failed_expectations": [], "suites": {
-        "gold": {"success": True, "evaluated": 10, "unexpected": 0, "result_path": str(work / "validation/gold.json")}}}
+    assert report["validation"]["success"] is True and report["validation"]["failed_expectations"] == []
+    assert set(report["validation"]["suites"]) == {"bronze", "silver", "gold", "quarantine"}
+    assert report["validation"]["suites"]["gold"] == {
+        "success": True, "evaluated": 14, "unexpected": 0, "result_path": str(work / "validation/gold.json")}
+    assert rows["duplicates_exact"] == 0 and report["pii"] == {"email": 0, "card": 0}
     metrics = report["training"]["metrics"]
     assert metrics["test_accuracy"] > 0.8  # four classes: chance is 0.25
     run = _client(work).get_run(report["training"]["mlflow_run_id"])
@@ -60,7 +63,7 @@ def test_failed_gold_suite_stops_the_run_before_training(spark, corpus, tmp_path
     suites.mkdir()
     strict = json.loads((SUITE_DIR / "gold.json").read_text())
     for e in strict["expectations"]:
-        if e["kwargs"].get("column") == "n_tokens":
+        if e["kwargs"].get("column") == "n_tokens" and e["type"] == "expect_column_values_to_be_between":
             e["kwargs"]["max_value"] = 3  # every real document is longer: the suite must fail
     (suites / "gold.json").write_text(json.dumps(strict))
     work = tmp_path / "work"
@@ -69,7 +72,8 @@ def test_failed_gold_suite_stops_the_run_before_training(spark, corpus, tmp_path
     assert "expect_column_values_to_be_between(n_tokens)" in capsys.readouterr().err
     report = json.loads((work / "report.json").read_text())
     assert report["validation"]["success"] is False
-    assert report["validation"]["failed_expectations"] == ["expect_column_values_to_be_between(n_tokens)"]
+    assert report["validation"]["failed_expectations"] == ["gold: expect_column_values_to_be_between(n_tokens)"]
+    assert [s for s, v in report["validation"]["suites"].items() if v["success"]] == ["bronze", "quarantine", "silver"]
     assert report["training"] is None and "gold" not in report["tables"]
     assert not (work / "lake/gold").exists() and not (work / "model").exists()
     runs = _client(work).search_runs([_client(work).get_experiment_by_name("tokenlake").experiment_id])
