@@ -24,7 +24,10 @@ def spark(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
-    """2,000 generated documents plus three bad lines (one per reject reason)."""
+    """2,000 generated documents, three bad lines (one per reject reason), one exact duplicate of
+    the first document's text under another id, and one document with an e-mail and a card number."""
+    import json
+
     from etl.generate import generate_corpus
 
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
@@ -32,6 +35,10 @@ def corpus(tmp_path_factory):
     with path.open("ab") as fh:
         fh.write(b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n'
                  b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n')
+        first = json.loads(path.read_text().splitlines()[0])
+        fh.write(json.dumps({"id": "zz-duplicate", "text": first["text"], "label": first["label"]}).encode() + b"\n")
+        fh.write(b'{"id": "pii-1", "text": "Bank loan: mail jo.doe@example.com, card 4111 1111 1111 1111.", '
+                 b'"label": "finance"}\n')
     return path
 
 

@@ -80,7 +80,8 @@ def test_spark_submit_pipeline_on_a_standalone_cluster(standalone_cluster, corpu
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     report = json.loads((work / "report.json").read_text())
-    assert report["rows"]["read"] == report["rows"]["clean"] + report["rows"]["quarantined"] == 2003
+    rows = report["rows"]
+    assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] == 2005
     assert report["validation"]["success"] is True
     assert report["training"]["metrics"]["test_accuracy"] > 0.8
     run = MlflowClient(f"sqlite:///{work / 'mlflow.db'}").get_run(report["training"]["mlflow_run_id"])

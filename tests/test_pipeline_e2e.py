@@ -24,12 +24,13 @@ def test_run_end_to_end(spark, corpus, tmp_path):
                  "--set", "etl.vocab_size=2000"]) == 0
     report = json.loads((work / "report.json").read_text())
     rows = report["rows"]
-    assert rows["read"] == 2003 and rows["quarantined"] == 3 and rows["clean"] == 2000
+    assert rows["read"] == 2005 and rows["quarantined"] == 3 and rows["duplicates_exact"] == 1
+    assert rows["clean"] == 2001
     assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"]
     assert rows["train"] + rows["validation"] + rows["test"] == rows["clean"]
     assert abs(rows["train"] / rows["clean"] - 0.8) < 0.04
     assert report["reject_reasons"] == {"malformed_json": 1, "text_not_string": 1, "empty_after_clean": 1}
-    expected_rows = {"bronze": 2001, "silver": 2000, "gold": 2000, "quarantine": 3}
+    expected_rows = {"bronze": 2003, "silver": 2001, "gold": 2001, "quarantine": 3}
     for name, table in report["tables"].items():
         assert read_table(spark, table["path"], table["version"]).count() == expected_rows[name], name
     gold_meta = commit_metadata(spark, report["tables"]["gold"]["path"], report["tables"]["gold"]["version"])
@@ -40,7 +41,10 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert set(report["validation"]["suites"]) == {"bronze", "silver", "gold", "quarantine"}
     assert report["validation"]["suites"]["gold"] == {
         "success": True, "evaluated": 14, "unexpected": 0, "result_path": str(work / "validation/gold.json")}
-    assert rows["duplicates_exact"] == 0 and report["pii"] == {"email": 0, "card": 0}
+    assert report["pii"] == {"email": 1, "card": 1}
+    silver = read_table(spark, report["tables"]["silver"]["path"], report["tables"]["silver"]["version"])
+    assert silver.where("id = 'pii-1'").first()["text"] == "Bank loan: mail <EMAIL>, card <CARD>."
+    assert silver.where("id = 'zz-duplicate'").count() == 0
     metrics = report["training"]["metrics"]
     assert metrics["test_accuracy"] > 0.8  # four classes: chance is 0.25
     run = _client(work).get_run(report["training"]["mlflow_run_id"])

@@ -32,7 +32,8 @@ def work_copy(etl_work, tmp_path) -> Path:
 
 def test_etl_stage_publishes_validated_gold_without_training(etl_work):
     report = json.loads((etl_work / "report.json").read_text())
-    assert report["rows"]["read"] == report["rows"]["clean"] + report["rows"]["quarantined"] == 2003
+    rows = report["rows"]
+    assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] == 2005
     assert report["tables"]["gold"]["version"] == 0 and report["validation"]["success"] is True
     assert report["training"] is None and not (etl_work / "model").exists()
 
