@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,36 +79,54 @@ def _suite_expectations(name: str, task: str, suite_dir: str | None) -> list[dic
             if task in e.get("meta", {}).get("tasks", [task])]
 
 
+def _context(results_dir: Path | None):
+    """A file context under ``results_dir/gx`` (keeps results and builds data docs), else ephemeral."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    ctx = gx.get_context(mode="ephemeral") if results_dir is None else \
+        gx.get_context(mode="file", project_root_dir=str(results_dir / "gx"))
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    return ctx
+
+
 def validate_table(df: DataFrame, suite: str, *, params: dict, task: str = "classification",
                    results_dir: str | Path | None = None, suite_dir: str | None = None) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
-    parameters ``params``."""
+    parameters ``params``. With ``results_dir``, the GX result is kept there as JSON
+    (``SUITE.json``) and in GX data docs (``gx/gx/uncommitted/data_docs/local_site/index.html``)."""
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    configs = _suite_expectations(suite, task, suite_dir)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    tag = f"{suite}-{uuid.uuid4().hex[:8]}"
-    batch = ctx.data_sources.add_spark(name=tag).add_dataframe_asset(name=tag) \
-        .add_batch_definition_whole_dataframe(tag)
+    out = Path(results_dir) if results_dir is not None else None
+    ctx = _context(out)
+    source = ctx.data_sources.add_or_update_spark(name="tokenlake")
+    asset = next((a for a in source.assets if a.name == suite), None) or source.add_dataframe_asset(name=suite)
+    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None) \
+        or asset.add_batch_definition_whole_dataframe("whole")
     gx_suite = gx.ExpectationSuite(name=suite)
-    for config in configs:
+    for config in _suite_expectations(suite, task, suite_dir):
         gx_suite.add_expectation_configuration(ExpectationConfiguration(
             type=config["type"], kwargs=config["kwargs"], meta=config.get("meta")))
-    gx_suite = ctx.suites.add(gx_suite)
-    definition = ctx.validation_definitions.add(gx.ValidationDefinition(name=tag, data=batch, suite=gx_suite))
-    outcome = definition.run(batch_parameters={"dataframe": with_derived_columns(df)},
-                             expectation_parameters=params)
+    gx_suite = ctx.suites.add_or_update(gx_suite)
+    definition = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite))
+    checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
+        name=suite, validation_definitions=[definition],
+        actions=[UpdateDataDocsAction(name="data_docs")] if out is not None else []))
+    run = checkpoint.run(batch_parameters={"dataframe": with_derived_columns(df)}, expectation_parameters=params)
+    outcome = next(iter(run.run_results.values()))
     failed = [expectation_name(r.expectation_config.to_json_dict()) for r in outcome.results if not r.success]
     unexpected = sum(int((r.result or {}).get("unexpected_count") or 0) for r in outcome.results)
     path = None
-    if results_dir is not None:
-        out = Path(results_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         path = out / f"{suite}.json"
         path.write_text(json.dumps(outcome.to_json_dict(), indent=1, default=str))
     return SuiteResult(suite=suite, success=bool(outcome.success), evaluated=len(outcome.results),
                        unexpected=unexpected, failed_expectations=failed,
                        result_path=str(path) if path else None)
+
+
+def data_docs_index(results_dir: str | Path) -> Path:
+    """Where ``validate_table`` builds the GX data docs for a results directory."""
+    return Path(results_dir) / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 from etl.lake import commit_metadata, latest_version, read_table
 from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint
-from etl.validate import SuiteResult, ValidationFailed, validate_table
+from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
 from jobs.config import PipelineConfig
 from training.launch import launch_training
 from training.tracking import flatten, lineage_tags, log_training
@@ -47,16 +47,17 @@ def update_report(work: Path, **parts) -> dict:
     return report
 
 
-def validation_summary(results: list[SuiteResult]) -> dict:
-    return {"success": all(r.success for r in results) and bool(results),
+def validation_summary(results: list[SuiteResult], work: Path) -> dict:
+    docs = data_docs_index(work / "validation")
+    return {"data_docs": str(docs) if docs.is_file() else None,"success": all(r.success for r in results) and bool(results),
             "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
             "suites": {r.suite: {"success": r.success, "evaluated": r.evaluated, "unexpected": r.unexpected,
                                  "result_path": r.result_path} for r in results}}
 
 
-def _etl_report(input_path: str, etl: EtlResult) -> dict:
+def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
     return {"input": input_path, "rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
-            "validation": validation_summary(etl.validations), "pii": etl.pii,
+            "validation": validation_summary(etl.validations, work), "pii": etl.pii,
             "timings_s": dict(etl.timings_s), "training": None,
             "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels}}
 
@@ -67,9 +68,9 @@ def run_etl_stage(spark: SparkSession, input_path: str, work: Path, cfg: Pipelin
     try:
         etl = run_etl(spark, input_path, work, cfg.etl)
     except ValidationFailed as failure:
-        failure.report = update_report(work, **_etl_report(input_path, failure.etl_result))
+        failure.report = update_report(work, **_etl_report(input_path, work, failure.etl_result))
         raise
-    return update_report(work, **_etl_report(input_path, etl))
+    return update_report(work, **_etl_report(input_path, work, etl))
 
 
 def gold_path(work: Path) -> str:
@@ -96,7 +97,7 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
         results.append(validate_table(df, name, params=suite_params(name, etl_cfg, rows, **extra), task=etl_cfg.task,
                                       results_dir=work / "validation", suite_dir=cfg.etl.expectations_dir or None))
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
-    report = update_report(work, validation=validation_summary(results), timings_s=timings)
+    report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
     failed = next((r for r in results if not r.success), None)
     if failed:
         failure = ValidationFailed(failed)
@@ -134,6 +135,9 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
     for suite in (report.get("validation") or {}).get("suites", {}).values():
         if suite.get("result_path") and Path(suite["result_path"]).is_file():
             mlflow.log_artifact(suite["result_path"], artifact_path="validation")
+    docs = (report.get("validation") or {}).get("data_docs")
+    if docs and Path(docs).is_file():
+        mlflow.log_artifacts(str(Path(docs).parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
     result = launch_training(spark, gold, work, cfg.train, labels=meta["labels"], vocab_size=meta["vocab_size"],
                              max_len=meta["max_len"])

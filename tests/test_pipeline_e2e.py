@@ -39,6 +39,8 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert report["training"]["data"] == report["tables"]["gold"]
     assert report["validation"]["success"] is True and report["validation"]["failed_expectations"] == []
     assert set(report["validation"]["suites"]) == {"bronze", "silver", "gold", "quarantine"}
+    assert report["validation"]["data_docs"].endswith("local_site/index.html")
+    assert Path(report["validation"]["data_docs"]).is_file()
     assert report["validation"]["suites"]["gold"] == {
         "success": True, "evaluated": 14, "unexpected": 0, "result_path": str(work / "validation/gold.json")}
     assert report["pii"] == {"email": 1, "card": 1}

@@ -116,6 +116,8 @@ def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, ml
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"tokenizer", "validation", "report.json"} <= artifacts
+    logged_validation = {a.path for a in client.list_artifacts(run.info.run_id, "validation")}
+    assert {"validation/gold.json", "validation/silver.json", "validation/data_docs"} <= logged_validation
     # the logged model reloads and predicts the class of an unambiguous document
     mlflow.set_tracking_uri(mlflow_server)
     logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")

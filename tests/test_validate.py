@@ -6,7 +6,7 @@ import pytest
 
 from etl.config import EtlConfig
 from etl.pipeline import suite_params
-from etl.validate import split_bounds, validate_table
+from etl.validate import data_docs_index, split_bounds, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
 SHA = "a" * 64
@@ -40,6 +40,7 @@ def test_good_frame_passes_and_its_result_is_written(spark, tmp_path, suite):
     assert result.success, result.failed_expectations
     assert result.unexpected == 0 and result.evaluated > 3
     assert json.loads((tmp_path / f"{suite}.json").read_text())["success"] is True
+    assert f"{suite}.html" in {p.name for p in data_docs_index(tmp_path).parent.rglob("*.html")}
 
 
 BAD = [
