@@ -19,6 +19,8 @@ class EtlConfig:
     """Train, validation and test fractions, assigned from a hash of the id."""
     split_salt: str = "tokenlake"
     """Salt of the split hash: change it to draw a different (still deterministic) split."""
+    tokenizer: str = ""
+    """Empty: train one on the train split; ``minilm`` or a directory: use that tokenizer."""
     tokenizer_kind: str = "wordpiece"
     """``wordpiece`` or ``bpe`` (byte-level) when a tokenizer is trained."""
     vocab_size: int = 8_000

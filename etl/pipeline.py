@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_j
 from etl.pii import mask_pii, pii_counts
 from etl.lake import read_table, write_table
 from etl.split import SPLITS, assign_split
-from etl.tokenize import TOKENIZER_FILE, save_tokenizer, tokenize_docs, train_tokenizer
+from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
@@ -156,11 +157,16 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
     timings = result.timings_s
     tokenizer_dir = work / "tokenizer"
     with _stage("tokenizer", timings):
-        tok = train_tokenizer(tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind,
-                              vocab_size=cfg.vocab_size)
-        result.tokenizer_fingerprint = save_tokenizer(tok, tokenizer_dir, kind=cfg.tokenizer_kind, max_len=cfg.max_len)
+        shutil.rmtree(tokenizer_dir, ignore_errors=True)
+        if cfg.tokenizer:
+            result.tokenizer_fingerprint = copy_tokenizer(cfg.tokenizer, tokenizer_dir)
+        else:
+            tok = train_tokenizer(tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind,
+                                  vocab_size=cfg.vocab_size)
+            result.tokenizer_fingerprint = save_tokenizer(tok, tokenizer_dir, kind=cfg.tokenizer_kind,
+                                                          max_len=cfg.max_len)
         result.tokenizer_dir = str(tokenizer_dir)
-        result.vocab_size = tok.get_vocab_size()
+        result.vocab_size = vocab_size(tokenizer_dir)
     docs = silver.select("id", "split", "text")
     if cfg.task == "classification":
         result.labels = label_names(silver)

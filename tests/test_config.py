@@ -21,7 +21,7 @@ def test_defaults_yaml_set_and_flags_layer_in_order(tmp_path):
     ("epochs", "key=value"),
     ("train.local_mode=maybe", "true or false"),
     ("etl.split_fractions=[0.5, 0.1, 0.1]", "add up to 1"),
-    ("train.model=huge", "tiny, small or base"),
+    ("train.model=", "needs a value"),
 ])
 def test_bad_settings_are_clear_errors(override, message):
     with pytest.raises(ValueError, match=message):
@@ -33,6 +33,13 @@ def test_override_values_are_yaml_typed_then_coerced_to_the_field_type():
     assert parse_override("max_len=64") == ("etl", "max_len", 64)
     assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3
     assert load_config(None, ["train.lr=null"]).train.lr is None
+
+
+def test_a_pretrained_model_brings_its_tokenizer_and_a_fine_tuning_rate():
+    cfg = load_config(None, [], {"train.model": "minilm"})
+    assert cfg.etl.tokenizer == "minilm" and cfg.train.pretrained and cfg.train.peak_lr == 5e-5
+    assert load_config(None, ["etl.tokenizer=/my/tok"], {"train.model": "minilm"}).etl.tokenizer == "/my/tok"
+    assert load_config(None, []).etl.tokenizer == ""
 
 
 def test_learning_rate_defaults_by_model():

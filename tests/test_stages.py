@@ -128,3 +128,25 @@ def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, ml
     with torch.no_grad():
         predicted = model(**batch).logits.argmax(-1).tolist()
     assert [model.config.id2label[i] for i in predicted] == ["sports", "finance"]
+
+
+def test_a_pretrained_model_refuses_gold_made_with_another_tokenizer(etl_work, capsys):
+    assert main(["train", "--work", str(etl_work), "--model", "minilm"]) == EXIT_VALIDATION
+    assert "carries tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
+    from etl.generate import generate_corpus
+    from etl.tokenize import fingerprint, pretrained_dir
+
+    corpus = generate_corpus(tmp_path / "small.jsonl", 300, seed=11)
+    work = tmp_path / "work"
+    assert main(["run", "--input", str(corpus), "--work", str(work), "--model", "minilm", "--epochs", "1",
+                 "--batch-size", "16", "--max-len", "64"]) == 0
+    report = json.loads((work / "report.json").read_text())
+    assert report["tokenizer"]["fingerprint"] == fingerprint(pretrained_dir("minilm"))
+    assert report["tokenizer"]["fingerprint"] == fingerprint(work / "tokenizer")
+    assert report["training"]["metrics"]["test_accuracy"] > 0.6  # four classes: chance is 0.25
+    config = json.loads((work / "model/config.json").read_text())
+    assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6  # MiniLM-L6, not a fresh model

@@ -6,12 +6,13 @@ from dataclasses import dataclass
 
 # Peak learning rates that train each size well from scratch on a few thousand documents.
 DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}
+PRETRAINED_LR = 5e-5  # fine-tuning a pretrained encoder (``minilm`` or a checkpoint directory)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "tiny"
-    """``tiny``, ``small`` or ``base`` (a BERT-style encoder built from scratch)."""
+    """``tiny``, ``small``, ``base`` (from scratch), ``minilm`` or a local checkpoint directory (warm start)."""
     epochs: int = 3
     """Passes over the training split (each rank runs the same number of steps per epoch)."""
     batch_size: int = 32
@@ -46,8 +47,8 @@ class TrainConfig:
     """Petastorm reader threads per rank."""
 
     def __post_init__(self) -> None:
-        if self.model not in ("tiny", "small", "base"):
-            raise ValueError(f"model must be tiny, small or base, got {self.model!r}")
+        if not self.model:
+            raise ValueError("model must be tiny, small, base, minilm or a checkpoint directory")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_processes",
@@ -62,4 +63,8 @@ class TrainConfig:
     @property
     def peak_lr(self) -> float:
         """``lr`` if set, else the model's default."""
-        return self.lr if self.lr is not None else DEFAULT_LR[self.model]
+        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, PRETRAINED_LR)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.model not in DEFAULT_LR

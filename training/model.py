@@ -10,8 +10,16 @@ SIZES = {
 
 
 def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: int, pad_id: int = 0):
-    """A randomly initialised ``BertForSequenceClassification`` of the named size."""
-    from transformers import BertConfig, BertForSequenceClassification
+    """A randomly initialised ``BertForSequenceClassification`` of a size in ``SIZES``, or a
+    pretrained encoder (``minilm`` or a local checkpoint directory) with a new classification head."""
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    if size not in SIZES:
+        from etl.tokenize import pretrained_dir
+
+        return AutoModelForSequenceClassification.from_pretrained(
+            str(pretrained_dir(size)), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)})
 
     config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_len, pad_token_id=pad_id,
                         num_labels=len(labels), id2label=dict(enumerate(labels)),
