@@ -25,6 +25,7 @@ from etl.dedup import mark_exact_duplicates, with_content_hash
 from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
 from etl.pii import mask_pii, pii_counts
 from etl.lake import read_table, write_table
+from etl.pack import pack_blocks
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
@@ -49,6 +50,7 @@ class EtlResult:
     labels: list[str] = field(default_factory=list)
     validations: list[SuiteResult] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
+    packing: dict | None = None
 
 
 @contextmanager
@@ -174,10 +176,17 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(result.labels) for x in (n, i)])
         docs = silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
     n_files = max(cfg.min_files, -(-result.rows["clean"] // cfg.target_file_rows))
+    causal = cfg.task == "causal-lm"
     with _stage("tokenize", timings) as progress:
-        gold = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=cfg.max_len) \
+        tokens = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE),
+                               max_len=None if causal else cfg.max_len)
+        gold = (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens) \
             .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = gold_rows = gold.count()
+    if causal:
+        real = gold.agg(F.sum("n_tokens")).first()[0] or 0
+        result.packing = {"blocks": gold_rows, "block_len": cfg.max_len,
+                          "real_token_fraction": real / max(gold_rows * cfg.max_len, 1)}
     try:
         _gate(gold, "gold", suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
               work, cfg, result)

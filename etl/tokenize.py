@@ -108,17 +108,21 @@ def copy_tokenizer(source: str, tokenizer_dir: str | Path) -> str:
     return fingerprint(dst)
 
 
-_WORKER_CACHE: dict[tuple[str, int], object] = {}
+_WORKER_CACHE: dict[tuple[str, int | None], object] = {}
 
 
-def _worker_tokenizer(path: str, max_len: int):
-    """The tokenizer for this Python worker, loaded on first use only."""
+def _worker_tokenizer(path: str, max_len: int | None):
+    """The tokenizer for this Python worker, loaded on first use only (``max_len=None``: no
+    truncation, for packing)."""
     key = (path, max_len)
     if key not in _WORKER_CACHE:
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(path)
-        tok.enable_truncation(max_len)
+        if max_len is None:
+            tok.no_truncation()
+        else:
+            tok.enable_truncation(max_len)
         tok.no_padding()
         _WORKER_CACHE[key] = tok
     return _WORKER_CACHE[key]
@@ -135,8 +139,8 @@ def encode_texts(tok, texts: list[str]) -> tuple[pa.ListArray, pa.Array]:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), pa.array(lengths)
 
 
-def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int) -> DataFrame:
-    """Replace ``text`` by ``input_ids`` (truncated to ``max_len``) and ``n_tokens``."""
+def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None) -> DataFrame:
+    """Replace ``text`` by ``input_ids`` (truncated to ``max_len`` unless None) and ``n_tokens``."""
     keep = [f for f in df.schema.fields if f.name != "text"]
     schema = T.StructType(keep + [T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
                                   T.StructField("n_tokens", T.IntegerType(), False)])

@@ -17,6 +17,7 @@ from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
 from jobs.config import PipelineConfig
+from training.distributed import EVAL_KEYS
 from training.launch import launch_training
 from training.tracking import flatten, lineage_tags, log_training
 
@@ -58,6 +59,7 @@ def validation_summary(results: list[SuiteResult], work: Path) -> dict:
 def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
     return {"input": input_path, "rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
             "validation": validation_summary(etl.validations, work), "pii": etl.pii,
+            **({"packing": etl.packing} if etl.packing else {}),
             "timings_s": dict(etl.timings_s), "training": None,
             "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels}}
 
@@ -151,14 +153,14 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
     if docs and Path(docs).is_file():
         mlflow.log_artifacts(str(Path(docs).parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
-    result = launch_training(spark, gold, work, cfg.train, labels=meta["labels"], vocab_size=meta["vocab_size"],
-                             max_len=meta["max_len"])
-    log_training(result, work / "model", work / "tokenizer")
-    last = result["history"][-1]
-    training = {"mlflow_run_id": mlflow.active_run().info.run_id, "data": gold, "metrics": {
-        "val_accuracy": last["val_accuracy"], "val_macro_f1": last["val_macro_f1"],
-        "test_accuracy": result["test"]["accuracy"], "test_macro_f1": result["test"]["macro_f1"],
-        "test_loss": result["test"]["loss"]}, "epochs": result["history"]}
+    task = meta.get("task", "classification")
+    result = launch_training(spark, gold, work, cfg.train, task=task, labels=meta["labels"],
+                             vocab_size=meta["vocab_size"], max_len=meta["max_len"])
+    log_training(result, task, work / "model", work / "tokenizer")
+    last, keys = result["history"][-1], EVAL_KEYS[task]
+    training = {"mlflow_run_id": mlflow.active_run().info.run_id, "data": gold, "task": task,
+                "metrics": {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}},
+                "epochs": result["history"]}
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
     report = update_report(work, training=training, timings_s=timings)
     mlflow.log_dict(report, "report.json")

@@ -13,13 +13,15 @@ def summary_lines(report: dict, work: Path) -> list[str]:
                      f"  (train {rows['train']} / validation {rows['validation']} / test {rows['test']})")
     if report.get("tables"):
         lines.append("  tables      " + "  ".join(f"{n} v{t['version']}" for n, t in sorted(report["tables"].items())))
+    if report.get("packing"):
+        lines.append(f"  packing     {report['packing']['blocks']} blocks of {report['packing']['block_len']} tokens,"
+                     f" real-token fraction {report['packing']['real_token_fraction']:.4f}")
     if report.get("validation"):
         lines.append(f"  validation  {'passed' if report['validation']['success'] else 'FAILED'}")
     training = report.get("training")
     if training:
         m = training["metrics"]
-        lines.append(f"  test        accuracy {m['test_accuracy']:.4f}  macro-F1 {m['test_macro_f1']:.4f}"
-                     f"  loss {m['test_loss']:.4f}")
+        lines.append("  test        " + "  ".join(f"{k[5:]} {v:.4f}" for k, v in m.items() if k.startswith("test_")))
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
     lines.append(f"  report      {work / 'report.json'}")
     return lines

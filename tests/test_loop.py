@@ -95,3 +95,44 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
         on_step(step, {"loss": 0.5, "lr": 1e-3, "samples_per_s": 100.0})
     lines = out.getvalue().splitlines()
     assert len(lines) == 10 and lines[-1] == "epoch 1/2  step 20/20 loss 0.5000 lr 1.00e-03 samples/s 200"
+
+
+def test_length_bucketing_keeps_every_row_and_cuts_padding():
+    from training.data import length_bucketed
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 64, (8 * 16,), generator=g)
+    ids = torch.arange(8 * 16)
+    batches = [{"n_tokens": lengths[i:i + 16], "row": ids[i:i + 16]} for i in range(0, 128, 16)]
+
+    def padding_share(bs):
+        return sum(int(b["n_tokens"].max()) * 16 - int(b["n_tokens"].sum()) for b in bs) / sum(
+            int(b["n_tokens"].max()) * 16 for b in bs)
+
+    bucketed = list(length_bucketed(iter(batches), pool=8))
+    assert len(bucketed) == 8 and all(b["row"].shape[0] == 16 for b in bucketed)
+    assert sorted(torch.cat([b["row"] for b in bucketed]).tolist()) == ids.tolist()
+    assert padding_share(bucketed) < padding_share(batches) / 3
+    assert list(length_bucketed(iter(batches), pool=1))[0]["row"].tolist() == \
+        batches[0]["row"][torch.argsort(batches[0]["n_tokens"], stable=True)].tolist()
+
+
+def test_causal_lm_inputs_predict_real_tokens_only():
+    batch = {"input_ids": torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]], dtype=torch.int32),
+             "n_tokens": torch.tensor([3, 2], dtype=torch.int32)}
+    assert to_model_inputs(batch)["labels"].tolist() == [[5, 6, 7], [5, 6, -100]]
+
+
+def test_causal_lm_learns_a_repeating_sequence():
+    from training.loop import evaluate_lm, lm_metrics
+    from training.model import build_causal_lm
+
+    torch.manual_seed(0)
+    model = build_causal_lm("tiny", vocab_size=20, max_len=16)
+    seq = torch.tensor([[2, 3, 4, 5] * 4] * 8, dtype=torch.int32)
+    batches = lambda n: ({"input_ids": seq, "n_tokens": torch.full((8,), 16, dtype=torch.int32)} for _ in range(n))
+    before = lm_metrics(evaluate_lm(model, batches(1), device=torch.device("cpu")))
+    opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=40, warmup_ratio=0.1)
+    fit_epoch(model, batches(40), steps=40, opt=opt, sched=sched, device=torch.device("cpu"))
+    after = lm_metrics(evaluate_lm(model, batches(1), device=torch.device("cpu")))
+    assert before["perplexity"] > 10 and after["perplexity"] < 1.5 and after["count"] == 8 * 15

@@ -85,3 +85,25 @@ def test_failed_gold_suite_stops_the_run_before_training(spark, corpus, tmp_path
     runs = _client(work).search_runs([_client(work).get_experiment_by_name("tokenlake").experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     shutil.rmtree(work)
+
+
+@pytest.mark.slow
+def test_causal_lm_end_to_end_on_an_unlabelled_corpus(spark, corpus, tmp_path):
+    unlabelled = tmp_path / "unlabelled.jsonl"
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()[:1500]]
+    unlabelled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
+    work = tmp_path / "work"
+    assert main(["run", "--input", str(unlabelled), "--work", str(work), "--epochs", "2", "--max-len", "64",
+                 "--set", "etl.task=causal-lm", "--set", "etl.tokenizer_kind=bpe", "--set", "etl.vocab_size=1000"]) == 0
+    report = json.loads((work / "report.json").read_text())
+    assert report["rows"]["read"] == report["rows"]["clean"] == 1500 - report["rows"]["duplicates_exact"]
+    packing = report["packing"]
+    assert packing["real_token_fraction"] >= 0.98 and packing["block_len"] == 64
+    gold = read_table(spark, report["tables"]["gold"]["path"], report["tables"]["gold"]["version"])
+    assert gold.count() == packing["blocks"] and "label" not in gold.columns
+    assert gold.where("n_tokens < 64").count() <= 3 * gold.rdd.getNumPartitions()  # one tail per split and partition
+    metrics = report["training"]["metrics"]
+    assert set(metrics) == {"val_loss", "val_perplexity", "test_loss", "test_perplexity"}
+    # an untrained model of a ~1000-token vocabulary has perplexity ~1000; two epochs reach ~120
+    assert metrics["test_perplexity"] < 250
+    assert report["validation"]["success"] is True

@@ -43,6 +43,8 @@ class TrainConfig:
     """Train on GPUs (NCCL) instead of CPUs (gloo)."""
     collective_timeout_s: int = 300
     """A collective waiting longer than this fails (a dead peer gives an error, not a hang)."""
+    bucket_batches: int = 16
+    """Length bucketing: sort rows by length within pools of this many batches (1: off)."""
     reader_workers: int = 2
     """Petastorm reader threads per rank."""
 
@@ -52,7 +54,7 @@ class TrainConfig:
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_processes",
-                     "collective_timeout_s", "reader_workers"):
+                     "collective_timeout_s", "reader_workers", "bucket_batches"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:

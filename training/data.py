@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 
 def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
     """Optimizer-independent step count that every rank can run: ranks never wait on each other
@@ -13,7 +16,8 @@ def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
 
 
 def to_model_inputs(batch: dict, device="cpu") -> dict:
-    """Trim padding to the longest sequence in the batch, build the attention mask, cast to long."""
+    """Trim padding to the longest sequence in the batch, build the attention mask and the labels
+    (the class, or for a causal LM the tokens themselves), cast to long."""
     import torch
 
     n_tokens = batch["n_tokens"].long()
@@ -23,4 +27,25 @@ def to_model_inputs(batch: dict, device="cpu") -> dict:
     inputs = {"input_ids": input_ids, "attention_mask": mask.long()}
     if "label" in batch:
         inputs["labels"] = batch["label"].long()
+    else:  # causal LM: predict every real token; padding is ignored by the loss
+        inputs["labels"] = input_ids.masked_fill(~mask, -100)
     return {k: v.to(device) for k, v in inputs.items()}
+
+
+def length_bucketed(batches: Iterator[dict], pool: int, seed: int = 0) -> Iterator[dict]:
+    """Similar lengths together: take ``pool`` batches, sort their rows by ``n_tokens``, cut
+    batches of the same size again and yield them in random order. Rows and batch count are
+    unchanged; ``to_model_inputs`` then trims each batch to a width close to all of its rows."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        group = list(itertools.islice(batches, pool))
+        if not group:
+            return
+        rows = {k: torch.cat([b[k] for b in group]) for k in group[0]}
+        size = group[0]["n_tokens"].shape[0]
+        order = torch.argsort(rows["n_tokens"], stable=True)
+        chunks = [order[i:i + size] for i in range(0, len(order), size)]
+        for j in torch.randperm(len(chunks), generator=generator).tolist():
+            yield {k: v[chunks[j]] for k, v in rows.items()}

@@ -42,31 +42,36 @@ def progress_printer(epoch: int, epochs: int, steps: int, world: int, stream=Non
     return on_step
 
 
-def _reduce_eval(sums: dict) -> dict:
+def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
+    """Every rank evaluates its shard; the sums are all-reduced once (no per-batch collective, so
+    uneven shards cannot hang), then turned into metrics."""
     import torch.distributed as dist
 
-    for key in ("loss_sum", "confusion"):
-        dist.all_reduce(sums[key])
-    sums["count"] = sums["confusion"].sum()
-    return sums
-
-
-def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
-    from training.loop import evaluate, metrics
+    from training.loop import evaluate, evaluate_lm, lm_metrics, metrics
 
     with converter.make_torch_dataloader(batch_size=spec["eval_batch_size"], num_epochs=1, cur_shard=rank,
                                          shard_count=world, workers_count=spec["reader_workers"]) as loader:
-        sums = evaluate(model, loader, num_labels=len(spec["labels"]), device=device, amp_dtype=amp_dtype)
-    result = metrics(_reduce_eval(sums))
-    result["confusion"] = sums["confusion"].tolist()
-    return result
+        if spec["task"] == "causal-lm":
+            sums = evaluate_lm(model, loader, device=device, amp_dtype=amp_dtype)
+        else:
+            sums = evaluate(model, loader, num_labels=len(spec["labels"]), device=device, amp_dtype=amp_dtype)
+    for key, value in sums.items():
+        on_device = value.to(device)
+        dist.all_reduce(on_device)
+        sums[key] = on_device.cpu()
+    if spec["task"] == "causal-lm":
+        return lm_metrics(sums)
+    return {**metrics(sums), "confusion": sums["confusion"].tolist()}
+
+
+EVAL_KEYS = {"classification": ("loss", "accuracy", "macro_f1"), "causal-lm": ("loss", "perplexity")}
 
 
 def train_fn(spec: dict, converters: dict) -> dict:
     """Train on ``converters["train"]``, evaluate on validation each epoch and on test at the end.
 
     ``spec`` holds the train config (``asdict(TrainConfig)``) plus what the data defines
-    (``labels``, ``vocab_size``, ``max_len``, ``train_rows``, ``model_dir``).
+    (``task``, ``labels``, ``vocab_size``, ``max_len``, ``train_rows``, ``model_dir``).
     """
     from datetime import timedelta
 
@@ -74,17 +79,17 @@ def train_fn(spec: dict, converters: dict) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from training.data import steps_per_epoch
+    from training.data import length_bucketed, steps_per_epoch
     from training.loop import fit_epoch, make_optimizer, precision
-    from training.model import build_classifier
+    from training.model import build_model
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = _device(spec["use_gpu"])
     dist.init_process_group("nccl" if spec["use_gpu"] else "gloo",
                             timeout=timedelta(seconds=spec["collective_timeout_s"]))
     torch.manual_seed(spec["seed"])
-    model = build_classifier(spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"],
-                             max_len=spec["max_len"]).to(device)
+    model = build_model(spec["task"], spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"],
+                        max_len=spec["max_len"]).to(device)
     if spec["grad_checkpointing"]:
         model.gradient_checkpointing_enable()
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -97,7 +102,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
     with converters["train"].make_torch_dataloader(
             batch_size=spec["batch_size"], num_epochs=None, cur_shard=rank, shard_count=world,
             workers_count=spec["reader_workers"], seed=spec["seed"], shuffling_queue_capacity=4096) as loader:
-        batches = iter(loader)
+        batches = length_bucketed(iter(loader), spec["bucket_batches"], seed=spec["seed"] + rank)
         for epoch in range(spec["epochs"]):
             stats = fit_epoch(ddp, batches, steps=steps, opt=opt, sched=sched, device=device,
                               grad_accum_steps=spec["grad_accum_steps"], max_grad_norm=spec["max_grad_norm"],
@@ -107,7 +112,8 @@ def train_fn(spec: dict, converters: dict) -> dict:
             history.append({"epoch": epoch + 1, "train_loss": stats["loss"], "lr": sched.get_last_lr()[0],
                             "samples_per_s": stats["samples"] * world / stats["seconds"],
                             "tokens_per_s": stats["tokens"] * world / stats["seconds"],
-                            "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_macro_f1": val["macro_f1"]})
+                            "real_token_fraction": stats["real_token_fraction"],
+                            **{f"val_{k}": val[k] for k in EVAL_KEYS[spec["task"]]}})
             if rank == 0:
                 print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
     test = _evaluate_split(model, converters["test"], spec, rank, world, device, amp_dtype)
@@ -115,7 +121,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
         model.save_pretrained(spec["model_dir"])
     result = [{"rank": rank, "world_size": world, "steps_per_epoch": steps, "history": history,
                "train_seconds": time.perf_counter() - start,
-               "test": {k: test[k] for k in ("accuracy", "macro_f1", "loss", "count", "confusion")}}]
+               "test": {k: v for k, v in test.items()}}]
     dist.broadcast_object_list(result, src=0)
     confirmed = torch.ones((), dtype=torch.int64, device=device)
     dist.all_reduce(confirmed)

@@ -27,10 +27,12 @@ class TrainingFailed(RuntimeError):
 
 
 def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> DataFrame:
-    """One split as fixed-length ``input_ids`` (zero-padded to ``max_len``), ``n_tokens``, ``label``."""
+    """One split as fixed-length ``input_ids`` (zero-padded to ``max_len``), ``n_tokens`` and, for
+    classification, ``label``."""
     pad = F.array_repeat(F.lit(0), F.lit(max_len) - F.col("n_tokens"))
+    label = ["label"] if "label" in gold.columns else []
     return gold.where(F.col("split") == split).select(
-        F.concat("input_ids", pad).alias("input_ids"), "n_tokens", "label").repartition(partitions)
+        F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label).repartition(partitions)
 
 
 def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
@@ -51,7 +53,7 @@ def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
     return result
 
 
-def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfig, *, labels: list[str],
+def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfig, *, task: str, labels: list[str],
                     vocab_size: int, max_len: int) -> dict:
     """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result."""
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
@@ -73,7 +75,7 @@ def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfi
             if len(converters[split]) < 2 * cfg.num_processes:
                 raise TrainingFailed(f"the {split} split has {len(converters[split])} rows; "
                                      f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks")
-        spec = {**asdict(cfg), "lr": cfg.peak_lr, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
+        spec = {**asdict(cfg), "lr": cfg.peak_lr, "task": task, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
                 "train_rows": len(converters["train"]), "model_dir": str(model_dir)}
         log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
         result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode,

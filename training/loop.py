@@ -55,10 +55,10 @@ def precision(mode: str, device: torch.device) -> torch.dtype | None:
 def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, opt, sched, device: torch.device,
               grad_accum_steps: int = 1, max_grad_norm: float = 1.0, amp_dtype: torch.dtype | None = None,
               scaler=None, on_step: Callable[[int, dict], None] | None = None) -> dict:
-    """Run ``steps`` optimizer steps (each ``grad_accum_steps`` micro-batches) and return
-    the mean loss, samples, tokens and seconds."""
+    """Run ``steps`` optimizer steps (each ``grad_accum_steps`` micro-batches) and return the
+    mean loss, samples, real tokens, seconds and the real (non-pad) share of the batches' slots."""
     model.train()
-    total_loss, samples, tokens, start = 0.0, 0, 0, time.perf_counter()
+    total_loss, samples, tokens, slots, start = 0.0, 0, 0, 0, time.perf_counter()
     for step in range(steps):
         for micro in range(grad_accum_steps):
             inputs = to_model_inputs(next(batches), device)
@@ -70,6 +70,7 @@ def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, op
             total_loss += loss.item()
             samples += inputs["input_ids"].shape[0]
             tokens += int(inputs["attention_mask"].sum())
+            slots += inputs["attention_mask"].numel()
         if scaler:
             scaler.unscale_(opt)
         if max_grad_norm > 0:
@@ -85,7 +86,8 @@ def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, op
             on_step(step, {"loss": total_loss / (step + 1), "lr": sched.get_last_lr()[0],
                            "samples_per_s": samples / (time.perf_counter() - start)})
     seconds = time.perf_counter() - start
-    return {"loss": total_loss / steps, "samples": samples, "tokens": tokens, "seconds": seconds}
+    return {"loss": total_loss / steps, "samples": samples, "tokens": tokens, "seconds": seconds,
+            "real_token_fraction": tokens / max(slots, 1)}
 
 
 @torch.no_grad()
@@ -104,6 +106,32 @@ def evaluate(model: torch.nn.Module, batches, *, num_labels: int, device: torch.
         confusion += torch.bincount(labels * num_labels + out.logits.argmax(-1).cpu(),
                                     minlength=num_labels * num_labels).reshape(num_labels, num_labels)
     return {"loss_sum": loss_sum, "count": confusion.sum(), "confusion": confusion}
+
+
+@torch.no_grad()
+def evaluate_lm(model: torch.nn.Module, batches, *, device: torch.device, amp_dtype: torch.dtype | None = None) -> dict:
+    """Sums over ``batches`` for a causal LM: ``loss_sum`` over predicted tokens and their ``count``."""
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    count = torch.zeros((), dtype=torch.int64)
+    for batch in batches:
+        inputs = to_model_inputs(batch, device)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        targets = inputs["labels"][:, 1:]
+        loss_sum += torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(),
+                                                      ignore_index=-100, reduction="sum").cpu()
+        count += (targets != -100).sum().cpu()
+    return {"loss_sum": loss_sum, "count": count}
+
+
+def lm_metrics(sums: dict) -> dict:
+    """Mean token loss and perplexity from ``evaluate_lm`` sums."""
+    count = int(sums["count"])
+    if count == 0:
+        raise ValueError("evaluation saw no tokens")
+    loss = float(sums["loss_sum"]) / count
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "count": count}
 
 
 def metrics(sums: dict) -> dict:

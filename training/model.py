@@ -25,3 +25,25 @@ def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: 
                         num_labels=len(labels), id2label=dict(enumerate(labels)),
                         label2id={n: i for i, n in enumerate(labels)}, **SIZES[size])
     return BertForSequenceClassification(config)
+
+
+GPT2_SIZES = {
+    "tiny": dict(n_embd=64, n_layer=2, n_head=2),
+    "small": dict(n_embd=256, n_layer=4, n_head=4),
+    "base": dict(n_embd=768, n_layer=12, n_head=12),
+}
+
+
+def build_causal_lm(size: str, *, vocab_size: int, max_len: int):
+    """A randomly initialised GPT-2-style decoder of a size in ``GPT2_SIZES``."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if size not in GPT2_SIZES:
+        raise ValueError(f"causal-lm trains tiny, small or base from scratch, not {size!r}")
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=max_len, **GPT2_SIZES[size]))
+
+
+def build_model(task: str, size: str, *, vocab_size: int, labels: list[str], max_len: int):
+    if task == "causal-lm":
+        return build_causal_lm(size, vocab_size=vocab_size, max_len=max_len)
+    return build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len)

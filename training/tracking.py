@@ -43,20 +43,22 @@ def lineage_tags(tables: dict, validation: dict | None, tokenizer_fingerprint: s
     return tags
 
 
-def log_training(result: dict, model_dir: Path, tokenizer_dir: Path) -> None:
+def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path) -> None:
     """Per-epoch and final metrics, the model (reloadable with ``mlflow.pytorch.load_model``) and
     the tokenizer, into the active run."""
     import mlflow
     import torch
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     for row in result["history"]:
         mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
     test = result["test"]
-    mlflow.log_metrics({"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
-                        "test_loss": test["loss"], "train_seconds": result["train_seconds"]})
-    mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    mlflow.log_metrics({f"test_{k}": float(v) for k, v in test.items() if k not in ("confusion", "count")})
+    mlflow.log_metric("train_seconds", result["train_seconds"])
+    if "confusion" in test:
+        mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
+    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(str(model_dir))
     mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
                              pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "transformers"])
     mlflow.log_artifacts(str(tokenizer_dir), artifact_path="tokenizer")
