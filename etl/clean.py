@@ -34,9 +34,11 @@ def collapse_whitespace(text: Column) -> Column:
 def clean_docs(df: DataFrame, *, max_doc_chars: int) -> DataFrame:
     """Clean ``text`` and mark rows that are empty or longer than ``max_doc_chars`` afterwards."""
     cleaned = df.withColumn("text", collapse_whitespace(strip_controls(nfc("text"))))
-    reason = (
-        F.when(F.col("text") == "", F.lit(EMPTY_AFTER_CLEAN))
-        .when(F.length("text") > max_doc_chars, F.lit(TOO_LONG))
+    reason = F.when(F.col("text") == "", F.lit(EMPTY_AFTER_CLEAN)).when(
+        F.length("text") > max_doc_chars, F.lit(TOO_LONG)
     )
-    return cleaned.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason)) \
-        if "reject_reason" in df.columns else cleaned.withColumn("reject_reason", reason)
+    return (
+        cleaned.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason))
+        if "reject_reason" in df.columns
+        else cleaned.withColumn("reject_reason", reason)
+    )

@@ -47,7 +47,13 @@ class EtlConfig:
             raise ValueError(f"tokenizer_kind must be wordpiece or bpe, got {self.tokenizer_kind!r}")
         if not 8 <= self.max_len <= 8192:
             raise ValueError(f"max_len must be in [8, 8192], got {self.max_len}")
-        for name in ("max_doc_chars", "raw_keep_chars", "vocab_size", "tokenizer_sample_docs",
-                     "target_file_rows", "min_files"):
+        for name in (
+            "max_doc_chars",
+            "raw_keep_chars",
+            "vocab_size",
+            "tokenizer_sample_docs",
+            "target_file_rows",
+            "min_files",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

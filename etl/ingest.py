@@ -23,16 +23,24 @@ MISSING_LABEL = "missing_label"
 BAD_LABEL_TYPE = "bad_label_type"
 DUPLICATE_ID = "duplicate_id"
 
-INGEST_REASONS = (MALFORMED_JSON, NOT_AN_OBJECT, BLANK_LINE, INVALID_UTF8, MISSING_TEXT, TEXT_NOT_STRING,
-                  BAD_ID, MISSING_LABEL, BAD_LABEL_TYPE, DUPLICATE_ID)
+INGEST_REASONS = (
+    MALFORMED_JSON,
+    NOT_AN_OBJECT,
+    BLANK_LINE,
+    INVALID_UTF8,
+    MISSING_TEXT,
+    TEXT_NOT_STRING,
+    BAD_ID,
+    MISSING_LABEL,
+    BAD_LABEL_TYPE,
+    DUPLICATE_ID,
+)
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 
 
 def read_jsonl(spark: SparkSession, path: str) -> DataFrame:
     """Every line of the JSON Lines file(s) at ``path`` as ``raw`` with its ``source_file``."""
-    return spark.read.text(path).select(
-        F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file")
-    )
+    return spark.read.text(path).select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
 
 
 def _json_type(variant: Column, path: str) -> Column:
@@ -61,8 +69,10 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
         .when(~F.schema_of_variant(v).startswith("OBJECT"), F.lit(NOT_AN_OBJECT))
         .when(text_type.isNull() | (text_type == "VOID"), F.lit(MISSING_TEXT))
         .when(text_type != "STRING", F.lit(TEXT_NOT_STRING))
-        .when(id_type.isNotNull() & (id_type != "VOID") & (id_type != "STRING") & ~id_type.isin(*_INTEGER_TYPES),
-              F.lit(BAD_ID))
+        .when(
+            id_type.isNotNull() & (id_type != "VOID") & (id_type != "STRING") & ~id_type.isin(*_INTEGER_TYPES),
+            F.lit(BAD_ID),
+        )
     )
     if require_label:
         reason = reason.when(label_type.isNull() | (label_type == "VOID"), F.lit(MISSING_LABEL))

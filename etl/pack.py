@@ -15,12 +15,14 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-SCHEMA = T.StructType([
-    T.StructField("id", T.StringType(), False),
-    T.StructField("split", T.StringType(), False),
-    T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
-    T.StructField("n_tokens", T.IntegerType(), False),
-])
+SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.StringType(), False),
+        T.StructField("split", T.StringType(), False),
+        T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
+        T.StructField("n_tokens", T.IntegerType(), False),
+    ]
+)
 
 
 def _blocks(tokens: np.ndarray, block_len: int) -> tuple[pa.ListArray, pa.Array]:
@@ -47,8 +49,10 @@ def pack_blocks(df: DataFrame, *, block_len: int) -> DataFrame:
             first = counter.get(split, 0)
             counter[split] = first + len(n_tokens)
             names = pa.array([f"{split}-{partition:05d}-{first + i:08d}" for i in range(len(n_tokens))])
-            return pa.RecordBatch.from_arrays([names, pa.array([split] * len(n_tokens)), ids, n_tokens],
-                                              names=["id", "split", "input_ids", "n_tokens"])
+            return pa.RecordBatch.from_arrays(
+                [names, pa.array([split] * len(n_tokens)), ids, n_tokens],
+                names=["id", "split", "input_ids", "n_tokens"],
+            )
 
         for batch in batches:
             splits = batch.column("split")

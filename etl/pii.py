@@ -62,7 +62,8 @@ def mask_pii(df: DataFrame) -> DataFrame:
     """Mask e-mails and Luhn-valid card numbers in ``text``."""
     text = mask_emails(F.col("text"))
     return df.withColumn("text", text).withColumn(
-        "text", F.when(F.col("text").rlike(CARD_CANDIDATE), mask_cards("text")).otherwise(F.col("text")))
+        "text", F.when(F.col("text").rlike(CARD_CANDIDATE), mask_cards("text")).otherwise(F.col("text"))
+    )
 
 
 def pii_counts(df: DataFrame) -> dict[str, int]:

@@ -23,9 +23,9 @@ from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
 from etl.dedup import mark_exact_duplicates, with_content_hash
 from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
-from etl.pii import mask_pii, pii_counts
 from etl.lake import read_table, write_table
 from etl.pack import pack_blocks
+from etl.pii import mask_pii, pii_counts
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
@@ -68,8 +68,12 @@ def _stage(name: str, timings: dict[str, float]):
 
 def _quarantine_rows(df: DataFrame, stage: str, raw_col: str, keep_chars: int) -> DataFrame:
     return df.where(F.col("reject_reason").isNotNull()).select(
-        "id", "reject_reason", F.lit(stage).alias("stage"), "source_file",
-        F.substring(raw_col, 1, keep_chars).alias("raw"))
+        "id",
+        "reject_reason",
+        F.lit(stage).alias("stage"),
+        "source_file",
+        F.substring(raw_col, 1, keep_chars).alias("raw"),
+    )
 
 
 def label_names(silver: DataFrame) -> list[str]:
@@ -93,16 +97,26 @@ def suite_params(suite: str, cfg: EtlConfig, rows: int, *, vocab_size: int = 0, 
     if suite == "silver":
         return split_bounds(cfg.split_fractions, rows)
     if suite == "gold":
-        return {"max_len": cfg.max_len, "max_token_id": vocab_size - 1, "label_ids": list(range(len(labels or []))),
-                **split_bounds(cfg.split_fractions, rows)}
+        return {
+            "max_len": cfg.max_len,
+            "max_token_id": vocab_size - 1,
+            "label_ids": list(range(len(labels or []))),
+            **split_bounds(cfg.split_fractions, rows),
+        }
     return {}
 
 
 def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, result: EtlResult) -> None:
     """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``."""
     with _stage(f"validate_{suite}", result.timings_s):
-        outcome = validate_table(df, suite, params=params, task=cfg.task, results_dir=work / "validation",
-                                 suite_dir=cfg.expectations_dir or None)
+        outcome = validate_table(
+            df,
+            suite,
+            params=params,
+            task=cfg.task,
+            results_dir=work / "validation",
+            suite_dir=cfg.expectations_dir or None,
+        )
     result.validations.append(outcome)
     if not outcome.success:
         raise ValidationFailed(outcome, result)
@@ -115,34 +129,57 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     result = EtlResult(rows={}, reject_reasons={}, timings_s={}, tables={})
     timings = result.timings_s
     with _stage("ingest", timings) as progress:
-        parsed = parse_records(read_jsonl(spark, input_path), text_column=cfg.text_column,
-                               require_label=cfg.task == "classification").transform(flag_duplicate_ids)
+        parsed = parse_records(
+            read_jsonl(spark, input_path), text_column=cfg.text_column, require_label=cfg.task == "classification"
+        ).transform(flag_duplicate_ids)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = read = parsed.count()
     bronze = parsed.where(F.col("reject_reason").isNull()).select("id", "text", "label", "source_file")
     _gate(bronze, "bronze", suite_params("bronze", cfg, 0), work, cfg, result)
     result.tables["bronze"] = {"path": paths["bronze"], "version": write_table(bronze, paths["bronze"])}
     with _stage("clean", timings) as progress:
-        cleaned = read_table(spark, paths["bronze"], result.tables["bronze"]["version"]) \
-            .withColumn("raw", F.col("text")).withColumn("reject_reason", F.lit(None).cast("string")) \
-            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars).persist(StorageLevel.MEMORY_AND_DISK)
-        kept = cleaned.where(F.col("reject_reason").isNull()).transform(mask_pii).transform(with_content_hash) \
-            .transform(mark_exact_duplicates).persist(StorageLevel.MEMORY_AND_DISK)
-        silver = kept.where(~F.col("is_duplicate")) \
-            .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt) \
-            .select("id", "text", "label", "split", "content_sha256", "source_file").persist(StorageLevel.MEMORY_AND_DISK)
+        cleaned = (
+            read_table(spark, paths["bronze"], result.tables["bronze"]["version"])
+            .withColumn("raw", F.col("text"))
+            .withColumn("reject_reason", F.lit(None).cast("string"))
+            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        kept = (
+            cleaned.where(F.col("reject_reason").isNull())
+            .transform(mask_pii)
+            .transform(with_content_hash)
+            .transform(mark_exact_duplicates)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        silver = (
+            kept.where(~F.col("is_duplicate"))
+            .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt)
+            .select("id", "text", "label", "split", "content_sha256", "source_file")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        silver.count()  # materialise the persisted frames now, so that this stage's timing is its own
         progress["rows"] = cleaned.count()
     quarantine = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).unionByName(
-        _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
+        _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars)
+    )
     _gate(quarantine, "quarantine", suite_params("quarantine", cfg, 0), work, cfg, result)
-    result.tables["quarantine"] = {"path": paths["quarantine"],
-                                   "version": write_table(quarantine, paths["quarantine"], mode="append")}
-    result.reject_reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
+    result.tables["quarantine"] = {
+        "path": paths["quarantine"],
+        "version": write_table(quarantine, paths["quarantine"], mode="append"),
+    }
+    result.reject_reasons = {
+        r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()
+    }
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
     clean = sum(split_counts.values())
-    result.rows = {"read": read, "quarantined": sum(result.reject_reasons.values()), "clean": clean,
-                   "duplicates_exact": kept.where(F.col("is_duplicate")).count(),
-                   **{s: split_counts.get(s, 0) for s in SPLITS}}
+    result.rows = {
+        "read": read,
+        "quarantined": sum(result.reject_reasons.values()),
+        "clean": clean,
+        "duplicates_exact": kept.where(F.col("is_duplicate")).count(),
+        **{s: split_counts.get(s, 0) for s in SPLITS},
+    }
     result.pii = pii_counts(silver)
     log.info("rows: %s", result.rows)
     _gate(silver, "silver", suite_params("silver", cfg, clean), work, cfg, result)
@@ -150,8 +187,12 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     for df in (parsed, cleaned, kept, silver):
         df.unpersist()
     if result.rows["train"] == 0:
-        raise ValueError(f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}")
-    _build_gold(read_table(spark, paths["silver"], result.tables["silver"]["version"]), work, cfg, paths["gold"], result)
+        raise ValueError(
+            f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
+        )
+    _build_gold(
+        read_table(spark, paths["silver"], result.tables["silver"]["version"]), work, cfg, paths["gold"], result
+    )
     return result
 
 
@@ -163,10 +204,12 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         if cfg.tokenizer:
             result.tokenizer_fingerprint = copy_tokenizer(cfg.tokenizer, tokenizer_dir)
         else:
-            tok = train_tokenizer(tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind,
-                                  vocab_size=cfg.vocab_size)
-            result.tokenizer_fingerprint = save_tokenizer(tok, tokenizer_dir, kind=cfg.tokenizer_kind,
-                                                          max_len=cfg.max_len)
+            tok = train_tokenizer(
+                tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind, vocab_size=cfg.vocab_size
+            )
+            result.tokenizer_fingerprint = save_tokenizer(
+                tok, tokenizer_dir, kind=cfg.tokenizer_kind, max_len=cfg.max_len
+            )
         result.tokenizer_dir = str(tokenizer_dir)
         result.vocab_size = vocab_size(tokenizer_dir)
     docs = silver.select("id", "split", "text")
@@ -178,24 +221,48 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
     n_files = max(cfg.min_files, -(-result.rows["clean"] // cfg.target_file_rows))
     causal = cfg.task == "causal-lm"
     with _stage("tokenize", timings) as progress:
-        tokens = tokenize_docs(docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE),
-                               max_len=None if causal else cfg.max_len)
-        gold = (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens) \
-            .repartition(n_files).persist(StorageLevel.MEMORY_AND_DISK)
+        tokens = tokenize_docs(
+            docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=None if causal else cfg.max_len
+        )
+        gold = (
+            (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens)
+            .repartition(n_files)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         progress["rows"] = gold_rows = gold.count()
     if causal:
         real = gold.agg(F.sum("n_tokens")).first()[0] or 0
-        result.packing = {"blocks": gold_rows, "block_len": cfg.max_len,
-                          "real_token_fraction": real / max(gold_rows * cfg.max_len, 1)}
+        result.packing = {
+            "blocks": gold_rows,
+            "block_len": cfg.max_len,
+            "real_token_fraction": real / max(gold_rows * cfg.max_len, 1),
+        }
     try:
-        _gate(gold, "gold", suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
-              work, cfg, result)
+        _gate(
+            gold,
+            "gold",
+            suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
+            work,
+            cfg,
+            result,
+        )
         with _stage("publish", timings) as progress:
             progress["rows"] = gold_rows
-            version = write_table(gold, gold_path, metadata={
-                "validation": "passed", "suite": "gold", "tokenizer_fingerprint": result.tokenizer_fingerprint,
-                "vocab_size": result.vocab_size, "max_len": cfg.max_len, "labels": result.labels,
-                "task": cfg.task, "split_fractions": list(cfg.split_fractions), "rows": gold_rows})
+            version = write_table(
+                gold,
+                gold_path,
+                metadata={
+                    "validation": "passed",
+                    "suite": "gold",
+                    "tokenizer_fingerprint": result.tokenizer_fingerprint,
+                    "vocab_size": result.vocab_size,
+                    "max_len": cfg.max_len,
+                    "labels": result.labels,
+                    "task": cfg.task,
+                    "split_fractions": list(cfg.split_fractions),
+                    "rows": gold_rows,
+                },
+            )
     finally:
         gold.unpersist()
     result.tables["gold"] = {"path": gold_path, "version": version}

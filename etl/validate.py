@@ -54,7 +54,8 @@ def with_derived_columns(df: DataFrame) -> DataFrame:
         df = df.withColumn("raw_card_number", F.when(F.col("text").rlike(CARD_CANDIDATE), find_card("text")))
     if "input_ids" in df.columns:
         df = df.withColumn("min_token_id", F.array_min("input_ids")).withColumn(
-            "max_token_id", F.array_max("input_ids"))
+            "max_token_id", F.array_max("input_ids")
+        )
     return df
 
 
@@ -62,7 +63,7 @@ def split_bounds(fractions: tuple[float, float, float], rows: int) -> dict[str, 
     """Suite parameters ``{split}_min/_max``: each share within 2 points of its configured
     fraction, or within 4 standard errors where a small table makes 2 points too tight."""
     bounds = {}
-    for split, p in zip(SPLITS, fractions):
+    for split, p in zip(SPLITS, fractions, strict=True):
         tolerance = max(0.02, 4 * (p * (1 - p) / max(rows, 1)) ** 0.5)
         bounds[f"{split}_min"], bounds[f"{split}_max"] = max(0.0, p - tolerance), min(1.0, p + tolerance)
     return bounds
@@ -75,8 +76,7 @@ def expectation_name(config: dict) -> str:
 
 
 def _suite_expectations(name: str, task: str, suite_dir: str | None) -> list[dict]:
-    return [e for e in load_suite(name, suite_dir)["expectations"]
-            if task in e.get("meta", {}).get("tasks", [task])]
+    return [e for e in load_suite(name, suite_dir)["expectations"] if task in e.get("meta", {}).get("tasks", [task])]
 
 
 def _context(results_dir: Path | None):
@@ -84,14 +84,24 @@ def _context(results_dir: Path | None):
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    ctx = gx.get_context(mode="ephemeral") if results_dir is None else \
-        gx.get_context(mode="file", project_root_dir=str(results_dir / "gx"))
+    ctx = (
+        gx.get_context(mode="ephemeral")
+        if results_dir is None
+        else gx.get_context(mode="file", project_root_dir=str(results_dir / "gx"))
+    )
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return ctx
 
 
-def validate_table(df: DataFrame, suite: str, *, params: dict, task: str = "classification",
-                   results_dir: str | Path | None = None, suite_dir: str | None = None) -> SuiteResult:
+def validate_table(
+    df: DataFrame,
+    suite: str,
+    *,
+    params: dict,
+    task: str = "classification",
+    results_dir: str | Path | None = None,
+    suite_dir: str | None = None,
+) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
     parameters ``params``. With ``results_dir``, the GX result is kept there as JSON
     (``SUITE.json``) and in GX data docs (``gx/gx/uncommitted/data_docs/local_site/index.html``)."""
@@ -103,17 +113,25 @@ def validate_table(df: DataFrame, suite: str, *, params: dict, task: str = "clas
     ctx = _context(out)
     source = ctx.data_sources.add_or_update_spark(name="tokenlake")
     asset = next((a for a in source.assets if a.name == suite), None) or source.add_dataframe_asset(name=suite)
-    batch = next((b for b in asset.batch_definitions if b.name == "whole"), None) \
-        or asset.add_batch_definition_whole_dataframe("whole")
+    batch = next(
+        (b for b in asset.batch_definitions if b.name == "whole"), None
+    ) or asset.add_batch_definition_whole_dataframe("whole")
     gx_suite = gx.ExpectationSuite(name=suite)
     for config in _suite_expectations(suite, task, suite_dir):
-        gx_suite.add_expectation_configuration(ExpectationConfiguration(
-            type=config["type"], kwargs=config["kwargs"], meta=config.get("meta")))
+        gx_suite.add_expectation_configuration(
+            ExpectationConfiguration(type=config["type"], kwargs=config["kwargs"], meta=config.get("meta"))
+        )
     gx_suite = ctx.suites.add_or_update(gx_suite)
-    definition = ctx.validation_definitions.add_or_update(gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite))
-    checkpoint = ctx.checkpoints.add_or_update(gx.Checkpoint(
-        name=suite, validation_definitions=[definition],
-        actions=[UpdateDataDocsAction(name="data_docs")] if out is not None else []))
+    definition = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite)
+    )
+    checkpoint = ctx.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=suite,
+            validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="data_docs")] if out is not None else [],
+        )
+    )
     run = checkpoint.run(batch_parameters={"dataframe": with_derived_columns(df)}, expectation_parameters=params)
     outcome = next(iter(run.run_results.values()))
     failed = [expectation_name(r.expectation_config.to_json_dict()) for r in outcome.results if not r.success]
@@ -122,9 +140,14 @@ def validate_table(df: DataFrame, suite: str, *, params: dict, task: str = "clas
     if out is not None:
         path = out / f"{suite}.json"
         path.write_text(json.dumps(outcome.to_json_dict(), indent=1, default=str))
-    return SuiteResult(suite=suite, success=bool(outcome.success), evaluated=len(outcome.results),
-                       unexpected=unexpected, failed_expectations=failed,
-                       result_path=str(path) if path else None)
+    return SuiteResult(
+        suite=suite,
+        success=bool(outcome.success),
+        evaluated=len(outcome.results),
+        unexpected=unexpected,
+        failed_expectations=failed,
+        result_path=str(path) if path else None,
+    )
 
 
 def data_docs_index(results_dir: str | Path) -> Path:

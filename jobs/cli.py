@@ -1,11 +1,11 @@
 """``tokenlake``: the command line. Subcommands call the same functions as ``jobs/*_job.py``.
 
-    tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0
-    tokenlake run --input data/sample.jsonl --work work        # = etl, then train, one MLflow run
-    tokenlake etl --input data/sample.jsonl --work work
-    tokenlake validate --work work [--data-version N]
-    tokenlake train --work work [--data-version N]
-    tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
+tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0
+tokenlake run --input data/sample.jsonl --work work        # = etl, then train, one MLflow run
+tokenlake etl --input data/sample.jsonl --work work
+tokenlake validate --work work [--data-version N]
+tokenlake train --work work [--data-version N]
+tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
 """
 
 from __future__ import annotations
@@ -25,8 +25,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--work", default="work", help="work directory: lake/, tokenizer/, model/, report.json")
     p.add_argument("--config", help="YAML file with etl: and train: sections")
     p.add_argument("--master", help="Spark master for a local run (default local[*]; ignored under spark-submit)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config field, e.g. --set etl.vocab_size=4000 --set train.lr=5e-4")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, e.g. --set etl.vocab_size=4000 --set train.lr=5e-4",
+    )
 
 
 def _etl_flags(p: argparse.ArgumentParser) -> None:
@@ -46,11 +51,18 @@ def _version_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-version", type=int, help="gold Delta version (default: the latest)")
 
 
-FLAGS = {"etl": (_etl_flags,), "validate": (_version_flag,), "train": (_train_flags, _version_flag),
-         "run": (_etl_flags, _train_flags)}
-HELP = {"etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
-        "validate": "re-validate a published gold version", "train": "train on a validated gold version",
-        "run": "etl and train, end to end, in one MLflow run"}
+FLAGS = {
+    "etl": (_etl_flags,),
+    "validate": (_version_flag,),
+    "train": (_train_flags, _version_flag),
+    "run": (_etl_flags, _train_flags),
+}
+HELP = {
+    "etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
+    "validate": "re-validate a published gold version",
+    "train": "train on a validated gold version",
+    "run": "etl and train, end to end, in one MLflow run",
+}
 
 
 def add_flags(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -78,18 +90,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 def mlflow_ui_command(work: Path, port: int) -> list[str]:
     """An MLflow tracking server over ``WORK/mlflow.db`` (what ``make run`` logs to), loopback only."""
-    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{(work / 'mlflow.db').resolve()}",
-            "--artifacts-destination", str((work / "mlartifacts").resolve()), "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{(work / 'mlflow.db').resolve()}",
+        "--artifacts-destination",
+        str((work / "mlartifacts").resolve()),
+        "--workers",
+        "1",
+    ]
 
 
 def config_from_args(args: argparse.Namespace):
     from jobs.config import load_config
 
-    return load_config(args.config, args.set, {
-        "train.model": getattr(args, "model", None), "train.epochs": getattr(args, "epochs", None),
-        "etl.max_len": getattr(args, "max_len", None), "train.batch_size": getattr(args, "batch_size", None),
-        "train.num_processes": getattr(args, "num_processes", None)})
+    return load_config(
+        args.config,
+        args.set,
+        {
+            "train.model": getattr(args, "model", None),
+            "train.epochs": getattr(args, "epochs", None),
+            "etl.max_len": getattr(args, "max_len", None),
+            "train.batch_size": getattr(args, "batch_size", None),
+            "train.num_processes": getattr(args, "num_processes", None),
+        },
+    )
 
 
 def _dispatch(args: argparse.Namespace, cfg) -> dict:
@@ -146,8 +178,11 @@ def setup_logging() -> None:
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    logging.basicConfig(level=os.environ.get("TOKENLAKE_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=os.environ.get("TOKENLAKE_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(name)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("py4j", "great_expectations", "petastorm", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

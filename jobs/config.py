@@ -72,8 +72,9 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return section, name, yaml.safe_load(raw)
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = (),
-                flags: dict[str, object] | None = None) -> PipelineConfig:
+def load_config(
+    path: str | Path | None = None, overrides: typing.Iterable[str] = (), flags: dict[str, object] | None = None
+) -> PipelineConfig:
     """Defaults <- YAML file <- ``--set`` overrides <- explicit CLI ``flags`` (``"train.epochs": 3``)."""
     values: dict[str, dict] = {name: {} for name in SECTIONS}
     if path:

@@ -1,4 +1,5 @@
-"""spark-submit / scheduler entry point: ingest, clean, split and tokenize into Delta; publish gold only if it passes its suite.
+"""spark-submit / scheduler entry point: ingest, clean, split and tokenize into Delta;
+publish gold only if it passes its suite.
 
 On a cluster (the session, master and resources come from spark-submit; nothing here forces them)::
 
@@ -25,7 +26,7 @@ COMMAND = "etl"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_flags(argparse.ArgumentParser(prog="etl_job.py", description=__doc__.split("\n")[0]), COMMAND)
+    return add_flags(argparse.ArgumentParser(prog="etl_job.py", description=__doc__.split("\n\n")[0]), COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""spark-submit / scheduler entry point: the whole run (etl, then train) in one MLflow run; takes every flag of `tokenlake run`.
+"""spark-submit / scheduler entry point: the whole run (etl, then train) in one
+MLflow run; takes every flag of `tokenlake run`.
 
 On a cluster (the session, master and resources come from spark-submit; nothing here forces them)::
 
@@ -25,7 +26,7 @@ COMMAND = "run"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_flags(argparse.ArgumentParser(prog="pipeline_job.py", description=__doc__.split("\n")[0]), COMMAND)
+    return add_flags(argparse.ArgumentParser(prog="pipeline_job.py", description=__doc__.split("\n\n")[0]), COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

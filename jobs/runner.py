@@ -50,18 +50,35 @@ def update_report(work: Path, **parts) -> dict:
 
 def validation_summary(results: list[SuiteResult], work: Path) -> dict:
     docs = data_docs_index(work / "validation")
-    return {"data_docs": str(docs) if docs.is_file() else None,"success": all(r.success for r in results) and bool(results),
-            "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
-            "suites": {r.suite: {"success": r.success, "evaluated": r.evaluated, "unexpected": r.unexpected,
-                                 "result_path": r.result_path} for r in results}}
+    return {
+        "data_docs": str(docs) if docs.is_file() else None,
+        "success": all(r.success for r in results) and bool(results),
+        "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
+        "suites": {
+            r.suite: {
+                "success": r.success,
+                "evaluated": r.evaluated,
+                "unexpected": r.unexpected,
+                "result_path": r.result_path,
+            }
+            for r in results
+        },
+    }
 
 
 def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
-    return {"input": input_path, "rows": etl.rows, "reject_reasons": etl.reject_reasons, "tables": etl.tables,
-            "validation": validation_summary(etl.validations, work), "pii": etl.pii,
-            **({"packing": etl.packing} if etl.packing else {}),
-            "timings_s": dict(etl.timings_s), "training": None,
-            "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels}}
+    return {
+        "input": input_path,
+        "rows": etl.rows,
+        "reject_reasons": etl.reject_reasons,
+        "tables": etl.tables,
+        "validation": validation_summary(etl.validations, work),
+        "pii": etl.pii,
+        **({"packing": etl.packing} if etl.packing else {}),
+        "timings_s": dict(etl.timings_s),
+        "training": None,
+        "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels},
+    }
 
 
 def run_etl_stage(spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig) -> dict:
@@ -92,12 +109,24 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
         etl_cfg, extra = cfg.etl, {}
         if name == "gold":  # the gold commit records what its suite must check
             meta = commit_metadata(spark, table["path"], table["version"])
-            etl_cfg = replace(cfg.etl, max_len=meta["max_len"], task=meta.get("task", cfg.etl.task),
-                              split_fractions=tuple(meta.get("split_fractions", cfg.etl.split_fractions)))
+            etl_cfg = replace(
+                cfg.etl,
+                max_len=meta["max_len"],
+                task=meta.get("task", cfg.etl.task),
+                split_fractions=tuple(meta.get("split_fractions", cfg.etl.split_fractions)),
+            )
             extra = {"vocab_size": meta["vocab_size"], "labels": meta.get("labels", [])}
         rows = df.count() if name in ("silver", "gold") else 0
-        results.append(validate_table(df, name, params=suite_params(name, etl_cfg, rows, **extra), task=etl_cfg.task,
-                                      results_dir=work / "validation", suite_dir=cfg.etl.expectations_dir or None))
+        results.append(
+            validate_table(
+                df,
+                name,
+                params=suite_params(name, etl_cfg, rows, **extra),
+                task=etl_cfg.task,
+                results_dir=work / "validation",
+                suite_dir=cfg.etl.expectations_dir or None,
+            )
+        )
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
     report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
     failed = next((r for r in results if not r.success), None)
@@ -115,12 +144,15 @@ def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[d
     version = latest_version(spark, path) if version is None else int(version)
     meta = commit_metadata(spark, path, version)
     if meta.get("validation") != "passed":
-        raise GoldRefused(f"gold version {version} at {path} has no passed validation in its commit; "
-                          "training refuses it")
+        raise GoldRefused(
+            f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
+        )
     tokenizer_fp = fingerprint(work / "tokenizer")
     if meta.get("tokenizer_fingerprint") != tokenizer_fp:
-        raise GoldRefused(f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
-                          f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version")
+        raise GoldRefused(
+            f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
+            f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
+        )
     return {"path": path, "version": version}, meta
 
 
@@ -130,9 +162,11 @@ def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
         return
     model_fp = fingerprint(pretrained_dir(cfg.train.model))
     if meta.get("tokenizer_fingerprint") != model_fp:
-        raise GoldRefused(f"model {cfg.train.model!r} carries tokenizer {model_fp[:12]}..., but gold was tokenized with "
-                          f"{str(meta.get('tokenizer_fingerprint'))[:12]}...: run the ETL with --set etl.tokenizer="
-                          f"{cfg.train.model} (or --model {cfg.train.model}) first")
+        raise GoldRefused(
+            f"model {cfg.train.model!r} carries tokenizer {model_fp[:12]}..., but gold was tokenized with "
+            f"{str(meta.get('tokenizer_fingerprint'))[:12]}...: run the ETL with --set etl.tokenizer="
+            f"{cfg.train.model} (or --model {cfg.train.model}) first"
+        )
 
 
 def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
@@ -154,13 +188,25 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
         mlflow.log_artifacts(str(Path(docs).parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
     task = meta.get("task", "classification")
-    result = launch_training(spark, gold, work, cfg.train, task=task, labels=meta["labels"],
-                             vocab_size=meta["vocab_size"], max_len=meta["max_len"])
+    result = launch_training(
+        spark,
+        gold,
+        work,
+        cfg.train,
+        task=task,
+        labels=meta["labels"],
+        vocab_size=meta["vocab_size"],
+        max_len=meta["max_len"],
+    )
     log_training(result, task, work / "model", work / "tokenizer")
     last, keys = result["history"][-1], EVAL_KEYS[task]
-    training = {"mlflow_run_id": mlflow.active_run().info.run_id, "data": gold, "task": task,
-                "metrics": {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}},
-                "epochs": result["history"]}
+    training = {
+        "mlflow_run_id": mlflow.active_run().info.run_id,
+        "data": gold,
+        "task": task,
+        "metrics": {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}},
+        "epochs": result["history"],
+    }
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
     report = update_report(work, training=training, timings_s=timings)
     mlflow.log_dict(report, "report.json")
@@ -173,7 +219,9 @@ def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineC
     mlflow.set_tracking_uri(uri or default_mlflow_uri(work))
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         local = (uri or default_mlflow_uri(work)).startswith("sqlite:")
-        mlflow.create_experiment(EXPERIMENT, artifact_location=(work / "mlartifacts").resolve().as_uri() if local else None)
+        mlflow.create_experiment(
+            EXPERIMENT, artifact_location=(work / "mlartifacts").resolve().as_uri() if local else None
+        )
     mlflow.set_experiment(EXPERIMENT)
     run = mlflow.start_run()
     mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
@@ -181,15 +229,17 @@ def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineC
     return run
 
 
-def run_train(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None,
-              mlflow_uri: str | None = None) -> dict:
+def run_train(
+    spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None, mlflow_uri: str | None = None
+) -> dict:
     """``tokenlake train``: one MLflow run that trains on gold (latest or ``version``)."""
     with _mlflow_run(mlflow_uri, work, spark, cfg):
         return train_stage(spark, work, cfg, version)
 
 
-def run_pipeline(spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig,
-                 mlflow_uri: str | None = None) -> dict:
+def run_pipeline(
+    spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig, mlflow_uri: str | None = None
+) -> dict:
     """``tokenlake run``: ETL, gate and training in one MLflow run, which ends FAILED if any fails."""
     import mlflow
 
@@ -199,8 +249,11 @@ def run_pipeline(spark: SparkSession, input_path: str, work: Path, cfg: Pipeline
         try:
             report = run_etl_stage(spark, input_path, work, cfg)
         except ValidationFailed as failure:
-            mlflow.set_tags(lineage_tags(failure.report["tables"], failure.report["validation"],
-                                         failure.report["tokenizer"]["fingerprint"]))
+            mlflow.set_tags(
+                lineage_tags(
+                    failure.report["tables"], failure.report["validation"], failure.report["tokenizer"]["fingerprint"]
+                )
+            )
             raise
         mlflow.log_metrics({f"rows_{k}": v for k, v in report["rows"].items()})
         report = train_stage(spark, work, cfg, report["tables"]["gold"]["version"])

@@ -45,7 +45,7 @@ def _check_delta(spark: SparkSession) -> None:
 
     # py4j resolves through Spark's class loader (where --packages JARs live); an unknown class
     # comes back as a JavaPackage.
-    if not isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass):  # noqa: SLF001
+    if not isinstance(spark._jvm.io.delta.tables.DeltaTable, JavaClass):
         raise DeltaJarsMissing(
             "Delta Lake is not on this Spark's classpath: pass --packages io.delta:delta-spark_2.13:"
             f"{_delta_version()} and --conf for {', '.join(DELTA_SQL_CONF)} to spark-submit"
@@ -58,8 +58,9 @@ def _delta_version() -> str:
     return version("delta-spark")
 
 
-def get_spark(app_name: str = "tokenlake", master: str | None = None, conf: dict[str, str] | None = None
-              ) -> SparkSession:
+def get_spark(
+    app_name: str = "tokenlake", master: str | None = None, conf: dict[str, str] | None = None
+) -> SparkSession:
     """The active session under spark-submit/Databricks; otherwise a local one with Delta."""
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook, a test run, or a second call in this process

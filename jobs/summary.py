@@ -9,13 +9,17 @@ def summary_lines(report: dict, work: Path) -> list[str]:
     lines = ["", "tokenlake: done"]
     rows = report.get("rows")
     if rows:
-        lines.append(f"  rows        read {rows['read']}  clean {rows['clean']}  quarantined {rows['quarantined']}"
-                     f"  (train {rows['train']} / validation {rows['validation']} / test {rows['test']})")
+        lines.append(
+            f"  rows        read {rows['read']}  clean {rows['clean']}  quarantined {rows['quarantined']}"
+            f"  (train {rows['train']} / validation {rows['validation']} / test {rows['test']})"
+        )
     if report.get("tables"):
         lines.append("  tables      " + "  ".join(f"{n} v{t['version']}" for n, t in sorted(report["tables"].items())))
     if report.get("packing"):
-        lines.append(f"  packing     {report['packing']['blocks']} blocks of {report['packing']['block_len']} tokens,"
-                     f" real-token fraction {report['packing']['real_token_fraction']:.4f}")
+        lines.append(
+            f"  packing     {report['packing']['blocks']} blocks of {report['packing']['block_len']} tokens,"
+            f" real-token fraction {report['packing']['real_token_fraction']:.4f}"
+        )
     if report.get("validation"):
         lines.append(f"  validation  {'passed' if report['validation']['success'] else 'FAILED'}")
     training = report.get("training")

@@ -1,4 +1,5 @@
-"""spark-submit / scheduler entry point: DDP training (TorchDistributor + Petastorm) on a validated gold version, tracked in MLflow.
+"""spark-submit / scheduler entry point: DDP training (TorchDistributor + Petastorm)
+on a validated gold version, tracked in MLflow.
 
 On a cluster (the session, master and resources come from spark-submit; nothing here forces them)::
 
@@ -25,7 +26,7 @@ COMMAND = "train"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_flags(argparse.ArgumentParser(prog="train_job.py", description=__doc__.split("\n")[0]), COMMAND)
+    return add_flags(argparse.ArgumentParser(prog="train_job.py", description=__doc__.split("\n\n")[0]), COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

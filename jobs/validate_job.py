@@ -25,7 +25,7 @@ COMMAND = "validate"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_flags(argparse.ArgumentParser(prog="validate_job.py", description=__doc__.split("\n")[0]), COMMAND)
+    return add_flags(argparse.ArgumentParser(prog="validate_job.py", description=__doc__.split("\n\n")[0]), COMMAND)
 
 
 def main(argv: list[str] | None = None) -> int:

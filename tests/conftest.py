@@ -13,11 +13,15 @@ def spark(tmp_path_factory):
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    session = get_spark("tokenlake-tests", master="local[2]", conf={
-        "spark.sql.shuffle.partitions": "2",
-        "spark.default.parallelism": "2",
-        "spark.sql.warehouse.dir": str(warehouse),
-    })
+    session = get_spark(
+        "tokenlake-tests",
+        master="local[2]",
+        conf={
+            "spark.sql.shuffle.partitions": "2",
+            "spark.default.parallelism": "2",
+            "spark.sql.warehouse.dir": str(warehouse),
+        },
+    )
     yield session
     session.stop()
 
@@ -33,12 +37,16 @@ def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
     generate_corpus(path, 2000, seed=7)
     with path.open("ab") as fh:
-        fh.write(b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n'
-                 b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n')
+        fh.write(
+            b'{"id": "bad-1", "text": "unterminated\n{"id": "bad-2", "text": 42, "label": "food"}\n'
+            b'{"id": "bad-3", "text": " \\u0007 ", "label": "food"}\n'
+        )
         first = json.loads(path.read_text().splitlines()[0])
         fh.write(json.dumps({"id": "zz-duplicate", "text": first["text"], "label": first["label"]}).encode() + b"\n")
-        fh.write(b'{"id": "pii-1", "text": "Bank loan: mail jo.doe@example.com, card 4111 1111 1111 1111.", '
-                 b'"label": "finance"}\n')
+        fh.write(
+            b'{"id": "pii-1", "text": "Bank loan: mail jo.doe@example.com, card 4111 1111 1111 1111.", '
+            b'"label": "finance"}\n'
+        )
     return path
 
 

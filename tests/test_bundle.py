@@ -44,7 +44,7 @@ def test_task_parameters_parse_with_the_jobs_parser(path, job, task, variables):
 
 def test_workflow_shape_schedule_and_clusters():
     root, resources = _bundle()
-    (_, doc), = resources
+    ((_, doc),) = resources
     job = doc["resources"]["jobs"]["tokenlake"]
     order = {t["task_key"]: [d["task_key"] for d in t.get("depends_on", [])] for t in job["tasks"]}
     assert order == {"etl": [], "validate": ["etl"], "train": ["validate"]}

@@ -15,7 +15,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
 
 SPARK_HOME = Path(__import__("pyspark").__file__).parent
@@ -25,8 +24,13 @@ WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 
 
 def _daemon(env: dict, action: str, cls: str, *args: str) -> None:
-    subprocess.run([str(SPARK_HOME / "sbin/spark-daemon.sh"), action, cls, "1", *args],
-                   env=env, check=action == "start", capture_output=True, timeout=120)
+    subprocess.run(
+        [str(SPARK_HOME / "sbin/spark-daemon.sh"), action, cls, "1", *args],
+        env=env,
+        check=action == "start",
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def _alive_workers(ui_port: int) -> int:
@@ -40,14 +44,33 @@ def _alive_workers(ui_port: int) -> int:
 @pytest.fixture
 def standalone_cluster(tmp_path):
     port, ui_port = free_port(), free_port()
-    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_PID_DIR": str(tmp_path / "pids"),
-           "SPARK_LOG_DIR": str(tmp_path / "logs"), "SPARK_LOCAL_IP": "127.0.0.1", "SPARK_IDENT_STRING": "tokenlake-test",
-           "SPARK_WORKER_DIR": str(tmp_path / "worker"), "PYSPARK_PYTHON": sys.executable}
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "SPARK_PID_DIR": str(tmp_path / "pids"),
+        "SPARK_LOG_DIR": str(tmp_path / "logs"),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_IDENT_STRING": "tokenlake-test",
+        "SPARK_WORKER_DIR": str(tmp_path / "worker"),
+        "PYSPARK_PYTHON": sys.executable,
+    }
     url = f"spark://127.0.0.1:{port}"
     try:
         _daemon(env, "start", MASTER_CLASS, "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui_port))
-        _daemon(env, "start", WORKER_CLASS, "--host", "127.0.0.1", "--cores", "2", "--memory", "6g",
-                "--webui-port", str(free_port()), url)
+        _daemon(
+            env,
+            "start",
+            WORKER_CLASS,
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "2",
+            "--memory",
+            "6g",
+            "--webui-port",
+            str(free_port()),
+            url,
+        )
         deadline = time.monotonic() + 120
         while _alive_workers(ui_port) < 1:
             if time.monotonic() > deadline:
@@ -68,15 +91,38 @@ def test_spark_submit_pipeline_on_a_standalone_cluster(standalone_cluster, corpu
 
     url, env = standalone_cluster
     work = tmp_path / "work"
-    cmd = [str(SPARK_HOME / "bin/spark-submit"), "--master", url,
-           "--packages", f"io.delta:delta-spark_2.13:{version('delta-spark')}",
-           "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-           "--conf", "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
-           "--conf", f"spark.pyspark.python={sys.executable}", "--conf", "spark.driver.host=127.0.0.1",
-           "--conf", "spark.ui.enabled=false", "--conf", "spark.sql.shuffle.partitions=4",
-           "--conf", "spark.executor.memory=4g",
-           str(REPO / "jobs/pipeline_job.py"), "--input", str(corpus), "--work", str(work), "--epochs", "2",
-           "--set", "etl.vocab_size=1000", "--set", "train.local_mode=false"]
+    cmd = [
+        str(SPARK_HOME / "bin/spark-submit"),
+        "--master",
+        url,
+        "--packages",
+        f"io.delta:delta-spark_2.13:{version('delta-spark')}",
+        "--conf",
+        "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+        "--conf",
+        "spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.shuffle.partitions=4",
+        "--conf",
+        "spark.executor.memory=4g",
+        str(REPO / "jobs/pipeline_job.py"),
+        "--input",
+        str(corpus),
+        "--work",
+        str(work),
+        "--epochs",
+        "2",
+        "--set",
+        "etl.vocab_size=1000",
+        "--set",
+        "train.local_mode=false",
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-4000:]
     report = json.loads((work / "report.json").read_text())
@@ -102,7 +148,8 @@ def test_too_many_processes_for_the_cluster_fail_fast(standalone_cluster, tmp_pa
         "spark.range(4).count()\n"
         "try:\n check_task_slots(spark, TrainConfig(num_processes=8, local_mode=False))\n"
         "except TrainingFailed as e:\n print(e); sys.exit(0)\n"
-        "sys.exit('no error')\n")
+        "sys.exit('no error')\n"
+    )
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "num_processes=8 exceeds the cluster's 2 task slots" in out.stdout

@@ -6,23 +6,29 @@ from jobs.config import load_config, parse_override
 def test_defaults_yaml_set_and_flags_layer_in_order(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("etl:\n  max_len: 64\n  vocab_size: 500\ntrain:\n  lr: 0.01\n  epochs: 5\n")
-    cfg = load_config(path, ["etl.vocab_size=700", "batch_size=8", "split_fractions=[0.7, 0.2, 0.1]"],
-                      {"train.epochs": 2, "etl.max_len": None})
+    cfg = load_config(
+        path,
+        ["etl.vocab_size=700", "batch_size=8", "split_fractions=[0.7, 0.2, 0.1]"],
+        {"train.epochs": 2, "etl.max_len": None},
+    )
     assert cfg.etl.max_len == 64 and cfg.etl.vocab_size == 700
     assert cfg.etl.split_fractions == (0.7, 0.2, 0.1)
     assert cfg.train.lr == 0.01 and cfg.train.epochs == 2 and cfg.train.batch_size == 8
     assert cfg.as_dict()["train"]["epochs"] == 2
 
 
-@pytest.mark.parametrize("override, message", [
-    ("nonsense=1", "unknown"),
-    ("etl.nonsense=1", "unknown setting etl.nonsense"),
-    ("gpu.x=1", "unknown config section"),
-    ("epochs", "key=value"),
-    ("train.local_mode=maybe", "true or false"),
-    ("etl.split_fractions=[0.5, 0.1, 0.1]", "add up to 1"),
-    ("train.model=", "needs a value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("nonsense=1", "unknown"),
+        ("etl.nonsense=1", "unknown setting etl.nonsense"),
+        ("gpu.x=1", "unknown config section"),
+        ("epochs", "key=value"),
+        ("train.local_mode=maybe", "true or false"),
+        ("etl.split_fractions=[0.5, 0.1, 0.1]", "add up to 1"),
+        ("train.model=", "needs a value"),
+    ],
+)
 def test_bad_settings_are_clear_errors(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [override])

@@ -28,8 +28,9 @@ def _parse(spark, tmp_path, lines, **kw):
 def test_every_line_is_parsed_or_gets_a_reason(spark, tmp_path):
     rows = _parse(spark, tmp_path, [line for line, _ in LINES]).collect()
     assert len(rows) == len(LINES)  # nothing is dropped
-    for row, (_, (id_, text, label, reason)) in zip(sorted(rows, key=lambda r: r["raw"]),
-                                                    sorted(LINES, key=lambda x: x[0].decode("utf-8", "replace"))):
+    for row, (_, (id_, text, label, reason)) in zip(
+        sorted(rows, key=lambda r: r["raw"]), sorted(LINES, key=lambda x: x[0].decode("utf-8", "replace")), strict=True
+    ):
         assert row["reject_reason"] == reason, row
         if reason is None:
             assert row["text"] == text and row["label"] == label
@@ -57,7 +58,13 @@ def test_configurable_text_column(spark, tmp_path):
 
 def test_duplicate_ids_keep_one_deterministically(spark):
     df = spark.createDataFrame(
-        [("a", "zzz", "f2", None), ("a", "aaa", "f1", None), ("a", "bad", "f1", "malformed_json"), ("b", "x", "f", None)],
-        "id string, text string, source_file string, reject_reason string")
+        [
+            ("a", "zzz", "f2", None),
+            ("a", "aaa", "f1", None),
+            ("a", "bad", "f1", "malformed_json"),
+            ("b", "x", "f", None),
+        ],
+        "id string, text string, source_file string, reject_reason string",
+    )
     out = {(r["id"], r["text"]): r["reject_reason"] for r in flag_duplicate_ids(df).collect()}
     assert out == {("a", "aaa"): None, ("a", "zzz"): "duplicate_id", ("a", "bad"): "malformed_json", ("b", "x"): None}

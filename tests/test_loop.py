@@ -27,8 +27,11 @@ def test_no_weight_decay_on_biases_and_norms():
 
 
 def test_batches_are_trimmed_to_the_longest_row_with_a_mask():
-    batch = {"input_ids": torch.tensor([[2, 5, 3, 0, 0], [2, 3, 0, 0, 0]], dtype=torch.int32),
-             "n_tokens": torch.tensor([3, 2], dtype=torch.int32), "label": torch.tensor([1, 0], dtype=torch.int32)}
+    batch = {
+        "input_ids": torch.tensor([[2, 5, 3, 0, 0], [2, 3, 0, 0, 0]], dtype=torch.int32),
+        "n_tokens": torch.tensor([3, 2], dtype=torch.int32),
+        "label": torch.tensor([1, 0], dtype=torch.int32),
+    }
     out = to_model_inputs(batch)
     assert out["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]] and out["input_ids"].dtype == torch.long
     assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
@@ -42,8 +45,7 @@ def test_steps_per_epoch_is_the_same_for_every_rank_and_refuses_too_little_data(
 
 
 def test_metrics_from_a_confusion_matrix():
-    sums = {"loss_sum": torch.tensor(6.0, dtype=torch.float64),
-            "confusion": torch.tensor([[3, 1], [0, 2]])}
+    sums = {"loss_sum": torch.tensor(6.0, dtype=torch.float64), "confusion": torch.tensor([[3, 1], [0, 2]])}
     m = metrics(sums)
     assert m["accuracy"] == pytest.approx(5 / 6) and m["loss"] == pytest.approx(1.0) and m["count"] == 6
     assert m["macro_f1"] == pytest.approx((2 * 3 / (4 + 3) + 2 * 2 / (2 + 3)) / 2)
@@ -61,7 +63,7 @@ def _toy_batches(n_batches, seed=0):
     for _ in range(n_batches):
         labels = torch.randint(0, 2, (16,), generator=g)
         ids = torch.randint(10, 40, (16, 12), generator=g)
-        ids[:, 1] = labels + 5   # the label is written in the second token
+        ids[:, 1] = labels + 5  # the label is written in the second token
         ids[:, 0], ids[:, -1] = 2, 3
         yield {"input_ids": ids.int(), "n_tokens": torch.full((16,), 12, dtype=torch.int32), "label": labels.int()}
 
@@ -75,8 +77,16 @@ def test_fit_epoch_learns_a_toy_task(grad_checkpointing):
     before = metrics(evaluate(model, list(_toy_batches(4, seed=1)), num_labels=2, device=torch.device("cpu")))
     opt, sched = make_optimizer(model, lr=3e-3, weight_decay=0.01, total_steps=60, warmup_ratio=0.1)
     seen = []
-    stats = fit_epoch(model, _toy_batches(120), steps=60, opt=opt, sched=sched, device=torch.device("cpu"),
-                      grad_accum_steps=2, on_step=lambda s, m: seen.append(m["lr"]))
+    stats = fit_epoch(
+        model,
+        _toy_batches(120),
+        steps=60,
+        opt=opt,
+        sched=sched,
+        device=torch.device("cpu"),
+        grad_accum_steps=2,
+        on_step=lambda s, m: seen.append(m["lr"]),
+    )
     after = metrics(evaluate(model, list(_toy_batches(4, seed=1)), num_labels=2, device=torch.device("cpu")))
     assert stats["samples"] == 60 * 2 * 16
     assert len(seen) == 60 and seen[-1] == pytest.approx(0.0, abs=1e-6) and max(seen) == pytest.approx(3e-3)
@@ -103,23 +113,28 @@ def test_length_bucketing_keeps_every_row_and_cuts_padding():
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, 64, (8 * 16,), generator=g)
     ids = torch.arange(8 * 16)
-    batches = [{"n_tokens": lengths[i:i + 16], "row": ids[i:i + 16]} for i in range(0, 128, 16)]
+    batches = [{"n_tokens": lengths[i : i + 16], "row": ids[i : i + 16]} for i in range(0, 128, 16)]
 
     def padding_share(bs):
         return sum(int(b["n_tokens"].max()) * 16 - int(b["n_tokens"].sum()) for b in bs) / sum(
-            int(b["n_tokens"].max()) * 16 for b in bs)
+            int(b["n_tokens"].max()) * 16 for b in bs
+        )
 
     bucketed = list(length_bucketed(iter(batches), pool=8))
     assert len(bucketed) == 8 and all(b["row"].shape[0] == 16 for b in bucketed)
     assert sorted(torch.cat([b["row"] for b in bucketed]).tolist()) == ids.tolist()
     assert padding_share(bucketed) < padding_share(batches) / 3
-    assert list(length_bucketed(iter(batches), pool=1))[0]["row"].tolist() == \
-        batches[0]["row"][torch.argsort(batches[0]["n_tokens"], stable=True)].tolist()
+    assert (
+        next(length_bucketed(iter(batches), pool=1))["row"].tolist()
+        == batches[0]["row"][torch.argsort(batches[0]["n_tokens"], stable=True)].tolist()
+    )
 
 
 def test_causal_lm_inputs_predict_real_tokens_only():
-    batch = {"input_ids": torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]], dtype=torch.int32),
-             "n_tokens": torch.tensor([3, 2], dtype=torch.int32)}
+    batch = {
+        "input_ids": torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]], dtype=torch.int32),
+        "n_tokens": torch.tensor([3, 2], dtype=torch.int32),
+    }
     assert to_model_inputs(batch)["labels"].tolist() == [[5, 6, 7], [5, 6, -100]]
 
 
@@ -130,7 +145,10 @@ def test_causal_lm_learns_a_repeating_sequence():
     torch.manual_seed(0)
     model = build_causal_lm("tiny", vocab_size=20, max_len=16)
     seq = torch.tensor([[2, 3, 4, 5] * 4] * 8, dtype=torch.int32)
-    batches = lambda n: ({"input_ids": seq, "n_tokens": torch.full((8,), 16, dtype=torch.int32)} for _ in range(n))
+
+    def batches(n):
+        return ({"input_ids": seq, "n_tokens": torch.full((8,), 16, dtype=torch.int32)} for _ in range(n))
+
     before = lm_metrics(evaluate_lm(model, batches(1), device=torch.device("cpu")))
     opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=40, warmup_ratio=0.1)
     fit_epoch(model, batches(40), steps=40, opt=opt, sched=sched, device=torch.device("cpu"))

@@ -2,8 +2,13 @@ from etl.pack import pack_blocks
 
 
 def test_blocks_are_full_except_one_tail_per_split_and_never_mix_splits(spark):
-    docs = [("train", list(range(1, 8))), ("test", [100, 101, 102]), ("train", [8, 9, 10, 11, 12]),
-            ("test", [103, 104]), ("train", [13])]
+    docs = [
+        ("train", list(range(1, 8))),
+        ("test", [100, 101, 102]),
+        ("train", [8, 9, 10, 11, 12]),
+        ("test", [103, 104]),
+        ("train", [13]),
+    ]
     df = spark.createDataFrame(docs, "split string, input_ids array<int>").coalesce(1)
     blocks = sorted(pack_blocks(df, block_len=4).collect(), key=lambda r: r["id"])
     by_split = {}

@@ -10,8 +10,8 @@ def test_luhn():
 def test_emails_and_luhn_valid_cards_are_masked(spark):
     rows = [
         ("1", "write to jo.doe+x@mail.example.co.uk today"),
-        ("2", "card 4111 1111 1111 1111 and 4111-1111-1111-1112"),   # second fails Luhn: kept
-        ("3", "order 2024-01-01, id 123456789, tel 600 123 456"),      # no card-shaped number
+        ("2", "card 4111 1111 1111 1111 and 4111-1111-1111-1112"),  # second fails Luhn: kept
+        ("3", "order 2024-01-01, id 123456789, tel 600 123 456"),  # no card-shaped number
         ("4", None),
         ("5", "a@b is not an address, x@y.z neither"),
     ]
@@ -28,5 +28,7 @@ def test_emails_and_luhn_valid_cards_are_masked(spark):
 
 def test_exact_duplicates_keep_the_smallest_id(spark):
     df = spark.createDataFrame([("b", "same"), ("a", "same"), ("c", "other"), ("d", "same")], "id string, text string")
-    out = {r["id"]: r["is_duplicate"] for r in df.transform(with_content_hash).transform(mark_exact_duplicates).collect()}
+    out = {
+        r["id"]: r["is_duplicate"] for r in df.transform(with_content_hash).transform(mark_exact_duplicates).collect()
+    }
     assert out == {"a": False, "b": True, "c": False, "d": True}

@@ -20,8 +20,9 @@ def _client(work: Path):
 @pytest.mark.slow
 def test_run_end_to_end(spark, corpus, tmp_path):
     work = tmp_path / "work"
-    assert main(["run", "--input", str(corpus), "--work", str(work), "--epochs", "3",
-                 "--set", "etl.vocab_size=2000"]) == 0
+    assert (
+        main(["run", "--input", str(corpus), "--work", str(work), "--epochs", "3", "--set", "etl.vocab_size=2000"]) == 0
+    )
     report = json.loads((work / "report.json").read_text())
     rows = report["rows"]
     assert rows["read"] == 2005 and rows["quarantined"] == 3 and rows["duplicates_exact"] == 1
@@ -42,7 +43,11 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert report["validation"]["data_docs"].endswith("local_site/index.html")
     assert Path(report["validation"]["data_docs"]).is_file()
     assert report["validation"]["suites"]["gold"] == {
-        "success": True, "evaluated": 14, "unexpected": 0, "result_path": str(work / "validation/gold.json")}
+        "success": True,
+        "evaluated": 14,
+        "unexpected": 0,
+        "result_path": str(work / "validation/gold.json"),
+    }
     assert report["pii"] == {"email": 1, "card": 1}
     silver = read_table(spark, report["tables"]["silver"]["path"], report["tables"]["silver"]["version"])
     assert silver.where("id = 'pii-1'").first()["text"] == "Bank loan: mail <EMAIL>, card <CARD>."
@@ -93,8 +98,28 @@ def test_causal_lm_end_to_end_on_an_unlabelled_corpus(spark, corpus, tmp_path):
     rows = [json.loads(line) for line in corpus.read_text().splitlines()[:1500]]
     unlabelled.write_text("".join(json.dumps({"text": r["text"]}) + "\n" for r in rows))
     work = tmp_path / "work"
-    assert main(["run", "--input", str(unlabelled), "--work", str(work), "--epochs", "2", "--max-len", "64",
-                 "--set", "etl.task=causal-lm", "--set", "etl.tokenizer_kind=bpe", "--set", "etl.vocab_size=1000"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--input",
+                str(unlabelled),
+                "--work",
+                str(work),
+                "--epochs",
+                "2",
+                "--max-len",
+                "64",
+                "--set",
+                "etl.task=causal-lm",
+                "--set",
+                "etl.tokenizer_kind=bpe",
+                "--set",
+                "etl.vocab_size=1000",
+            ]
+        )
+        == 0
+    )
     report = json.loads((work / "report.json").read_text())
     assert report["rows"]["read"] == report["rows"]["clean"] == 1500 - report["rows"]["duplicates_exact"]
     packing = report["packing"]

@@ -12,7 +12,9 @@ def test_split_is_deterministic_proportional_and_stable_under_appends(spark):
     more = spark.range(30_000).selectExpr("concat('doc-', id) as id").repartition(7)
     again = {r["id"]: r["split"] for r in more.transform(assign_split, fractions=(0.8, 0.1, 0.1), salt="s").collect()}
     assert all(again[k] == v for k, v in first.items())
-    other_salt = {r["id"]: r["split"] for r in ids.transform(assign_split, fractions=(0.8, 0.1, 0.1), salt="t").collect()}
+    other_salt = {
+        r["id"]: r["split"] for r in ids.transform(assign_split, fractions=(0.8, 0.1, 0.1), salt="t").collect()
+    }
     assert other_salt != first
 
 

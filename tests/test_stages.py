@@ -12,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import free_port
+
 from jobs.cli import EXIT_VALIDATION, main
 
 
@@ -73,10 +73,26 @@ def mlflow_server(tmp_path):
     """``mlflow server`` on a free loopback port (sqlite backend, local artifact store)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--artifacts-destination",
+            str(tmp_path / "server-artifacts"),
+            "--workers",
+            "1",
+        ],
+        stdout=(tmp_path / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -103,8 +119,10 @@ def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, ml
     from transformers import AutoTokenizer
 
     _append_unvalidated_gold(spark, work_copy)  # latest is unusable: --data-version 0 must be used
-    assert main(["train", "--work", str(work_copy), "--data-version", "0", "--epochs", "2",
-                 "--mlflow-uri", mlflow_server]) == 0
+    assert (
+        main(["train", "--work", str(work_copy), "--data-version", "0", "--epochs", "2", "--mlflow-uri", mlflow_server])
+        == 0
+    )
     report = json.loads((work_copy / "report.json").read_text())
     assert report["training"]["data"]["version"] == 0
     client = MlflowClient(tracking_uri=mlflow_server)  # read back through the REST API
@@ -123,8 +141,11 @@ def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, ml
     logged = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
     model = mlflow.pytorch.load_model(f"models:/{logged[0].model_id}")
     tok = AutoTokenizer.from_pretrained(str(work_copy / "tokenizer"))
-    batch = tok(["the striker scored a goal in the match", "the bank cut the interest on the loan"],
-                return_tensors="pt", padding=True)
+    batch = tok(
+        ["the striker scored a goal in the match", "the bank cut the interest on the loan"],
+        return_tensors="pt",
+        padding=True,
+    )
     with torch.no_grad():
         predicted = model(**batch).logits.argmax(-1).tolist()
     assert [model.config.id2label[i] for i in predicted] == ["sports", "finance"]
@@ -142,8 +163,26 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
 
     corpus = generate_corpus(tmp_path / "small.jsonl", 300, seed=11)
     work = tmp_path / "work"
-    assert main(["run", "--input", str(corpus), "--work", str(work), "--model", "minilm", "--epochs", "1",
-                 "--batch-size", "16", "--max-len", "64"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--input",
+                str(corpus),
+                "--work",
+                str(work),
+                "--model",
+                "minilm",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "16",
+                "--max-len",
+                "64",
+            ]
+        )
+        == 0
+    )
     report = json.loads((work / "report.json").read_text())
     assert report["tokenizer"]["fingerprint"] == fingerprint(pretrained_dir("minilm"))
     assert report["tokenizer"]["fingerprint"] == fingerprint(work / "tokenizer")

@@ -25,8 +25,10 @@ def test_trained_tokenizer_round_trips_and_is_saved_in_hf_format(tmp_path, kind)
 def test_tokenize_docs_truncates_and_counts(spark, tmp_path):
     tok = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=300)
     save_tokenizer(tok, tmp_path, kind="wordpiece", max_len=6)
-    df = spark.createDataFrame([("a", "train", 0, "the striker scored a goal"), ("b", "test", 1, "goal"),
-                                ("c", "test", 1, "")], "id string, split string, label int, text string")
+    df = spark.createDataFrame(
+        [("a", "train", 0, "the striker scored a goal"), ("b", "test", 1, "goal"), ("c", "test", 1, "")],
+        "id string, split string, label int, text string",
+    )
     out = {r["id"]: r for r in tokenize_docs(df, tokenizer_file=str(tmp_path / "tokenizer.json"), max_len=6).collect()}
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     full = tok.encode("the striker scored a goal").ids

@@ -16,7 +16,9 @@ GOLD = [(f"g{i}", s, [2, 5, 3], 3, i % 2) for i, s in enumerate(["train"] * 8 + 
 BRONZE_SCHEMA = "id string, text string, label string, source_file string"
 BRONZE = [("a", "some text", "pos", "f.jsonl"), ("b", "more text", "neg", "f.jsonl")]
 SILVER_SCHEMA = "id string, text string, label string, split string, content_sha256 string, source_file string"
-SILVER = [(f"s{i}", f"text {i}", "pos", s, f"{i:064x}", "f") for i, s in enumerate(["train"] * 8 + ["validation", "test"])]
+SILVER = [
+    (f"s{i}", f"text {i}", "pos", s, f"{i:064x}", "f") for i, s in enumerate(["train"] * 8 + ["validation", "test"])
+]
 QUARANTINE_SCHEMA = "id string, reject_reason string, stage string, source_file string, raw string"
 QUARANTINE = [("q1", "malformed_json", "ingest", "f", "{bad"), (None, "empty_after_clean", "clean", "f", "  ")]
 
@@ -55,18 +57,41 @@ BAD = [
     ("bronze", BRONZE + [("a", "dup id", "pos", "f")], "expect_column_values_to_be_unique(id)"),
     ("bronze", BRONZE + [("c", None, "pos", "f")], "expect_column_values_to_not_be_null(text)"),
     ("bronze", BRONZE + [("c", "t", None, "f")], "expect_column_values_to_not_be_null(label)"),
-    ("silver", SILVER + [("s99", "text 1", "pos", "test", f"{1:064x}", "f")],
-     "expect_column_values_to_be_unique(content_sha256)"),
-    ("silver", SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f")],
-     "expect_column_values_to_not_match_regex(text)"),
-    ("silver", SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f")],
-     "expect_column_values_to_be_null(raw_card_number)"),
-    ("silver", SILVER + [("s99", "x", "pos", "train", "not-a-hash", "f")],
-     "expect_column_values_to_match_regex(content_sha256)"),
-    ("quarantine", QUARANTINE + [("q3", "because", "ingest", "f", "x")], "expect_column_values_to_be_in_set(reject_reason)"),
-    ("quarantine", QUARANTINE + [("q3", "malformed_json", "ingest", "f", "x" * 21)],
-     "expect_column_value_lengths_to_be_between(raw)"),
-    ("quarantine", QUARANTINE + [("q3", None, "ingest", "f", "x")], "expect_column_values_to_not_be_null(reject_reason)"),
+    (
+        "silver",
+        SILVER + [("s99", "text 1", "pos", "test", f"{1:064x}", "f")],
+        "expect_column_values_to_be_unique(content_sha256)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f")],
+        "expect_column_values_to_not_match_regex(text)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f")],
+        "expect_column_values_to_be_null(raw_card_number)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "x", "pos", "train", "not-a-hash", "f")],
+        "expect_column_values_to_match_regex(content_sha256)",
+    ),
+    (
+        "quarantine",
+        QUARANTINE + [("q3", "because", "ingest", "f", "x")],
+        "expect_column_values_to_be_in_set(reject_reason)",
+    ),
+    (
+        "quarantine",
+        QUARANTINE + [("q3", "malformed_json", "ingest", "f", "x" * 21)],
+        "expect_column_value_lengths_to_be_between(raw)",
+    ),
+    (
+        "quarantine",
+        QUARANTINE + [("q3", None, "ingest", "f", "x")],
+        "expect_column_values_to_not_be_null(reject_reason)",
+    ),
 ]
 
 
@@ -79,19 +104,32 @@ def test_each_bad_frame_fails_the_expectation_it_breaks(spark, suite, rows, fail
 
 def test_split_proportions_within_two_points_on_a_large_table(spark):
     skewed = spark.range(10_000).selectExpr(
-        "concat('s', id) as id", "concat('t', id) as text", "'pos' as label",
+        "concat('s', id) as id",
+        "concat('t', id) as text",
+        "'pos' as label",
         "case when id < 8500 then 'train' when id < 9250 then 'validation' else 'test' end as split",
-        "sha2(cast(id as string), 256) as content_sha256", "'f' as source_file")
+        "sha2(cast(id as string), 256) as content_sha256",
+        "'f' as source_file",
+    )
     result = validate_table(skewed, "silver", params=suite_params("silver", CFG, 10_000))
-    assert result.failed_expectations == ["expect_column_mean_to_be_between(is_train)",
-                                          "expect_column_mean_to_be_between(is_validation)",
-                                          "expect_column_mean_to_be_between(is_test)"]
+    assert result.failed_expectations == [
+        "expect_column_mean_to_be_between(is_train)",
+        "expect_column_mean_to_be_between(is_validation)",
+        "expect_column_mean_to_be_between(is_test)",
+    ]
 
 
 def test_split_bounds_are_two_points_once_the_table_is_large():
     assert split_bounds((0.8, 0.1, 0.1), 100_000) == pytest.approx(
-        {"train_min": 0.78, "train_max": 0.82, "validation_min": 0.08, "validation_max": 0.12,
-         "test_min": 0.08, "test_max": 0.12})
+        {
+            "train_min": 0.78,
+            "train_max": 0.82,
+            "validation_min": 0.08,
+            "validation_max": 0.12,
+            "test_min": 0.08,
+            "test_max": 0.12,
+        }
+    )
     assert split_bounds((0.8, 0.1, 0.1), 100)["train_min"] < 0.78
 
 
@@ -102,7 +140,9 @@ def test_missing_column_fails_the_table_expectation(spark):
 
 
 def test_causal_lm_tables_need_no_label(spark):
-    df = spark.createDataFrame([("a", "train", [2, 3], 2)], "id string, split string, input_ids array<int>, n_tokens int")
+    df = spark.createDataFrame(
+        [("a", "train", [2, 3], 2)], "id string, split string, input_ids array<int>, n_tokens int"
+    )
     assert validate_table(df, "gold", params=suite_params("gold", CFG, 1, vocab_size=100), task="causal-lm").success
 
 

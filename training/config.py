@@ -53,8 +53,16 @@ class TrainConfig:
             raise ValueError("model must be tiny, small, base, minilm or a checkpoint directory")
         if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
-        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "num_processes",
-                     "collective_timeout_s", "reader_workers", "bucket_batches"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "grad_accum_steps",
+            "num_processes",
+            "collective_timeout_s",
+            "reader_workers",
+            "bucket_batches",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:

@@ -46,6 +46,6 @@ def length_bucketed(batches: Iterator[dict], pool: int, seed: int = 0) -> Iterat
         rows = {k: torch.cat([b[k] for b in group]) for k in group[0]}
         size = group[0]["n_tokens"].shape[0]
         order = torch.argsort(rows["n_tokens"], stable=True)
-        chunks = [order[i:i + size] for i in range(0, len(order), size)]
+        chunks = [order[i : i + size] for i in range(0, len(order), size)]
         for j in torch.randperm(len(chunks), generator=generator).tolist():
             yield {k: v[chunks[j]] for k, v in rows.items()}

@@ -34,8 +34,10 @@ def progress_printer(epoch: int, epochs: int, steps: int, world: int, stream=Non
         if not tty and done % every and done != steps:
             return
         bar = "#" * (20 * done // steps) + "." * (20 - 20 * done // steps) if tty else ""
-        line = (f"epoch {epoch}/{epochs} {bar} step {done}/{steps} loss {m['loss']:.4f} lr {m['lr']:.2e} "
-                f"samples/s {m['samples_per_s'] * world:,.0f}")
+        line = (
+            f"epoch {epoch}/{epochs} {bar} step {done}/{steps} loss {m['loss']:.4f} lr {m['lr']:.2e} "
+            f"samples/s {m['samples_per_s'] * world:,.0f}"
+        )
         stream.write(("\r" + line + ("\n" if done == steps else "")) if tty else line + "\n")
         stream.flush()
 
@@ -49,8 +51,13 @@ def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device,
 
     from training.loop import evaluate, evaluate_lm, lm_metrics, metrics
 
-    with converter.make_torch_dataloader(batch_size=spec["eval_batch_size"], num_epochs=1, cur_shard=rank,
-                                         shard_count=world, workers_count=spec["reader_workers"]) as loader:
+    with converter.make_torch_dataloader(
+        batch_size=spec["eval_batch_size"],
+        num_epochs=1,
+        cur_shard=rank,
+        shard_count=world,
+        workers_count=spec["reader_workers"],
+    ) as loader:
         if spec["task"] == "causal-lm":
             sums = evaluate_lm(model, loader, device=device, amp_dtype=amp_dtype)
         else:
@@ -85,43 +92,78 @@ def train_fn(spec: dict, converters: dict) -> dict:
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = _device(spec["use_gpu"])
-    dist.init_process_group("nccl" if spec["use_gpu"] else "gloo",
-                            timeout=timedelta(seconds=spec["collective_timeout_s"]))
+    dist.init_process_group(
+        "nccl" if spec["use_gpu"] else "gloo", timeout=timedelta(seconds=spec["collective_timeout_s"])
+    )
     torch.manual_seed(spec["seed"])
-    model = build_model(spec["task"], spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"],
-                        max_len=spec["max_len"]).to(device)
+    model = build_model(
+        spec["task"], spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"], max_len=spec["max_len"]
+    ).to(device)
     if spec["grad_checkpointing"]:
         model.gradient_checkpointing_enable()
     ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     steps = steps_per_epoch(spec["train_rows"], spec["batch_size"] * spec["grad_accum_steps"], world)
-    opt, sched = make_optimizer(model, lr=spec["lr"], weight_decay=spec["weight_decay"],
-                                total_steps=steps * spec["epochs"], warmup_ratio=spec["warmup_ratio"])
+    opt, sched = make_optimizer(
+        model,
+        lr=spec["lr"],
+        weight_decay=spec["weight_decay"],
+        total_steps=steps * spec["epochs"],
+        warmup_ratio=spec["warmup_ratio"],
+    )
     amp_dtype = precision(spec["mixed_precision"], device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history, start = [], time.perf_counter()
     with converters["train"].make_torch_dataloader(
-            batch_size=spec["batch_size"], num_epochs=None, cur_shard=rank, shard_count=world,
-            workers_count=spec["reader_workers"], seed=spec["seed"], shuffling_queue_capacity=4096) as loader:
+        batch_size=spec["batch_size"],
+        num_epochs=None,
+        cur_shard=rank,
+        shard_count=world,
+        workers_count=spec["reader_workers"],
+        seed=spec["seed"],
+        shuffling_queue_capacity=4096,
+    ) as loader:
         batches = length_bucketed(iter(loader), spec["bucket_batches"], seed=spec["seed"] + rank)
         for epoch in range(spec["epochs"]):
-            stats = fit_epoch(ddp, batches, steps=steps, opt=opt, sched=sched, device=device,
-                              grad_accum_steps=spec["grad_accum_steps"], max_grad_norm=spec["max_grad_norm"],
-                              amp_dtype=amp_dtype, scaler=scaler,
-                              on_step=progress_printer(epoch + 1, spec["epochs"], steps, world) if rank == 0 else None)
+            stats = fit_epoch(
+                ddp,
+                batches,
+                steps=steps,
+                opt=opt,
+                sched=sched,
+                device=device,
+                grad_accum_steps=spec["grad_accum_steps"],
+                max_grad_norm=spec["max_grad_norm"],
+                amp_dtype=amp_dtype,
+                scaler=scaler,
+                on_step=progress_printer(epoch + 1, spec["epochs"], steps, world) if rank == 0 else None,
+            )
             val = _evaluate_split(model, converters["validation"], spec, rank, world, device, amp_dtype)
-            history.append({"epoch": epoch + 1, "train_loss": stats["loss"], "lr": sched.get_last_lr()[0],
-                            "samples_per_s": stats["samples"] * world / stats["seconds"],
-                            "tokens_per_s": stats["tokens"] * world / stats["seconds"],
-                            "real_token_fraction": stats["real_token_fraction"],
-                            **{f"val_{k}": val[k] for k in EVAL_KEYS[spec["task"]]}})
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": stats["loss"],
+                    "lr": sched.get_last_lr()[0],
+                    "samples_per_s": stats["samples"] * world / stats["seconds"],
+                    "tokens_per_s": stats["tokens"] * world / stats["seconds"],
+                    "real_token_fraction": stats["real_token_fraction"],
+                    **{f"val_{k}": val[k] for k in EVAL_KEYS[spec["task"]]},
+                }
+            )
             if rank == 0:
                 print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
     test = _evaluate_split(model, converters["test"], spec, rank, world, device, amp_dtype)
     if rank == 0:
         model.save_pretrained(spec["model_dir"])
-    result = [{"rank": rank, "world_size": world, "steps_per_epoch": steps, "history": history,
-               "train_seconds": time.perf_counter() - start,
-               "test": {k: v for k, v in test.items()}}]
+    result = [
+        {
+            "rank": rank,
+            "world_size": world,
+            "steps_per_epoch": steps,
+            "history": history,
+            "train_seconds": time.perf_counter() - start,
+            "test": {k: v for k, v in test.items()},
+        }
+    ]
     dist.broadcast_object_list(result, src=0)
     confirmed = torch.ones((), dtype=torch.int64, device=device)
     dist.all_reduce(confirmed)

@@ -31,8 +31,11 @@ def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> 
     classification, ``label``."""
     pad = F.array_repeat(F.lit(0), F.lit(max_len) - F.col("n_tokens"))
     label = ["label"] if "label" in gold.columns else []
-    return gold.where(F.col("split") == split).select(
-        F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label).repartition(partitions)
+    return (
+        gold.where(F.col("split") == split)
+        .select(F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label)
+        .repartition(partitions)
+    )
 
 
 def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
@@ -46,15 +49,28 @@ def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
 
 def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
     """Rank 0's result, if every rank confirmed it and the model was written."""
-    if not result or result.get("ranks_confirmed") != cfg.num_processes or result.get("world_size") != cfg.num_processes:
+    if (
+        not result
+        or result.get("ranks_confirmed") != cfg.num_processes
+        or result.get("world_size") != cfg.num_processes
+    ):
         raise TrainingFailed(f"training returned no confirmed result from all {cfg.num_processes} ranks: {result!r}")
     if not (model_dir / "config.json").is_file():
         raise TrainingFailed(f"training finished but wrote no model to {model_dir}")
     return result
 
 
-def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfig, *, task: str, labels: list[str],
-                    vocab_size: int, max_len: int) -> dict:
+def launch_training(
+    spark: SparkSession,
+    gold: dict,
+    work: Path,
+    cfg: TrainConfig,
+    *,
+    task: str,
+    labels: list[str],
+    vocab_size: int,
+    max_len: int,
+) -> dict:
     """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result."""
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.ml.torch.distributor import TorchDistributor
@@ -70,16 +86,26 @@ def launch_training(spark: SparkSession, gold: dict, work: Path, cfg: TrainConfi
     converters = {}
     try:
         for split in SPLITS:
-            converters[split] = make_spark_converter(
-                padded_frame(table, split, max_len, 2 * cfg.num_processes))
+            converters[split] = make_spark_converter(padded_frame(table, split, max_len, 2 * cfg.num_processes))
             if len(converters[split]) < 2 * cfg.num_processes:
-                raise TrainingFailed(f"the {split} split has {len(converters[split])} rows; "
-                                     f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks")
-        spec = {**asdict(cfg), "lr": cfg.peak_lr, "task": task, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
-                "train_rows": len(converters["train"]), "model_dir": str(model_dir)}
+                raise TrainingFailed(
+                    f"the {split} split has {len(converters[split])} rows; "
+                    f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks"
+                )
+        spec = {
+            **asdict(cfg),
+            "lr": cfg.peak_lr,
+            "task": task,
+            "labels": labels,
+            "vocab_size": vocab_size,
+            "max_len": max_len,
+            "train_rows": len(converters["train"]),
+            "model_dir": str(model_dir),
+        }
         log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
-        result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode,
-                                  use_gpu=cfg.use_gpu).run(train_fn, spec, converters)
+        result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
+            train_fn, spec, converters
+        )
         return verify(result, cfg, model_dir)
     finally:
         for converter in converters.values():

@@ -32,8 +32,7 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total_steps: int,
-                   warmup_ratio: float):
+def make_optimizer(model: torch.nn.Module, *, lr: float, weight_decay: float, total_steps: int, warmup_ratio: float):
     opt = torch.optim.AdamW(param_groups(model, weight_decay), lr=lr)
     warmup = int(total_steps * warmup_ratio)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warmup))
@@ -52,9 +51,20 @@ def precision(mode: str, device: torch.device) -> torch.dtype | None:
     return {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}[mode]
 
 
-def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, opt, sched, device: torch.device,
-              grad_accum_steps: int = 1, max_grad_norm: float = 1.0, amp_dtype: torch.dtype | None = None,
-              scaler=None, on_step: Callable[[int, dict], None] | None = None) -> dict:
+def fit_epoch(
+    model: torch.nn.Module,
+    batches: Iterator[dict],
+    *,
+    steps: int,
+    opt,
+    sched,
+    device: torch.device,
+    grad_accum_steps: int = 1,
+    max_grad_norm: float = 1.0,
+    amp_dtype: torch.dtype | None = None,
+    scaler=None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> dict:
     """Run ``steps`` optimizer steps (each ``grad_accum_steps`` micro-batches) and return the
     mean loss, samples, real tokens, seconds and the real (non-pad) share of the batches' slots."""
     model.train()
@@ -63,8 +73,10 @@ def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, op
         for micro in range(grad_accum_steps):
             inputs = to_model_inputs(next(batches), device)
             sync = micro == grad_accum_steps - 1 or not hasattr(model, "no_sync")
-            with (contextlib.nullcontext() if sync else model.no_sync()), \
-                    torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            with (
+                contextlib.nullcontext() if sync else model.no_sync(),
+                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+            ):
                 loss = model(**inputs).loss / grad_accum_steps
             (scaler.scale(loss) if scaler else loss).backward()
             total_loss += loss.item()
@@ -83,16 +95,28 @@ def fit_epoch(model: torch.nn.Module, batches: Iterator[dict], *, steps: int, op
         opt.zero_grad(set_to_none=True)
         sched.step()
         if on_step:
-            on_step(step, {"loss": total_loss / (step + 1), "lr": sched.get_last_lr()[0],
-                           "samples_per_s": samples / (time.perf_counter() - start)})
+            on_step(
+                step,
+                {
+                    "loss": total_loss / (step + 1),
+                    "lr": sched.get_last_lr()[0],
+                    "samples_per_s": samples / (time.perf_counter() - start),
+                },
+            )
     seconds = time.perf_counter() - start
-    return {"loss": total_loss / steps, "samples": samples, "tokens": tokens, "seconds": seconds,
-            "real_token_fraction": tokens / max(slots, 1)}
+    return {
+        "loss": total_loss / steps,
+        "samples": samples,
+        "tokens": tokens,
+        "seconds": seconds,
+        "real_token_fraction": tokens / max(slots, 1),
+    }
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, *, num_labels: int, device: torch.device,
-             amp_dtype: torch.dtype | None = None) -> dict:
+def evaluate(
+    model: torch.nn.Module, batches, *, num_labels: int, device: torch.device, amp_dtype: torch.dtype | None = None
+) -> dict:
     """Sums over ``batches``: ``loss_sum``, ``count`` and a ``confusion`` matrix [true, predicted]."""
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64)
@@ -103,8 +127,9 @@ def evaluate(model: torch.nn.Module, batches, *, num_labels: int, device: torch.
             out = model(**inputs)
         labels = inputs["labels"].cpu()
         loss_sum += torch.nn.functional.cross_entropy(out.logits.float(), inputs["labels"], reduction="sum").cpu()
-        confusion += torch.bincount(labels * num_labels + out.logits.argmax(-1).cpu(),
-                                    minlength=num_labels * num_labels).reshape(num_labels, num_labels)
+        confusion += torch.bincount(
+            labels * num_labels + out.logits.argmax(-1).cpu(), minlength=num_labels * num_labels
+        ).reshape(num_labels, num_labels)
     return {"loss_sum": loss_sum, "count": confusion.sum(), "confusion": confusion}
 
 
@@ -119,8 +144,9 @@ def evaluate_lm(model: torch.nn.Module, batches, *, device: torch.device, amp_dt
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         targets = inputs["labels"][:, 1:]
-        loss_sum += torch.nn.functional.cross_entropy(logits[:, :-1].float().flatten(0, 1), targets.flatten(),
-                                                      ignore_index=-100, reduction="sum").cpu()
+        loss_sum += torch.nn.functional.cross_entropy(
+            logits[:, :-1].float().flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
+        ).cpu()
         count += (targets != -100).sum().cpu()
     return {"loss_sum": loss_sum, "count": count}
 
@@ -144,5 +170,9 @@ def metrics(sums: dict) -> dict:
     support, predicted = confusion.sum(1), confusion.sum(0)
     f1 = 2 * tp / (support + predicted).clamp(min=1)
     present = (support + predicted) > 0
-    return {"accuracy": float(tp.sum() / count), "macro_f1": float(f1[present].mean()),
-            "loss": float(sums["loss_sum"]) / count, "count": int(count)}
+    return {
+        "accuracy": float(tp.sum() / count),
+        "macro_f1": float(f1[present].mean()),
+        "loss": float(sums["loss_sum"]) / count,
+        "count": int(count),
+    }

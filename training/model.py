@@ -18,12 +18,21 @@ def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: 
         from etl.tokenize import pretrained_dir
 
         return AutoModelForSequenceClassification.from_pretrained(
-            str(pretrained_dir(size)), num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={n: i for i, n in enumerate(labels)})
+            str(pretrained_dir(size)),
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={n: i for i, n in enumerate(labels)},
+        )
 
-    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_len, pad_token_id=pad_id,
-                        num_labels=len(labels), id2label=dict(enumerate(labels)),
-                        label2id={n: i for i, n in enumerate(labels)}, **SIZES[size])
+    config = BertConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=max_len,
+        pad_token_id=pad_id,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={n: i for i, n in enumerate(labels)},
+        **SIZES[size],
+    )
     return BertForSequenceClassification(config)
 
 

@@ -15,8 +15,7 @@ from pathlib import Path
 
 def flatten(prefix: str, config: dict) -> dict[str, str]:
     """``{"etl.max_len": "128", ...}``: MLflow params from a config dict."""
-    return {f"{prefix}.{k}": json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)
-            for k, v in config.items()}
+    return {f"{prefix}.{k}": json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v) for k, v in config.items()}
 
 
 def git_commit() -> str:
@@ -24,8 +23,9 @@ def git_commit() -> str:
     if os.environ.get("TOKENLAKE_GIT_COMMIT"):
         return os.environ["TOKENLAKE_GIT_COMMIT"]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, cwd=Path(__file__).parent
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -59,6 +59,10 @@ def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path) 
         mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(model_dir))
-    mlflow.pytorch.log_model(model, name="model", serialization_format="pickle",
-                             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "transformers"])
+    mlflow.pytorch.log_model(
+        model,
+        name="model",
+        serialization_format="pickle",
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "transformers"],
+    )
     mlflow.log_artifacts(str(tokenizer_dir), artifact_path="tokenizer")
