@@ -73,6 +73,21 @@ def add_flags(parser: argparse.ArgumentParser, command: str) -> argparse.Argumen
     return parser
 
 
+def job_entry(command: str, prog: str, doc: str):
+    """``(build_parser, main)`` for a ``jobs/*_job.py`` entry point: the flags of ``tokenlake COMMAND``."""
+
+    def build_parser() -> argparse.ArgumentParser:
+        return add_flags(argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0]), command)
+
+    def main(argv: list[str] | None = None) -> int:
+        setup_logging()
+        args = build_parser().parse_args(argv)
+        args.command = command
+        return execute(args)
+
+    return build_parser, main
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokenlake", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,24 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def mlflow_ui_command(work: Path, port: int) -> list[str]:
-    """An MLflow tracking server over ``WORK/mlflow.db`` (what ``make run`` logs to), loopback only."""
-    return [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        f"sqlite:///{(work / 'mlflow.db').resolve()}",
-        "--artifacts-destination",
-        str((work / "mlartifacts").resolve()),
-        "--workers",
-        "1",
-    ]
+def mlflow_server_command(backend_db: Path, artifacts: Path, port: int) -> list[str]:
+    """``mlflow server`` on 127.0.0.1 with a sqlite backend and a local artifact store it proxies."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{backend_db.resolve()}",
+            "--artifacts-destination", str(artifacts.resolve()), "--workers", "1"]  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace):
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         print(generate_corpus(args.out, args.docs, args.seed))
         return 0
     if args.command == "ui":
-        command = mlflow_ui_command(Path(args.work), args.port)
+        work = Path(args.work)
+        command = mlflow_server_command(work / "mlflow.db", work / "mlartifacts", args.port)
         print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
         os.execv(command[0], command)
     return execute(args)

@@ -17,24 +17,11 @@ Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing
 5 Delta JARs missing, 6 training failed (not enough task slots included).
 """
 
-import argparse
 import sys
 
-from jobs.cli import add_flags, execute, setup_logging
+from jobs.cli import job_entry
 
-COMMAND = "run"
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return add_flags(argparse.ArgumentParser(prog="pipeline_job.py", description=__doc__.split("\n\n")[0]), COMMAND)
-
-
-def main(argv: list[str] | None = None) -> int:
-    setup_logging()
-    args = build_parser().parse_args(argv)
-    args.command = COMMAND
-    return execute(args)
-
+build_parser, main = job_entry("run", "pipeline_job.py", __doc__)
 
 if __name__ == "__main__":
     sys.exit(main())

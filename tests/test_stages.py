@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from jobs.cli import EXIT_VALIDATION, main
+from jobs.cli import EXIT_VALIDATION, main, mlflow_server_command
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +72,7 @@ def mlflow_server(tmp_path):
     """``mlflow server`` on a free loopback port (sqlite backend, local artifact store)."""
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{tmp_path / 'server.db'}",
-            "--artifacts-destination",
-            str(tmp_path / "server-artifacts"),
-            "--workers",
-            "1",
-        ],
+        mlflow_server_command(tmp_path / "server.db", tmp_path / "server-artifacts", port),
         stdout=(tmp_path / "server.log").open("w"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
