@@ -23,7 +23,7 @@ from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
 from etl.dedup import mark_exact_duplicates, with_content_hash
 from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
-from etl.lake import read_table, write_table
+from etl.lake import read_table, table_digest, write_table
 from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
 from etl.split import SPLITS, assign_split
@@ -51,6 +51,7 @@ class EtlResult:
     validations: list[SuiteResult] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
     packing: dict | None = None
+    gold_digest: str = ""
 
 
 @contextmanager
@@ -246,6 +247,7 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
             cfg,
             result,
         )
+        result.gold_digest = table_digest(gold)
         with _stage("publish", timings) as progress:
             progress["rows"] = gold_rows
             version = write_table(
@@ -261,8 +263,9 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
                     "task": cfg.task,
                     "split_fractions": list(cfg.split_fractions),
                     "rows": gold_rows,
+                    "digest": result.gold_digest,
                 },
             )
     finally:
         gold.unpersist()
-    result.tables["gold"] = {"path": gold_path, "version": version}
+    result.tables["gold"] = {"path": gold_path, "version": version, "digest": result.gold_digest}

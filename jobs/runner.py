@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from etl.lake import commit_metadata, latest_version, read_table
+from etl.lake import commit_metadata, latest_version, read_table, table_digest
 from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
@@ -138,8 +138,9 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
 
 
 def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[dict, dict]:
-    """``({"path", "version"}, commit metadata)`` of a gold version that passed validation and
-    was tokenized with the tokenizer in ``WORK/tokenizer``; ``GoldRefused`` otherwise."""
+    """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
+    validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
+    recorded when it was published; ``GoldRefused`` otherwise."""
     path = gold_path(work)
     version = latest_version(spark, path) if version is None else int(version)
     meta = commit_metadata(spark, path, version)
@@ -153,7 +154,19 @@ def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[d
             f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
             f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
         )
-    return {"path": path, "version": version}, meta
+    try:
+        digest = table_digest(read_table(spark, path, version))
+    except Exception as exc:  # a file replaced or truncated outside Delta often no longer reads
+        raise GoldRefused(
+            f"gold version {version} at {path} cannot be read back ({type(exc).__name__}): its files "
+            "were changed outside Delta; training refuses it"
+        ) from exc
+    if meta.get("digest") != digest:
+        raise GoldRefused(
+            f"gold version {version} at {path} does not match the digest recorded when it was published "
+            f"({meta.get('digest')} recorded, {digest} now): its files were changed outside Delta; training refuses it"
+        )
+    return {"path": path, "version": version, "digest": digest}, meta
 
 
 def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:

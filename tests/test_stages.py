@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from conftest import free_port
@@ -65,6 +66,36 @@ def test_train_refuses_gold_made_with_another_tokenizer(work_copy, capsys):
     path.write_text(path.read_text() + "\n")
     assert main(["train", "--work", str(work_copy)]) == EXIT_VALIDATION
     assert "tokenized with tokenizer" in capsys.readouterr().err
+
+
+def test_train_refuses_gold_whose_files_were_altered_behind_deltas_back(spark, work_copy, capsys):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from etl.lake import read_table
+
+    report = json.loads((work_copy / "report.json").read_text())
+    assert report["tables"]["gold"]["digest"].startswith(f"{report['rows']['clean']}:")
+    victim = urlparse(read_table(spark, str(work_copy / "lake/gold"), 0).inputFiles()[0]).path
+    table = pq.read_table(victim)
+    labels = table.column("label").to_numpy().copy()
+    labels[0] = 1 - labels[0] if labels[0] in (0, 1) else 0  # one flipped label, same schema and row count
+    label = pc.cast(labels, table.schema.field("label").type)
+    altered = table.set_column(table.schema.get_field_index("label"), "label", label)
+    pq.write_table(altered, victim, use_compliant_nested_type=True)  # a valid file that Spark reads
+    Path(victim).with_name(f".{Path(victim).name}.crc").unlink()  # Hadoop's local checksum would catch it first
+    assert main(["train", "--work", str(work_copy)]) == EXIT_VALIDATION
+    assert "does not match the digest recorded" in capsys.readouterr().err
+    assert not (work_copy / "model").exists()
+
+
+def test_train_refuses_gold_whose_files_no_longer_read(spark, work_copy, capsys):
+    from etl.lake import read_table
+
+    victim = urlparse(read_table(spark, str(work_copy / "lake/gold"), 0).inputFiles()[0]).path
+    Path(victim).write_bytes(Path(victim).read_bytes()[:100])
+    assert main(["train", "--work", str(work_copy)]) == EXIT_VALIDATION
+    assert "cannot be read back" in capsys.readouterr().err
 
 
 @pytest.fixture

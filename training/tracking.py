@@ -37,6 +37,8 @@ def lineage_tags(tables: dict, validation: dict | None, tokenizer_fingerprint: s
     for name, table in tables.items():
         tags[f"delta.{name}.path"] = table["path"]
         tags[f"delta.{name}.version"] = str(table["version"])
+        if table.get("digest"):
+            tags[f"delta.{name}.digest"] = table["digest"]
     if validation is not None:
         tags["validation.success"] = str(validation["success"]).lower()
         tags["validation.failed_expectations"] = ",".join(validation["failed_expectations"])
