@@ -23,7 +23,7 @@ from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
 from etl.dedup import mark_exact_duplicates, with_content_hash
 from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
-from etl.lake import read_table, table_digest, write_table
+from etl.lake import TABLES, read_table, table_digest, write_table
 from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
 from etl.split import SPLITS, assign_split
@@ -126,7 +126,7 @@ def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, r
 def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) -> EtlResult:
     """Run every ETL stage, publishing each table only after it passed its suite; raise
     ``ValidationFailed`` at the first table that fails (nothing after it is written)."""
-    paths = {t: str(work / "lake" / t) for t in ("bronze", "silver", "gold", "quarantine")}
+    paths = {t: str(work / "lake" / t) for t in TABLES}
     result = EtlResult(rows={}, reject_reasons={}, timings_s={}, tables={})
     timings = result.timings_s
     with _stage("ingest", timings) as progress:
