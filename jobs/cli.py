@@ -18,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_FAILED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 1, 2, 3, 4, 5, 6
+EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 2, 3, 4, 5, 6
 
 
 def _common(p: argparse.ArgumentParser) -> None:

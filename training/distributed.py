@@ -161,7 +161,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
             "steps_per_epoch": steps,
             "history": history,
             "train_seconds": time.perf_counter() - start,
-            "test": {k: v for k, v in test.items()},
+            "test": test,
         }
     ]
     dist.broadcast_object_list(result, src=0)
