@@ -117,7 +117,7 @@ def test_spark_submit_pipeline_on_a_standalone_cluster(standalone_cluster, corpu
         "--work",
         str(work),
         "--epochs",
-        "2",
+        "3",
         "--set",
         "etl.vocab_size=1000",
         "--set",
