@@ -3,6 +3,7 @@
 tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0
 tokenlake run --input data/sample.jsonl --work work        # = etl, then train, one MLflow run
 tokenlake etl --input data/sample.jsonl --work work
+tokenlake run --input unlabelled.jsonl --task causal-lm    # GPT-2-style LM on packed blocks
 tokenlake validate --work work [--data-version N]
 tokenlake train --work work [--data-version N]
 tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
@@ -37,6 +38,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _etl_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="JSON Lines file, directory or glob")
     p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
+    p.add_argument(
+        "--task",
+        choices=("classification", "causal-lm"),
+        help="classification (labelled docs, truncated) or causal-lm (unlabelled, packed blocks)",
+    )
 
 
 def _train_flags(p: argparse.ArgumentParser) -> None:
@@ -120,6 +126,7 @@ def config_from_args(args: argparse.Namespace):
             "train.model": getattr(args, "model", None),
             "train.epochs": getattr(args, "epochs", None),
             "etl.max_len": getattr(args, "max_len", None),
+            "etl.task": getattr(args, "task", None),
             "train.batch_size": getattr(args, "batch_size", None),
             "train.num_processes": getattr(args, "num_processes", None),
         },

@@ -52,3 +52,13 @@ def test_learning_rate_defaults_by_model():
     assert load_config(None, []).train.peak_lr == 3e-3
     assert load_config(None, [], {"train.model": "base"}).train.peak_lr == 3e-4
     assert load_config(None, ["train.lr=0.01"], {"train.model": "base"}).train.peak_lr == 0.01
+
+
+def test_task_flag_selects_the_etl_task_and_rejects_unknown_ones():
+    from jobs.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["run", "--input", "x.jsonl", "--task", "causal-lm"])
+    assert config_from_args(args).etl.task == "causal-lm"
+    assert config_from_args(build_parser().parse_args(["etl", "--input", "x.jsonl"])).etl.task == "classification"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--input", "x.jsonl", "--task", "regression"])

@@ -1,5 +1,7 @@
+from pyspark.sql import functions as F
+
 from etl.dedup import mark_exact_duplicates, with_content_hash
-from etl.pii import luhn_valid, mask_pii, pii_counts
+from etl.pii import first_card, luhn_valid, mask_pii, pii_counts
 
 
 def test_luhn():
@@ -32,3 +34,14 @@ def test_exact_duplicates_keep_the_smallest_id(spark):
         r["id"]: r["is_duplicate"] for r in df.transform(with_content_hash).transform(mark_exact_duplicates).collect()
     }
     assert out == {"a": False, "b": True, "c": False, "d": True}
+
+
+def test_first_card_finds_luhn_valid_numbers_in_the_jvm(spark):
+    rows = [
+        ("a", "card 4111-1111-1111-1112 then 5500 0055 5555 5559 and 4111111111111111"),  # first fails Luhn
+        ("b", "order 2024-01-01, id 123456789, tel 600 123 456"),
+        ("c", "4111111111111112 only"),  # 16 digits, wrong check digit
+        ("d", None),
+    ]
+    df = spark.createDataFrame(rows, "id string, text string").select("id", first_card(F.col("text")).alias("card"))
+    assert dict(df.collect()) == {"a": "5500 0055 5555 5559", "b": None, "c": None, "d": None}

@@ -65,7 +65,7 @@ BAD = [
     (
         "silver",
         SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f")],
-        "expect_column_values_to_not_match_regex(text)",
+        "expect_column_values_to_be_null(raw_email)",
     ),
     (
         "silver",
@@ -100,6 +100,17 @@ def test_each_bad_frame_fails_the_expectation_it_breaks(spark, suite, rows, fail
     result = _run(spark, suite, rows)
     assert not result.success
     assert result.failed_expectations == [failed]
+
+
+def test_a_failed_suite_is_rerun_for_its_details(spark, tmp_path):
+    """Passing suites are checked for their verdict only; a failure brings counts and examples."""
+    emails = [(f"e{i}", f"write to user{i}@example.com", "pos", "train", f"{100 + i:064x}", "f") for i in range(3)]
+    result = _run(spark, "silver", SILVER + emails, results_dir=tmp_path)
+    assert result.failed_expectations == ["expect_column_values_to_be_null(raw_email)"]
+    assert result.unexpected == 3
+    details = json.loads((tmp_path / "silver.json").read_text())
+    failed = next(r for r in details["results"] if not r["success"])
+    assert sorted(failed["result"]["partial_unexpected_list"]) == [f"user{i}@example.com" for i in range(3)]
 
 
 def test_split_proportions_within_two_points_on_a_large_table(spark):
