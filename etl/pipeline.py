@@ -28,7 +28,7 @@ from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
-from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
+from etl.validate import SuiteResult, ValidationFailed, preload, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 QUARANTINE_COLUMNS = ["id", "reject_reason", "stage", "source_file", "raw"]
@@ -129,15 +129,27 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     paths = {t: str(work / "lake" / t) for t in TABLES}
     result = EtlResult(rows={}, reject_reasons={}, timings_s={}, tables={})
     timings = result.timings_s
+    preload()
     with _stage("ingest", timings) as progress:
         parsed = parse_records(
             read_jsonl(spark, input_path), text_column=cfg.text_column, require_label=cfg.task == "classification"
         ).transform(flag_duplicate_ids)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = read = parsed.count()
-    bronze = parsed.where(F.col("reject_reason").isNull()).select("id", "text", "label", "source_file")
+        # From here on only the accepted rows and the rejects' quarantine rows are needed.
+        bronze = (
+            parsed.where(F.col("reject_reason").isNull())
+            .select("id", "text", "label", "source_file")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        ingest_rejects = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        bronze.count(), ingest_rejects.count()
+        parsed.unpersist()
     _gate(bronze, "bronze", suite_params("bronze", cfg, 0), work, cfg, result)
     result.tables["bronze"] = {"path": paths["bronze"], "version": write_table(bronze, paths["bronze"])}
+    bronze.unpersist()
     with _stage("clean", timings) as progress:
         cleaned = (
             read_table(spark, paths["bronze"], result.tables["bronze"]["version"])
@@ -161,9 +173,16 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
         )
         silver.count()  # materialise the persisted frames now, so that this stage's timing is its own
         progress["rows"] = cleaned.count()
-    quarantine = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).unionByName(
-        _quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars)
-    )
+        duplicates = kept.where(F.col("is_duplicate")).count()
+        # Only the rejected rows are needed from here on: keep them, free the full copies, so that
+        # the silver gate scans silver from memory rather than from spilled blocks.
+        quarantine = (
+            ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        quarantine.count()
+        for df in (ingest_rejects, cleaned, kept):
+            df.unpersist()
     _gate(quarantine, "quarantine", suite_params("quarantine", cfg, 0), work, cfg, result)
     result.tables["quarantine"] = {
         "path": paths["quarantine"],
@@ -172,21 +191,21 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     result.reject_reasons = {
         r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()
     }
+    quarantine.unpersist()
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
     clean = sum(split_counts.values())
     result.rows = {
         "read": read,
         "quarantined": sum(result.reject_reasons.values()),
         "clean": clean,
-        "duplicates_exact": kept.where(F.col("is_duplicate")).count(),
+        "duplicates_exact": duplicates,
         **{s: split_counts.get(s, 0) for s in SPLITS},
     }
     result.pii = pii_counts(silver)
     log.info("rows: %s", result.rows)
     _gate(silver, "silver", suite_params("silver", cfg, clean), work, cfg, result)
     result.tables["silver"] = {"path": paths["silver"], "version": write_table(silver, paths["silver"])}
-    for df in (parsed, cleaned, kept, silver):
-        df.unpersist()
+    silver.unpersist()
     if result.rows["train"] == 0:
         raise ValueError(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"

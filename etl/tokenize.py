@@ -128,20 +128,25 @@ def copy_tokenizer(source: str, tokenizer_dir: str | Path) -> str:
 _WORKER_CACHE: dict[tuple[str, int | None], object] = {}
 
 
+def load_tokenizer(path: str, max_len: int | None):
+    """A ``tokenizers.Tokenizer`` from ``tokenizer.json``, truncating to ``max_len`` (``None``: no
+    truncation, for packing), never padding."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(path)
+    if max_len is None:
+        tok.no_truncation()
+    else:
+        tok.enable_truncation(max_len)
+    tok.no_padding()
+    return tok
+
+
 def _worker_tokenizer(path: str, max_len: int | None):
-    """The tokenizer for this Python worker, loaded on first use only (``max_len=None``: no
-    truncation, for packing)."""
+    """The tokenizer for this Python worker, loaded on first use only."""
     key = (path, max_len)
     if key not in _WORKER_CACHE:
-        from tokenizers import Tokenizer
-
-        tok = Tokenizer.from_file(path)
-        if max_len is None:
-            tok.no_truncation()
-        else:
-            tok.enable_truncation(max_len)
-        tok.no_padding()
-        _WORKER_CACHE[key] = tok
+        _WORKER_CACHE[key] = load_tokenizer(path, max_len)
     return _WORKER_CACHE[key]
 
 
