@@ -19,8 +19,13 @@ run: venv delta-jars $(SAMPLE)
 test: venv delta-jars
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
+BENCH_MB ?= 200
+bench: venv delta-jars
+	$(PY) -m benchmarks.run --mb $(BENCH_MB)
+
 lint: venv
-	$(VENV)/bin/ruff check etl training jobs expectations tests
+	$(VENV)/bin/ruff check etl training jobs expectations tests benchmarks
 
 java:
 	@command -v java >/dev/null || { echo "error: java not found on PATH; install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
@@ -32,7 +37,7 @@ venv: java $(STAMP)
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,pretrained]"
+	$(PY) -m pip install -q -e ".[dev,pretrained,bench]"
 	@rm -f $(VENV)/.tokenlake-* && touch $@
 
 # Delta's JARs come through Spark's Ivy (~/.m2 first, then the Maven repository). If that fails,

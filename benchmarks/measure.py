@@ -1,0 +1,106 @@
+"""What every benchmark needs: medians, a child process's peak driver memory, the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+RESULT_PREFIX = "BENCH_RESULT "
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _driver_processes(root):
+    """The driver: the Python process and its JVM, not the Python workers Spark forks."""
+    procs = [root]
+    for child in root.children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except Exception:  # gone already
+            continue
+        if "pyspark.daemon" not in cmd and "pyspark.worker" not in cmd:
+            procs.append(child)
+    return procs
+
+
+def run_child(args: list[str], *, env: dict | None = None, interval_s: float = 0.05) -> tuple[dict, int]:
+    """Run ``python -m ARGS``; return the JSON it printed after ``RESULT_PREFIX`` and the peak sum of
+    the RSS of its driver processes (Python + JVM), sampled every ``interval_s``."""
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            try:
+                rss = sum(p.memory_info().rss for p in _driver_processes(root))
+                peak = max(peak, rss)
+            except psutil.Error:
+                pass
+            time.sleep(interval_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{err[-3000:]}")
+    lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
+    if not lines:
+        raise RuntimeError(f"{' '.join(args)} printed no result:\n{out[-2000:]}\n{err[-2000:]}")
+    return json.loads(lines[-1][len(RESULT_PREFIX) :]), peak
+
+
+def emit(result: dict) -> None:
+    """How a child process hands its result to ``run_child``."""
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def machine() -> dict:
+    import psutil
+
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
+    versions = {}
+    for package in ("pyspark", "delta-spark", "petastorm", "pyarrow", "torch", "tokenizers", "transformers",
+                    "datasets", "great-expectations", "mlflow"):  # fmt: skip
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "java": java[0] if java else None,
+        "versions": versions,
+    }
+
+
+def corpus_docs(mb: float, bytes_per_doc: float) -> int:
+    return max(200, round(mb * 1e6 / bytes_per_doc))
+
+
+def file_mb(path: Path) -> float:
+    return path.stat().st_size / 1e6

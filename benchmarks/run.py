@@ -1,0 +1,419 @@
+"""``make bench``: tokenlake measured against its ceilings and its single-machine peer, side by side.
+
+python -m benchmarks.run [--mb 200] [--repeats 3] [--out benchmarks/results/latest.json]
+
+Every ratio is taken between two measurements made in this one run, repeated (median), after a
+warm-up, so that the noise of a shared machine cancels. The ETL runs each get a process of their
+own (their driver's peak memory is sampled from outside); the rest runs in this process's Spark
+session. Targets are printed beside the figures; a miss is reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks.measure import corpus_docs, file_mb, machine, median, run_child
+
+log = logging.getLogger("tokenlake.bench")
+
+# key: (comparison, target) -- printed and stored beside each result
+TARGETS = {
+    "tokenize_ratio": (">=", 0.8),
+    "etl_vs_hf_datasets": (">=", 0.7),
+    "loader_ratio": (">=", 0.5),
+    "loader_vs_train": (">=", 5.0),
+    "train_overhead_ratio": (">=", 0.9),
+    "scale_time_ratio_4x": ("<=", 4.4),
+    "scale_driver_rss_ratio_4x": ("<=", 1.2),
+    "packing_real_token_fraction": (">=", 0.98),
+    "bucketing_real_token_fraction": (None, None),
+    "padding_real_token_fraction": (None, None),
+    "gx_vs_tokenize_time": ("<=", 0.3),
+}
+
+
+def make_corpus(path: Path, mb: float, seed: int) -> Path:
+    """A generated corpus of about ``mb`` MB (the generator is deterministic per seed)."""
+    from etl.generate import generate_corpus
+
+    if not path.exists():
+        probe = generate_corpus(path.with_suffix(".probe"), 2000, seed)
+        per_doc = probe.stat().st_size / 2000
+        probe.unlink()
+        generate_corpus(path, corpus_docs(mb, per_doc), seed)
+    return path
+
+
+def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int) -> dict:
+    """tokenlake's ETL on the 1x and 4x corpora and the HF datasets peer on the 4x one, interleaved."""
+    runs = {"1x": [], "4x": [], "hf": []}
+    for r in range(repeats):
+        for key, corpus in (("1x", base), ("4x", main)):
+            result, rss = run_child(
+                [
+                    "benchmarks.etl_once",
+                    "--input",
+                    str(corpus),
+                    "--work",
+                    str(work / f"etl_{key}"),
+                    "--cores",
+                    str(cores),
+                ]
+            )
+            runs[key].append(
+                {**result, "driver_peak_rss_bytes": rss, "docs_per_s": result["rows"]["read"] / result["seconds"]}
+            )
+            log.info("etl %s run %d: %.1f s, driver peak %.2f GiB", key, r + 1, result["seconds"], rss / 2**30)
+        tokenizer = str(Path(runs["4x"][-1]["tokenizer_dir"]) / "tokenizer.json")
+        hf, _ = run_child(
+            [
+                "benchmarks.hf_peer",
+                "--input",
+                str(main),
+                "--tokenizer",
+                tokenizer,
+                "--out",
+                str(work / "hf"),
+                "--num-proc",
+                str(cores),
+            ]
+        )
+        shutil.rmtree(work / "hf", ignore_errors=True)
+        docs = sum(1 for _ in main.open("rb"))
+        runs["hf"].append({**hf, "docs_per_s": docs / hf["seconds"]})
+        log.info("hf datasets run %d: %.1f s", r + 1, hf["seconds"])
+    return runs
+
+
+def tokenize_ratio(spark, silver, tokenizer_file: str, max_len: int, repeats: int) -> dict:
+    """The tokenize stage's function in Spark vs ``encode_batch`` on the same texts, both from memory."""
+    from pyspark.sql import functions as F
+
+    from etl.tokenize import load_tokenizer, tokenize_docs
+
+    docs = silver.select("id", "split", "text").persist()
+    docs.count()
+    texts = docs.select("text").toArrow().column("text").to_pylist()
+    tok = load_tokenizer(tokenizer_file, max_len)
+    batch = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
+
+    def spark_side() -> tuple[int, float]:
+        start = time.perf_counter()
+        tokens = tokenize_docs(docs, tokenizer_file=tokenizer_file, max_len=max_len).agg(F.sum("n_tokens")).first()[0]
+        return int(tokens), time.perf_counter() - start
+
+    def raw_side() -> tuple[int, float]:
+        start = time.perf_counter()
+        tokens = sum(len(e.ids) for i in range(0, len(texts), batch) for e in tok.encode_batch(texts[i : i + batch]))
+        return tokens, time.perf_counter() - start
+
+    spark_side(), raw_side()  # warm-up: Python workers, tokenizer caches
+    spark_rates, raw_rates = [], []
+    for _ in range(repeats):
+        (spark_tokens, s), (raw_tokens, r) = spark_side(), raw_side()
+        if spark_tokens != raw_tokens:
+            raise AssertionError(f"Spark produced {spark_tokens} tokens, encode_batch {raw_tokens}")
+        spark_rates.append(spark_tokens / s)
+        raw_rates.append(raw_tokens / r)
+    docs.unpersist()
+    return {
+        "ratio": median([a / b for a, b in zip(spark_rates, raw_rates, strict=True)]),
+        "raw": {
+            "docs": len(texts),
+            "tokens": raw_tokens,
+            "spark_tokens_per_s": spark_rates,
+            "encode_batch_tokens_per_s": raw_rates,
+        },
+    }
+
+
+def packing_fraction(silver, tokenizer_file: str, block_len: int) -> dict:
+    from pyspark.sql import functions as F
+
+    from etl.pack import pack_blocks
+    from etl.tokenize import tokenize_docs
+
+    tokens = tokenize_docs(silver.select("id", "split", "text"), tokenizer_file=tokenizer_file, max_len=None)
+    row = (
+        pack_blocks(tokens, block_len=block_len)
+        .agg(F.count("*").alias("blocks"), F.sum("n_tokens").alias("real"))
+        .first()
+    )
+    return {
+        "fraction": row["real"] / (row["blocks"] * block_len),
+        "raw": {"blocks": row["blocks"], "real_tokens": row["real"], "block_len": block_len},
+    }
+
+
+def bucketing_fractions(n_tokens, batch_size: int, pool: int, seed: int = 0) -> dict:
+    """Real-token share of the batch slots, each batch trimmed to its longest row (as training does),
+    with random batches and with length-bucketed ones."""
+    import torch
+
+    from training.data import length_bucketed
+
+    n = torch.as_tensor(n_tokens)[torch.randperm(len(n_tokens), generator=torch.Generator().manual_seed(seed))]
+    batches = [{"n_tokens": n[i : i + batch_size]} for i in range(0, len(n) - batch_size + 1, batch_size)]
+
+    def share(stream) -> float:
+        real = slots = 0
+        for b in stream:
+            real += int(b["n_tokens"].sum())
+            slots += int(b["n_tokens"].max()) * len(b["n_tokens"])
+        return real / slots
+
+    return {"padding": share(batches), "bucketing": share(length_bucketed(iter(batches), pool, seed=seed))}
+
+
+def loader_ratio(spark, gold, max_len: int, rows: int, batch_size: int, workers: int, repeats: int) -> dict:
+    """Petastorm's torch loader vs a plain pyarrow loop over the same Parquet files, same tensors."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from petastorm.spark import make_spark_converter
+
+    from training.launch import padded_frame
+
+    frame = padded_frame(gold, "train", max_len, 2).limit(rows)
+    converter = make_spark_converter(frame)
+    files = [u.replace("file://", "") for u in converter.file_urls]
+
+    def petastorm_side() -> float:
+        n, start = 0, time.perf_counter()
+        with converter.make_torch_dataloader(batch_size=batch_size, num_epochs=1, workers_count=workers) as loader:
+            for b in loader:
+                n += b["input_ids"].shape[0]
+        return n / (time.perf_counter() - start)
+
+    def pyarrow_side() -> float:
+        n, start = 0, time.perf_counter()
+        for path in files:
+            for rb in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
+                ids = rb.column("input_ids").flatten().to_numpy(zero_copy_only=False).reshape(-1, max_len)
+                b = {
+                    "input_ids": torch.from_numpy(np.ascontiguousarray(ids)),
+                    "n_tokens": torch.from_numpy(rb.column("n_tokens").to_numpy()),
+                    "label": torch.from_numpy(rb.column("label").to_numpy()),
+                }
+                n += b["input_ids"].shape[0]
+        return n / (time.perf_counter() - start)
+
+    try:
+        petastorm_side(), pyarrow_side()  # warm-up: page cache, reader pools
+        pairs = [(petastorm_side(), pyarrow_side()) for _ in range(repeats)]
+    finally:
+        converter.delete()
+    return {
+        "ratio": median([a / b for a, b in pairs]),
+        "petastorm_samples_per_s": median([a for a, _ in pairs]),
+        "raw": {
+            "rows": len(converter),
+            "petastorm_samples_per_s": [a for a, _ in pairs],
+            "pyarrow_samples_per_s": [b for _, b in pairs],
+        },
+    }
+
+
+def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len: int, steps: int) -> float:
+    """Samples/s of the training loop (``fit_epoch``) fed from in-memory tensors."""
+    import torch
+
+    from training.data import length_bucketed
+    from training.loop import fit_epoch, make_optimizer
+    from training.model import build_model
+
+    rows = (
+        gold.where("split = 'train'").select("input_ids", "n_tokens", "label").limit(steps * cfg.batch_size).collect()
+    )
+    ids = torch.zeros((len(rows), max_len), dtype=torch.int32)
+    for i, r in enumerate(rows):
+        ids[i, : r["n_tokens"]] = torch.as_tensor(r["input_ids"], dtype=torch.int32)
+    n = torch.as_tensor([r["n_tokens"] for r in rows], dtype=torch.int32)
+    y = torch.as_tensor([r["label"] for r in rows])
+    batches = [
+        {
+            "input_ids": ids[i : i + cfg.batch_size],
+            "n_tokens": n[i : i + cfg.batch_size],
+            "label": y[i : i + cfg.batch_size],
+        }
+        for i in range(0, len(rows), cfg.batch_size)
+    ]
+    torch.manual_seed(cfg.seed)
+    model = build_model("classification", cfg.model, vocab_size=vocab_size, labels=labels, max_len=max_len)
+    opt, sched = make_optimizer(
+        model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, total_steps=steps, warmup_ratio=cfg.warmup_ratio
+    )
+    stats = fit_epoch(
+        model, length_bucketed(iter(batches), cfg.bucket_batches, seed=cfg.seed), steps=len(batches),
+        opt=opt, sched=sched, device=torch.device("cpu"), max_grad_norm=cfg.max_grad_norm,
+    )  # fmt: skip
+    return stats["samples"] / stats["seconds"]
+
+
+def small_gold(spark, gold, path: Path, train_rows: int, eval_rows: int) -> dict:
+    """A few thousand rows of a gold table as a Delta table of their own, for short training runs."""
+    from etl.lake import write_table
+
+    parts = [
+        gold.where(f"split = '{s}'").limit(train_rows if s == "train" else eval_rows)
+        for s in ("train", "validation", "test")
+    ]
+    frame = parts[0].unionByName(parts[1]).unionByName(parts[2])
+    shutil.rmtree(path, ignore_errors=True)
+    return {"path": str(path), "version": write_table(frame, str(path))}
+
+
+def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: int) -> dict:
+    from training.config import TrainConfig
+    from training.launch import launch_training
+
+    cfg = TrainConfig(num_processes=1, epochs=1, local_mode=True)
+    table = small_gold(spark, gold, work / "gold_small", steps * cfg.batch_size, 2 * cfg.eval_batch_size)
+    kwargs = {"vocab_size": meta["vocab_size"], "labels": meta["labels"], "max_len": meta["max_len"]}
+    pairs = []
+    for _ in range(repeats + 1):  # the first pair warms up
+        result = launch_training(spark, table, work / "train", cfg, task="classification", **kwargs)
+        distributed = result["history"][0]["samples_per_s"]
+        memory = in_memory_training(gold, cfg, steps=steps, **kwargs)
+        pairs.append((distributed, memory))
+        log.info("training samples/s: TorchDistributor+Petastorm %.1f, in memory %.1f", distributed, memory)
+    pairs = pairs[1:]
+    return {
+        "ratio": median([a / b for a, b in pairs]),
+        "train_samples_per_s": median([b for _, b in pairs]),
+        "raw": {"model": cfg.model, "batch_size": cfg.batch_size, "steps": steps,
+                "distributed_samples_per_s": [a for a, _ in pairs], "in_memory_samples_per_s": [b for _, b in pairs]},
+    }  # fmt: skip
+
+
+def run(args) -> dict:
+    from etl.config import EtlConfig
+    from etl.lake import read_table
+    from jobs.session import get_spark
+    from training.config import TrainConfig
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    base_mb = args.mb / 4
+    base = make_corpus(work / f"corpus_{base_mb:g}mb.jsonl", base_mb, seed=11)
+    main = make_corpus(work / f"corpus_{args.mb:g}mb.jsonl", args.mb, seed=12)
+    log.info("corpora: %.1f MB and %.1f MB", file_mb(base), file_mb(main))
+
+    runs = etl_runs(base, main, work, args.repeats, args.cores)
+    t1, t4 = (median([r["seconds"] for r in runs[k]]) for k in ("1x", "4x"))
+    m1, m4 = (median([r["driver_peak_rss_bytes"] for r in runs[k]]) for k in ("1x", "4x"))
+    gx = [
+        sum(v for k, v in r["timings_s"].items() if k.startswith("validate_")) / r["timings_s"]["tokenize"]
+        for r in runs["4x"]
+    ]
+    etl_hf = [a["docs_per_s"] / b["docs_per_s"] for a, b in zip(runs["4x"], runs["hf"], strict=True)]
+
+    spark = get_spark("tokenlake-bench", master=f"local[{args.cores}]")
+    spark.conf.set("petastorm.spark.converter.parentCacheDirUrl", (work / "petastorm_cache").resolve().as_uri())
+    ref = runs["1x"][-1]  # the 1x work dir holds the last 1x run's tables
+    silver = read_table(spark, ref["tables"]["silver"]["path"], ref["tables"]["silver"]["version"])
+    gold = read_table(spark, ref["tables"]["gold"]["path"], ref["tables"]["gold"]["version"]).persist()
+    tokenizer_file = str(Path(ref["tokenizer_dir"]) / "tokenizer.json")
+    max_len = EtlConfig().max_len
+    meta = {"vocab_size": ref["vocab_size"], "labels": ref["labels"], "max_len": max_len}
+    train_cfg = TrainConfig()
+
+    tok = tokenize_ratio(spark, silver, tokenizer_file, max_len, args.repeats)
+    pack = packing_fraction(silver, tokenizer_file, max_len)
+    n_tokens = [r[0] for r in gold.where("split = 'train'").select("n_tokens").collect()]
+    bucket = bucketing_fractions(n_tokens, train_cfg.batch_size, train_cfg.bucket_batches)
+    loader = loader_ratio(
+        spark, gold, max_len, args.loader_rows, train_cfg.batch_size, train_cfg.reader_workers, args.repeats
+    )
+    train = training_ratios(spark, gold, work, meta, args.train_steps, args.repeats)
+    gold.unpersist()
+    spark.stop()
+
+    results = {
+        "tokenize_ratio": tok["ratio"],
+        "etl_vs_hf_datasets": median(etl_hf),
+        "loader_ratio": loader["ratio"],
+        "loader_vs_train": loader["petastorm_samples_per_s"] / train["train_samples_per_s"],
+        "train_overhead_ratio": train["ratio"],
+        "scale_time_ratio_4x": t4 / t1,
+        "scale_driver_rss_ratio_4x": m4 / m1,
+        "packing_real_token_fraction": pack["fraction"],
+        "bucketing_real_token_fraction": bucket["bucketing"],
+        "padding_real_token_fraction": bucket["padding"],
+        "gx_vs_tokenize_time": median(gx),
+    }
+    return {
+        **results,
+        "targets": {k: {"op": op, "value": v, "met": _met(results[k], op, v)} for k, (op, v) in TARGETS.items()},
+        "machine": machine(),
+        "raw": {
+            "command": f"python -m benchmarks.run --mb {args.mb:g} --repeats {args.repeats}",
+            "corpus_mb": {"1x": file_mb(base), "4x": file_mb(main)},
+            "etl": {k: [_etl_summary(r) for r in v] for k, v in runs.items() if k != "hf"},
+            "hf_datasets": runs["hf"],
+            "etl_vs_hf_datasets": etl_hf,
+            "gx_vs_tokenize_time": gx,
+            "tokenize": tok["raw"],
+            "packing": pack["raw"],
+            "loader": loader["raw"],
+            "training": train["raw"],
+            "loader_samples_per_s": loader["petastorm_samples_per_s"],
+            "train_samples_per_s": train["train_samples_per_s"],
+            "scale": {
+                "seconds_1x": t1,
+                "seconds_4x": t4,
+                "driver_peak_rss_bytes_1x": m1,
+                "driver_peak_rss_bytes_4x": m4,
+            },
+        },
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _met(value: float, op: str | None, target: float | None) -> bool | None:
+    if op is None:
+        return None
+    return value >= target if op == ">=" else value <= target
+
+
+def _etl_summary(run: dict) -> dict:
+    return {k: run[k] for k in ("seconds", "docs_per_s", "driver_peak_rss_bytes", "timings_s", "rows")}
+
+
+def print_table(result: dict) -> None:
+    print(f"{'key':32s} {'value':>10s}  target")
+    for key, (op, target) in TARGETS.items():
+        status = "" if op is None else ("met" if result["targets"][key]["met"] else "MISSED")
+        goal = "" if op is None else f"{op} {target:g}"
+        print(f"{key:32s} {result[key]:10.3f}  {goal:8s} {status}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--mb", type=float, default=200.0, help="corpus size in MB; the scale runs use mb/4 and mb")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cores", type=int, default=os.cpu_count())
+    p.add_argument("--loader-rows", type=int, default=50_000, help="rows the loader benchmarks read")
+    p.add_argument("--train-steps", type=int, default=60, help="optimizer steps per training measurement")
+    p.add_argument("--work", default="benchmarks/work")
+    p.add_argument("--out", default="benchmarks/results/latest.json")
+    args = p.parse_args(argv)
+    from jobs.cli import setup_logging
+
+    setup_logging()
+    result = run(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print_table(result)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

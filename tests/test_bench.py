@@ -1,0 +1,71 @@
+"""The benchmarks run and write every key (at a tiny size: these are not performance tests), and the
+Spark-free gold reader that ``benchmarks/gpu.py`` uses agrees with Delta."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.run import TARGETS
+from etl.lake import read_table, write_table
+from training.gold_files import delta_files, load_gold
+
+GOLD_SCHEMA = "id string, split string, input_ids array<int>, n_tokens int, label int"
+
+
+def _gold(spark, path, rows):
+    return write_table(spark.createDataFrame(rows, GOLD_SCHEMA), str(path))
+
+
+def test_gold_files_follow_the_delta_log_per_version(spark, tmp_path):
+    first = [(f"a{i}", "train", [5, 6, 7][: 1 + i % 3], 1 + i % 3, i % 2) for i in range(40)]
+    second = [(f"b{i}", "train" if i % 4 else "test", [9] * (2 + i % 5), 2 + i % 5, i % 3) for i in range(25)]
+    v0, v1 = _gold(spark, tmp_path / "gold", first), _gold(spark, tmp_path / "gold", second)
+    assert (v0, v1) == (0, 1)
+    for version, rows in ((0, first), (1, second), (None, second)):
+        data = load_gold(tmp_path / "gold", version, max_len=8)
+        assert data["input_ids"].shape == (len(rows), 8)
+        assert sorted(data["n_tokens"].tolist()) == sorted(r[3] for r in rows)
+        assert int(data["input_ids"].sum()) == sum(sum(r[2]) for r in rows)
+        assert sorted(data["label"].tolist()) == sorted(r[4] for r in rows)
+    assert read_table(spark, str(tmp_path / "gold"), 0).inputFiles() and len(delta_files(tmp_path / "gold", 0)) >= 1
+    assert load_gold(tmp_path / "gold", 1, split="test")["input_ids"].shape[0] == sum(1 for r in second if r[1] == "test")
+    with pytest.raises(ValueError, match="versions 0..1"):
+        delta_files(tmp_path / "gold", 5)
+
+
+def test_gpu_benchmark_runs_on_the_cpu_at_a_tiny_size(spark, tmp_path):
+    rows = [(f"g{i}", "train", list(range(1, 2 + i % 30)), 1 + i % 30, i % 4) for i in range(200)]
+    _gold(spark, tmp_path / "gold", rows)
+    out = tmp_path / "gpu.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--gold", str(tmp_path / "gold"), "--models", "tiny", "--steps", "3",
+         "--batch-size", "8", "--max-len", "32", "--out", str(out)],
+        check=True,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    (tiny,) = result["models"]
+    assert result["device"] == "cpu" and result["rows"] == 200 and tiny["precision"] == "fp32"
+    assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1
+
+
+@pytest.mark.slow
+def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
+    out = tmp_path / "latest.json"
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--mb", "0.4", "--repeats", "1", "--loader-rows", "2000",
+         "--train-steps", "4", "--work", str(tmp_path / "work"), "--out", str(out)],
+        check=True,
+        timeout=900,
+    )  # fmt: skip
+    result = json.loads(out.read_text())
+    for key in TARGETS:
+        assert isinstance(result[key], float) and math.isfinite(result[key]) and result[key] > 0, key
+        assert key in result["targets"]
+    assert result["machine"]["cores"] >= 1 and result["machine"]["versions"]["pyspark"]
+    raw = result["raw"]
+    assert raw["tokenize"]["tokens"] > 0 and len(raw["hf_datasets"]) == 1
+    assert raw["scale"]["driver_peak_rss_bytes_1x"] > 0 and raw["etl"]["4x"][0]["rows"]["read"] > 0
+    assert 0 < result["padding_real_token_fraction"] <= result["bucketing_real_token_fraction"] <= 1
