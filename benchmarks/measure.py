@@ -21,15 +21,18 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+EXECUTOR_MARKERS = ("pyspark.daemon", "pyspark.worker", "CoarseGrainedExecutorBackend")
+
+
 def _driver_processes(root):
-    """The driver: the Python process and its JVM, not the Python workers Spark forks."""
+    """The driver: the Python process and its JVM, not executors nor the Python workers they fork."""
     procs = [root]
     for child in root.children(recursive=True):
         try:
             cmd = " ".join(child.cmdline())
         except Exception:  # gone already
             continue
-        if "pyspark.daemon" not in cmd and "pyspark.worker" not in cmd:
+        if not any(marker in cmd for marker in EXECUTOR_MARKERS):
             procs.append(child)
     return procs
 
