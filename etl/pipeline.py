@@ -176,9 +176,8 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
         duplicates = kept.where(F.col("is_duplicate")).count()
         # Only the rejected rows are needed from here on: keep them, free the full copies, so that
         # the silver gate scans silver from memory rather than from spilled blocks.
-        quarantine = (
-            ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
-            .persist(StorageLevel.MEMORY_AND_DISK)
+        quarantine = ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars)).persist(
+            StorageLevel.MEMORY_AND_DISK
         )
         quarantine.count()
         for df in (ingest_rejects, cleaned, kept):

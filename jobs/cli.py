@@ -50,6 +50,18 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="samples per rank per step")
     p.add_argument("--num-processes", type=int, help="DDP processes")
+    p.add_argument(
+        "--local-mode",
+        action=argparse.BooleanOptionalAction,
+        help="TorchDistributor processes on the driver (default) or, with --no-local-mode, in executor tasks",
+    )
+    p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, help="train on GPUs (NCCL)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        default=None,
+        help="continue from WORK/checkpoints (run: skips the ETL when a validated gold version exists)",
+    )
     p.add_argument("--mlflow-uri", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
 
 
@@ -129,6 +141,9 @@ def config_from_args(args: argparse.Namespace):
             "etl.task": getattr(args, "task", None),
             "train.batch_size": getattr(args, "batch_size", None),
             "train.num_processes": getattr(args, "num_processes", None),
+            "train.local_mode": getattr(args, "local_mode", None),
+            "train.use_gpu": getattr(args, "use_gpu", None),
+            "train.resume": getattr(args, "resume", None),
         },
     )
 

@@ -17,8 +17,10 @@ from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
 from jobs.config import PipelineConfig
+from training import checkpoint
+from training.baseline import train_baseline
 from training.distributed import EVAL_KEYS
-from training.launch import launch_training
+from training.launch import CHECKPOINTS, launch_training
 from training.tracking import flatten, lineage_tags, log_training
 
 log = logging.getLogger("tokenlake")
@@ -142,6 +144,8 @@ def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[d
     validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
     recorded when it was published; ``GoldRefused`` otherwise."""
     path = gold_path(work)
+    if not (Path(path) / "_delta_log").is_dir():
+        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work}` first")
     version = latest_version(spark, path) if version is None else int(version)
     meta = commit_metadata(spark, path, version)
     if meta.get("validation") != "passed":
@@ -210,20 +214,43 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
         labels=meta["labels"],
         vocab_size=meta["vocab_size"],
         max_len=meta["max_len"],
+        mlflow_run_id=mlflow.active_run().info.run_id,
     )
-    log_training(result, task, work / "model", work / "tokenizer")
+    log_training(result, task, work / "model", work / "tokenizer", meta["labels"])
     last, keys = result["history"][-1], EVAL_KEYS[task]
+    metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
+    silver = report.get("tables", {}).get("silver")
+    if task == "classification" and cfg.train.baseline and silver:
+        baseline = train_baseline(read_table(spark, silver["path"], silver["version"]), meta["labels"])
+        metrics |= {
+            "baseline_test_accuracy": baseline["test_accuracy"],
+            "baseline_test_macro_f1": baseline["test_macro_f1"],
+        }
+        mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
+        mlflow.set_tag("baseline", f"MLlib TF-IDF + logistic regression on silver v{silver['version']}")
     training = {
         "mlflow_run_id": mlflow.active_run().info.run_id,
         "data": gold,
         "task": task,
-        "metrics": {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}},
+        "metrics": metrics,
         "epochs": result["history"],
     }
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
     report = update_report(work, training=training, timings_s=timings)
     mlflow.log_dict(report, "report.json")
     return report
+
+
+def _interrupted_run(work: Path) -> str | None:
+    """The MLflow run that wrote the latest checkpoint, if the tracking store still has it."""
+    import mlflow
+
+    found = checkpoint.latest(work / CHECKPOINTS)
+    run_id = checkpoint.position(found).get("mlflow_run_id") if found else None
+    try:
+        return run_id if run_id and mlflow.get_run(run_id) else None
+    except mlflow.exceptions.MlflowException:
+        return None
 
 
 def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineConfig):
@@ -236,6 +263,11 @@ def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineC
             EXPERIMENT, artifact_location=(work / "mlartifacts").resolve().as_uri() if local else None
         )
     mlflow.set_experiment(EXPERIMENT)
+    interrupted = _interrupted_run(work) if cfg.train.resume else None
+    if interrupted:  # the killed run continues: same params, one history
+        run = mlflow.start_run(run_id=interrupted)
+        mlflow.set_tag("resumed", "true")
+        return run
     run = mlflow.start_run()
     mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
     mlflow.set_tags({"spark_master": spark.sparkContext.master, "world_size": str(cfg.train.num_processes)})
@@ -256,6 +288,12 @@ def run_pipeline(
     """``tokenlake run``: ETL, gate and training in one MLflow run, which ends FAILED if any fails."""
     import mlflow
 
+    report = read_report(work)
+    gold = report.get("tables", {}).get("gold")
+    if cfg.train.resume and gold and (report.get("validation") or {}).get("success"):
+        log.info("--resume: training continues on gold v%s; the ETL is not run again", gold["version"])
+        with _mlflow_run(mlflow_uri, work, spark, cfg):
+            return train_stage(spark, work, cfg, gold["version"])
     (work / "report.json").unlink(missing_ok=True)
     start = time.perf_counter()
     with _mlflow_run(mlflow_uri, work, spark, cfg):

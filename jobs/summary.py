@@ -26,6 +26,11 @@ def summary_lines(report: dict, work: Path) -> list[str]:
     if training:
         m = training["metrics"]
         lines.append("  test        " + "  ".join(f"{k[5:]} {v:.4f}" for k, v in m.items() if k.startswith("test_")))
+        if "baseline_test_accuracy" in m:
+            lines.append(
+                f"  baseline    accuracy {m['baseline_test_accuracy']:.4f}  macro_f1 {m['baseline_test_macro_f1']:.4f}"
+                "  (MLlib TF-IDF + logistic regression, same test split)"
+            )
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
     lines.append(f"  report      {work / 'report.json'}")
     return lines

@@ -62,3 +62,15 @@ def test_task_flag_selects_the_etl_task_and_rejects_unknown_ones():
     assert config_from_args(build_parser().parse_args(["etl", "--input", "x.jsonl"])).etl.task == "classification"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--input", "x.jsonl", "--task", "regression"])
+
+
+def test_distributor_flags_reach_the_train_config():
+    from jobs.cli import build_parser, config_from_args
+
+    def cfg(*flags):
+        return config_from_args(build_parser().parse_args(["train", *flags])).train
+
+    assert (cfg().local_mode, cfg().use_gpu) == (True, False)
+    assert (cfg("--no-local-mode").local_mode, cfg("--local-mode").local_mode) == (False, True)
+    assert cfg("--use-gpu").use_gpu is True
+    assert cfg("--set", "train.local_mode=false").local_mode is False

@@ -63,6 +63,19 @@ def test_run_end_to_end(spark, corpus, tmp_path):
         assert run.data.tags[f"delta.{name}.path"] == table["path"]
     assert run.data.tags["validation.success"] == "true"
     assert run.data.tags["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
+    # the linear baseline, on the same test split, beside the transformer
+    assert 0.25 < metrics["baseline_test_accuracy"] <= 1 and 0 < metrics["baseline_test_macro_f1"] <= 1
+    assert run.data.metrics["baseline_test_accuracy"] == pytest.approx(metrics["baseline_test_accuracy"])
+    # per-step metrics from rank 0, and the plots
+    steps = _client(work).get_metric_history(run.info.run_id, "step_loss")
+    per_epoch = report["training"]["epochs"][0]
+    assert len(steps) >= 3 and max(m.step for m in steps) == 3 * (rows["train"] // 64)
+    assert {"step_lr", "step_samples_per_s", "step_tokens_per_s"} <= set(run.data.metrics)
+    assert per_epoch["samples_per_s"] > 0
+    artifacts = {a.path for a in _client(work).list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/training_curve.png", "plots/confusion_matrix.png"}
+    png = Path(_client(work).download_artifacts(run.info.run_id, "plots/confusion_matrix.png", str(tmp_path)))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = json.loads((work / "tokenizer/labels.json").read_text())
     assert labels == {"finance": 0, "food": 1, "science": 2, "sports": 3}
     assert not (work / "petastorm_cache").exists()

@@ -204,3 +204,54 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
     assert report["training"]["metrics"]["test_accuracy"] > 0.6  # four classes: chance is 0.25
     config = json.loads((work / "model/config.json").read_text())
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6  # MiniLM-L6, not a fresh model
+
+
+def _gold_meta(spark, work):
+    from etl.lake import commit_metadata
+
+    gold = json.loads((work / "report.json").read_text())["tables"]["gold"]
+    return gold, commit_metadata(spark, gold["path"], gold["version"])
+
+
+def test_failed_training_removes_the_petastorm_cache(spark, work_copy):
+    from training.config import TrainConfig
+    from training.launch import launch_training
+
+    gold, meta = _gold_meta(spark, work_copy)
+    with pytest.raises(RuntimeError):  # token ids beyond a 2-word vocabulary: every rank crashes
+        launch_training(spark, gold, work_copy, TrainConfig(epochs=1), task="classification",
+                        labels=meta["labels"], vocab_size=2, max_len=meta["max_len"])  # fmt: skip
+    assert not (work_copy / "petastorm_cache").exists()
+    assert not (work_copy / "model" / "config.json").exists()
+
+
+def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy, monkeypatch):
+    from pyspark.sql import functions as F
+
+    from training import launch
+    from training.config import TrainConfig
+
+    even = launch.padded_frame
+    sizes = {}
+
+    def uneven(gold, split, max_len, partitions):
+        if split != "train":
+            return even(gold, split, max_len, partitions)
+        frame = even(gold, split, max_len, 1)
+        # two files, about 90% and 10% of the rows: rank 0 reads one, rank 1 the other
+        skewed = (
+            frame.withColumn("_k", (F.monotonically_increasing_id() % 10 == 0).cast("int"))
+            .repartitionByRange(2, "_k")
+            .drop("_k")
+        )
+        sizes["train"] = skewed.rdd.glom().map(len).collect()
+        return skewed
+
+    monkeypatch.setattr(launch, "padded_frame", uneven)
+    gold, meta = _gold_meta(spark, work_copy)
+    result = launch.launch_training(spark, gold, work_copy, TrainConfig(epochs=1, checkpoint_steps=0),
+                                    task="classification", labels=meta["labels"], vocab_size=meta["vocab_size"],
+                                    max_len=meta["max_len"])  # fmt: skip
+    small, large = sorted(sizes["train"])
+    assert small * 5 < large  # the shards really were uneven
+    assert result["ranks_confirmed"] == 2 and result["steps_per_epoch"] == (small + large) // (32 * 2)

@@ -47,6 +47,12 @@ class TrainConfig:
     """Length bucketing: sort rows by length within pools of this many batches (1: off)."""
     reader_workers: int = 2
     """Petastorm reader threads per rank."""
+    checkpoint_steps: int = 200
+    """Also checkpoint every this many optimizer steps (0: at epoch ends only), under WORK/checkpoints."""
+    resume: bool = False
+    """Continue from the latest checkpoint (same gold version and step-defining settings) instead of starting over."""
+    baseline: bool = True
+    """Also train the MLlib TF-IDF + logistic regression baseline on the same splits (classification)."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -65,6 +71,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_steps < 0:
+            raise ValueError(f"checkpoint_steps must be >= 0, got {self.checkpoint_steps}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.max_grad_norm < 0:
@@ -74,6 +82,15 @@ class TrainConfig:
     def peak_lr(self) -> float:
         """``lr`` if set, else the model's default."""
         return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, PRETRAINED_LR)
+
+    def lineage(self, gold: dict) -> dict:
+        """What a checkpoint must share with the run that resumes it: the data and every setting
+        that defines what a step is."""
+        return {
+            "gold_path": gold["path"],
+            "gold_version": gold["version"],
+            **{k: getattr(self, k) for k in ("model", "epochs", "batch_size", "grad_accum_steps", "num_processes")},
+        }
 
     @property
     def pretrained(self) -> bool:

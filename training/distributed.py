@@ -44,6 +44,27 @@ def progress_printer(epoch: int, epochs: int, steps: int, world: int, stream=Non
     return on_step
 
 
+def _rank0_steps(epoch: int, epochs: int, steps: int, world: int, step_log: list, points: int = 50):
+    """Rank 0's step hook: the progress line, and about ``points`` per-step rows per epoch (loss,
+    learning rate, whole-job samples/s and tokens/s) kept for MLflow."""
+    printer, every = progress_printer(epoch + 1, epochs, steps, world), max(1, steps // points)
+
+    def on_step(step: int, m: dict) -> None:
+        printer(step, m)
+        if (step + 1) % every == 0 or step + 1 == steps:
+            step_log.append(
+                {
+                    "step": epoch * steps + step + 1,
+                    "loss": m["step_loss"],
+                    "lr": m["lr"],
+                    "samples_per_s": m["step_samples_per_s"] * world,
+                    "tokens_per_s": m["step_tokens_per_s"] * world,
+                }
+            )
+
+    return on_step
+
+
 def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
     """Every rank evaluates its shard; the sums are all-reduced once (no per-batch collective, so
     uneven shards cannot hang), then turned into metrics."""
@@ -86,6 +107,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from training import checkpoint
     from training.data import length_bucketed, steps_per_epoch
     from training.loop import fit_epoch, make_optimizer, precision
     from training.model import build_model
@@ -112,18 +134,35 @@ def train_fn(spec: dict, converters: dict) -> dict:
     )
     amp_dtype = precision(spec["mixed_precision"], device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    history, start = [], time.perf_counter()
+    history, step_log, start = [], [], time.perf_counter()
+    first_epoch, first_step = 0, 0
+    parts = {"model": model, "opt": opt, "sched": sched}
+    if spec["resume_from"]:
+        where = checkpoint.load(spec["resume_from"], rank=rank, device=device, **parts)
+        first_epoch, first_step, history, step_log = where["epoch"], where["step"], where["history"], where["steps"]
+        if rank == 0:
+            print(f"resumed from {spec['resume_from']}: epoch {first_epoch + 1}, step {first_step}", flush=True)
+
+    def save(epoch: int, step: int) -> None:
+        where = {"epoch": epoch, "step": step, "global_step": epoch * steps + step, "history": history,
+                 "steps": step_log, "lineage": spec["lineage"], "mlflow_run_id": spec["mlflow_run_id"]}  # fmt: skip
+        checkpoint.save(spec["checkpoint_dir"], rank=rank, barrier=dist.barrier, where=where, **parts)
+
+    def after_step(epoch: int):
+        every = spec["checkpoint_steps"]
+        return lambda step: save(epoch, step + 1) if every and (epoch * steps + step + 1) % every == 0 else None
+
     with converters["train"].make_torch_dataloader(
         batch_size=spec["batch_size"],
         num_epochs=None,
         cur_shard=rank,
         shard_count=world,
         workers_count=spec["reader_workers"],
-        seed=spec["seed"],
+        seed=spec["seed"] + first_epoch * steps + first_step,  # a resumed run does not replay the same rows
         shuffling_queue_capacity=4096,
     ) as loader:
         batches = length_bucketed(iter(loader), spec["bucket_batches"], seed=spec["seed"] + rank)
-        for epoch in range(spec["epochs"]):
+        for epoch in range(first_epoch, spec["epochs"]):
             stats = fit_epoch(
                 ddp,
                 batches,
@@ -135,7 +174,9 @@ def train_fn(spec: dict, converters: dict) -> dict:
                 max_grad_norm=spec["max_grad_norm"],
                 amp_dtype=amp_dtype,
                 scaler=scaler,
-                on_step=progress_printer(epoch + 1, spec["epochs"], steps, world) if rank == 0 else None,
+                on_step=_rank0_steps(epoch, spec["epochs"], steps, world, step_log) if rank == 0 else None,
+                start_step=first_step if epoch == first_epoch else 0,
+                after_step=after_step(epoch),
             )
             val = _evaluate_split(model, converters["validation"], spec, rank, world, device, amp_dtype)
             history.append(
@@ -151,6 +192,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
             )
             if rank == 0:
                 print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
+            save(epoch + 1, 0)
     test = _evaluate_split(model, converters["test"], spec, rank, world, device, amp_dtype)
     if rank == 0:
         model.save_pretrained(spec["model_dir"])
@@ -160,6 +202,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
             "world_size": world,
             "steps_per_epoch": steps,
             "history": history,
+            "steps": step_log,
             "train_seconds": time.perf_counter() - start,
             "test": test,
         }
@@ -169,6 +212,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
     dist.all_reduce(confirmed)
     result[0]["ranks_confirmed"] = int(confirmed)
     # Free DDP's gloo threads before tearing the group down (a rank once deadlocked at exit).
+    parts.clear()
     del ddp, opt, model
     gc.collect()
     dist.destroy_process_group()

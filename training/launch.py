@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from etl.lake import read_table
 from etl.split import SPLITS
+from training import checkpoint
 from training.config import TrainConfig
 
 log = logging.getLogger("tokenlake.train")
@@ -36,6 +37,26 @@ def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> 
         .select(F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label)
         .repartition(partitions)
     )
+
+
+CHECKPOINTS = "checkpoints"
+
+
+def resume_point(root: Path, cfg: TrainConfig, gold: dict) -> str | None:
+    """The checkpoint to resume from (``cfg.resume``), after checking it belongs to this data and
+    these settings; a fresh run clears ``root`` instead."""
+    if not cfg.resume:
+        shutil.rmtree(root, ignore_errors=True)
+        return None
+    found = checkpoint.latest(root)
+    if found is None:
+        raise TrainingFailed(f"--resume: no checkpoint under {root}")
+    saved = checkpoint.position(found)["lineage"]
+    if saved != cfg.lineage(gold):
+        differ = {k: (saved.get(k), v) for k, v in cfg.lineage(gold).items() if saved.get(k) != v}
+        raise TrainingFailed(f"--resume: {found} was trained with other settings (saved, now): {differ}")
+    log.info("resuming from %s", found)
+    return str(found)
 
 
 def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
@@ -70,16 +91,20 @@ def launch_training(
     labels: list[str],
     vocab_size: int,
     max_len: int,
+    mlflow_run_id: str | None = None,
 ) -> dict:
-    """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result."""
+    """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result.
+    With ``cfg.resume``, continue from the latest checkpoint; otherwise old checkpoints are removed."""
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training.distributed import train_fn
 
     check_task_slots(spark, cfg)
+    resume_from = resume_point(work / CHECKPOINTS, cfg, gold)
     cache, model_dir = work / "petastorm_cache", work / "model"
-    cache.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(cache, ignore_errors=True)  # left behind by a killed driver
+    cache.mkdir(parents=True)
     shutil.rmtree(model_dir, ignore_errors=True)
     spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.resolve().as_uri())
     table = read_table(spark, gold["path"], gold["version"])
@@ -101,6 +126,10 @@ def launch_training(
             "max_len": max_len,
             "train_rows": len(converters["train"]),
             "model_dir": str(model_dir),
+            "checkpoint_dir": str(work / CHECKPOINTS),
+            "resume_from": resume_from,
+            "lineage": cfg.lineage(gold),
+            "mlflow_run_id": mlflow_run_id,
         }
         log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
         result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(

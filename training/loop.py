@@ -64,12 +64,16 @@ def fit_epoch(
     amp_dtype: torch.dtype | None = None,
     scaler=None,
     on_step: Callable[[int, dict], None] | None = None,
+    start_step: int = 0,
+    after_step: Callable[[int], None] | None = None,
 ) -> dict:
-    """Run ``steps`` optimizer steps (each ``grad_accum_steps`` micro-batches) and return the
-    mean loss, samples, real tokens, seconds and the real (non-pad) share of the batches' slots."""
+    """Run optimizer steps ``start_step`` to ``steps`` - 1 (each ``grad_accum_steps`` micro-batches;
+    ``after_step`` runs on every rank after each) and return the mean loss, samples, real tokens,
+    seconds and the real (non-pad) share of the batches' slots."""
     model.train()
     total_loss, samples, tokens, slots, start = 0.0, 0, 0, 0, time.perf_counter()
-    for step in range(steps):
+    for step in range(start_step, steps):
+        step_loss, step_samples, step_tokens, step_start = 0.0, 0, 0, time.perf_counter()
         for micro in range(grad_accum_steps):
             inputs = to_model_inputs(next(batches), device)
             sync = micro == grad_accum_steps - 1 or not hasattr(model, "no_sync")
@@ -79,9 +83,9 @@ def fit_epoch(
             ):
                 loss = model(**inputs).loss / grad_accum_steps
             (scaler.scale(loss) if scaler else loss).backward()
-            total_loss += loss.item()
-            samples += inputs["input_ids"].shape[0]
-            tokens += int(inputs["attention_mask"].sum())
+            step_loss += loss.item()
+            step_samples += inputs["input_ids"].shape[0]
+            step_tokens += int(inputs["attention_mask"].sum())
             slots += inputs["attention_mask"].numel()
         if scaler:
             scaler.unscale_(opt)
@@ -93,19 +97,27 @@ def fit_epoch(
         else:
             opt.step()
         opt.zero_grad(set_to_none=True)
+        lr = sched.get_last_lr()[0]
         sched.step()
+        total_loss, samples, tokens = total_loss + step_loss, samples + step_samples, tokens + step_tokens
         if on_step:
+            step_seconds = time.perf_counter() - step_start
             on_step(
                 step,
                 {
-                    "loss": total_loss / (step + 1),
-                    "lr": sched.get_last_lr()[0],
+                    "loss": total_loss / (step + 1 - start_step),
+                    "step_loss": step_loss,
+                    "lr": lr,
                     "samples_per_s": samples / (time.perf_counter() - start),
+                    "step_samples_per_s": step_samples / step_seconds,
+                    "step_tokens_per_s": step_tokens / step_seconds,
                 },
             )
+        if after_step:
+            after_step(step)
     seconds = time.perf_counter() - start
     return {
-        "loss": total_loss / steps,
+        "loss": total_loss / max(steps - start_step, 1),
         "samples": samples,
         "tokens": tokens,
         "seconds": seconds,

@@ -45,9 +45,58 @@ def lineage_tags(tables: dict, validation: dict | None, tokenizer_fingerprint: s
     return tags
 
 
-def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path) -> None:
-    """Per-epoch and final metrics, the model (reloadable with ``mlflow.pytorch.load_model``) and
-    the tokenizer, into the active run."""
+def _log_figure(fig, artifact_file: str) -> None:
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def curve_figure(result: dict):
+    """Training loss per logged step and validation loss per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = result.get("steps", [])
+    if steps:
+        ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="train loss (per step)")
+    per_epoch = result["steps_per_epoch"]
+    history = result["history"]
+    ax.plot([h["epoch"] * per_epoch for h in history], [h["val_loss"] for h in history], "o-", label="validation loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(confusion: list[list[int]], labels: list[str]):
+    """The test confusion matrix, counts in the cells."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax.imshow(confusion, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i, row in enumerate(confusion):
+        for j, n in enumerate(row):
+            ax.text(j, i, str(n), ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path, labels: list[str]) -> None:
+    """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, the
+    model (reloadable with ``mlflow.pytorch.load_model``) and the tokenizer, into the active run."""
     import mlflow
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
@@ -57,8 +106,12 @@ def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path) 
     test = result["test"]
     mlflow.log_metrics({f"test_{k}": float(v) for k, v in test.items() if k not in ("confusion", "count")})
     mlflow.log_metric("train_seconds", result["train_seconds"])
+    for row in result.get("steps", []):
+        mlflow.log_metrics({f"step_{k}": float(v) for k, v in row.items() if k != "step"}, step=row["step"])
     if "confusion" in test:
         mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
+        _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
+    _log_figure(curve_figure(result), "plots/training_curve.png")
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
     model = auto.from_pretrained(str(model_dir))
     mlflow.pytorch.log_model(

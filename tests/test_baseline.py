@@ -1,0 +1,25 @@
+"""The MLlib baseline: real predictions on a separable corpus, and the macro-F1 it reports."""
+
+import pytest
+
+from training.baseline import macro_f1, train_baseline
+
+
+def test_macro_f1_averages_per_label_f1():
+    # label 0: tp 3, fp 1, fn 0 -> 6/7; label 1: tp 1, fp 0, fn 1 -> 2/3; label 2 never seen -> 0
+    confusion = {(0, 0): 3, (1, 1): 1, (1, 0): 1}
+    assert macro_f1(confusion, 3) == pytest.approx((6 / 7 + 2 / 3 + 0) / 3)
+
+
+def test_baseline_learns_words_and_scores_the_test_split(spark):
+    words = {"sport": "goal match referee striker", "food": "bread butter recipe oven"}
+    rows = [
+        (f"{label}-{i}", f"{words[label].split()[i % 4]} and {words[label].split()[(i + 1) % 4]} today",
+         label, "test" if i % 5 == 0 else "train")
+        for label in words for i in range(60)
+    ]  # fmt: skip
+    rows.append(("odd", "completely unrelated words", "food", "test"))
+    silver = spark.createDataFrame(rows, "id string, text string, label string, split string")
+    result = train_baseline(silver, ["food", "sport"])
+    assert result["test_rows"] == 25
+    assert result["test_accuracy"] >= 24 / 25 and result["test_macro_f1"] > 0.9
