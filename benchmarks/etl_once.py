@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     from etl.pipeline import run_etl
     from jobs.session import get_spark
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()  # executors have working directories of their own
     shutil.rmtree(work, ignore_errors=True)
     mem = args.executor_memory_mb
     spark = get_spark(
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         conf={"spark.executor.memory": f"{mem}m", "spark.driver.memory": "2g"},
     )
     start = time.perf_counter()
-    result = run_etl(spark, args.input, work, EtlConfig())
+    result = run_etl(spark, str(Path(args.input).resolve()), work, EtlConfig())
     seconds = time.perf_counter() - start
     emit(
         {

@@ -71,7 +71,8 @@ def run_child(args: list[str], *, env: dict | None = None, interval_s: float = 0
     sampler.join()
     lines = [line for line in out.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 and not lines:
-        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{err[-3000:]}")
+        start = err.find("Traceback")  # the Python error, not the JVM's shutdown noise after it
+        raise RuntimeError(f"{' '.join(args)} exited {proc.returncode}:\n{err[max(start, 0) :][:4000]}")
     if proc.returncode != 0:  # e.g. a local-cluster shutdown race after the work was done
         log.warning("%s exited %d after printing its result", " ".join(args), proc.returncode)
     if not lines:

@@ -298,7 +298,7 @@ def run(args) -> dict:
     from jobs.session import get_spark
     from training.config import TrainConfig
 
-    work = Path(args.work)
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     base_mb = args.mb / 4
     base = make_corpus(work / f"corpus_{base_mb:g}mb.jsonl", base_mb, seed=11)

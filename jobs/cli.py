@@ -6,6 +6,7 @@ tokenlake etl --input data/sample.jsonl --work work
 tokenlake run --input unlabelled.jsonl --task causal-lm    # GPT-2-style LM on packed blocks
 tokenlake validate --work work [--data-version N]
 tokenlake train --work work [--data-version N]
+tokenlake train --work work --no-spark                     # no Spark/Java; torchrun ... -m jobs.cli for DDP
 tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
 """
 
@@ -69,10 +70,19 @@ def _version_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-version", type=int, help="gold Delta version (default: the latest)")
 
 
+def _no_spark_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-spark",
+        action="store_true",
+        help="train on the gold table's Parquet files directly (one process, or each rank under torchrun); no Java",
+    )
+    p.add_argument("--data", help="with --no-spark: the gold Delta table directory (default WORK/lake/gold)")
+
+
 FLAGS = {
     "etl": (_etl_flags,),
     "validate": (_version_flag,),
-    "train": (_train_flags, _version_flag),
+    "train": (_train_flags, _version_flag, _no_spark_flags),
     "run": (_etl_flags, _train_flags),
 }
 HELP = {
@@ -152,8 +162,11 @@ def _dispatch(args: argparse.Namespace, cfg) -> dict:
     from jobs import runner
     from jobs.session import get_spark
 
+    # Executors resolve relative paths against their own working directories: hand them absolute ones.
+    work = Path(args.work).resolve()
+    if getattr(args, "no_spark", False):
+        return runner.run_train_without_spark(work, cfg, args.data_version, args.mlflow_uri, args.data)
     spark = get_spark("tokenlake", master=args.master)
-    work = Path(args.work)
     if args.command == "etl":
         return runner.run_etl_stage(spark, args.input, work, cfg)
     if args.command == "validate":

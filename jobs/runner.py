@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,10 +18,10 @@ from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
 from jobs.config import PipelineConfig
-from training import checkpoint
+from training import checkpoint, gold_files
 from training.baseline import train_baseline
 from training.distributed import EVAL_KEYS
-from training.launch import CHECKPOINTS, launch_training
+from training.launch import CHECKPOINTS, launch_training, train_without_spark
 from training.tracking import flatten, lineage_tags, log_training
 
 log = logging.getLogger("tokenlake")
@@ -188,10 +189,60 @@ def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
 
 def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
     """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
-    import mlflow
-
     gold, meta = usable_gold(spark, work, version)
     check_model_tokenizer(cfg, meta)
+
+    def launch(**inputs) -> dict:
+        return launch_training(spark, gold, work, cfg.train, **inputs)
+
+    return _train(work, cfg, gold, meta, launch, spark)
+
+
+def usable_gold_files(work: Path, path: str, version: int | None) -> tuple[dict, dict]:
+    """``usable_gold`` without Spark: the commit must record a passed validation and this work
+    dir's tokenizer, and every file must have the size its commit recorded (the row digest needs
+    Spark's hash, so ``--no-spark`` checks sizes instead)."""
+    try:
+        version = gold_files.latest_version(path) if version is None else int(version)
+        meta = gold_files.commit_metadata(path, version)
+        gold_files.delta_files(path, version, check_sizes=True)
+    except (OSError, ValueError) as exc:
+        raise GoldRefused(f"gold at {path}: {exc}") from exc
+    if meta.get("validation") != "passed":
+        raise GoldRefused(
+            f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
+        )
+    tokenizer_fp = fingerprint(work / "tokenizer")
+    if meta.get("tokenizer_fingerprint") != tokenizer_fp:
+        raise GoldRefused(
+            f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
+            f"but {work / 'tokenizer'} holds {tokenizer_fp}"
+        )
+    return {"path": path, "version": version, "digest": meta.get("digest")}, meta
+
+
+def run_train_without_spark(
+    work: Path, cfg: PipelineConfig, version: int | None = None, mlflow_uri: str | None = None, data: str | None = None
+) -> dict:
+    """``tokenlake train --no-spark [--data DIR]``: the same training loop on the gold files, in this
+    process or as a ``torchrun`` rank; rank 0 alone logs to MLflow and writes the report."""
+    gold, meta = usable_gold_files(work, str(data or gold_path(work)), version)
+    check_model_tokenizer(cfg, meta)
+
+    def launch(**inputs) -> dict:
+        return train_without_spark(gold, work, cfg.train, **inputs)
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        launch(task=meta.get("task", "classification"), labels=meta["labels"], vocab_size=meta["vocab_size"],
+               max_len=meta["max_len"])  # fmt: skip
+        return {}
+    with _mlflow_run(mlflow_uri, work, None, cfg):
+        return _train(work, cfg, gold, meta, launch, None)
+
+
+def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spark: SparkSession | None) -> dict:
+    import mlflow
+
     report = read_report(work)
     tables = {**report.get("tables", {}), "gold": gold}
     mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))
@@ -205,11 +256,7 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
         mlflow.log_artifacts(str(Path(docs).parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
     task = meta.get("task", "classification")
-    result = launch_training(
-        spark,
-        gold,
-        work,
-        cfg.train,
+    result = launch(
         task=task,
         labels=meta["labels"],
         vocab_size=meta["vocab_size"],
@@ -220,7 +267,7 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
     silver = report.get("tables", {}).get("silver")
-    if task == "classification" and cfg.train.baseline and silver:
+    if task == "classification" and cfg.train.baseline and silver and spark is not None:
         baseline = train_baseline(read_table(spark, silver["path"], silver["version"]), meta["labels"])
         metrics |= {
             "baseline_test_accuracy": baseline["test_accuracy"],
@@ -253,7 +300,7 @@ def _interrupted_run(work: Path) -> str | None:
         return None
 
 
-def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineConfig):
+def _mlflow_run(uri: str | None, work: Path, spark: SparkSession | None, cfg: PipelineConfig):
     import mlflow
 
     mlflow.set_tracking_uri(uri or default_mlflow_uri(work))
@@ -270,7 +317,9 @@ def _mlflow_run(uri: str | None, work: Path, spark: SparkSession, cfg: PipelineC
         return run
     run = mlflow.start_run()
     mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
-    mlflow.set_tags({"spark_master": spark.sparkContext.master, "world_size": str(cfg.train.num_processes)})
+    master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
+    world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
+    mlflow.set_tags({"spark_master": master, "world_size": world})
     return run
 
 

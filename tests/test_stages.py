@@ -255,3 +255,47 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
     small, large = sorted(sizes["train"])
     assert small * 5 < large  # the shards really were uneven
     assert result["ranks_confirmed"] == 2 and result["steps_per_epoch"] == (small + large) // (32 * 2)
+
+
+NO_SPARK_CHECK = """
+import sys
+from jobs.cli import main
+rc = main(sys.argv[1:])
+from pyspark import SparkContext
+assert SparkContext._active_spark_context is None, "a SparkContext was started"
+sys.exit(rc)
+"""
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_train_without_spark_on_the_gold_files(work_copy, ranks):
+    """``--no-spark``: no SparkContext, no JVM; one process, or two ranks under torchrun."""
+    import sys
+
+    args = ["train", "--work", str(work_copy), "--no-spark", "--epochs", "3", "--set", "train.checkpoint_steps=0"]
+    if ranks == 1:
+        cmd = [sys.executable, "-c", NO_SPARK_CHECK, *args]
+    else:
+        script = work_copy / "no_spark_check.py"
+        script.write_text(NO_SPARK_CHECK)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+               str(free_port()), str(script), *args]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=600, env={**os.environ, "JAVA_HOME": "/nonexistent"})
+    report = json.loads((work_copy / "report.json").read_text())
+    training = report["training"]
+    assert training["data"]["path"] == str(work_copy / "lake" / "gold")
+    assert training["metrics"]["test_accuracy"] > 0.8 and "baseline_test_accuracy" not in training["metrics"]
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(tracking_uri=f"sqlite:///{work_copy / 'mlflow.db'}").get_run(training["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["spark_master"] == "none (--no-spark)" and run.data.tags["world_size"] == str(ranks)
+
+
+def test_train_without_spark_refuses_a_file_changed_behind_deltas_back(work_copy, capsys):
+    from training.gold_files import delta_files
+
+    victim = delta_files(work_copy / "lake" / "gold")[0]
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    assert main(["train", "--work", str(work_copy), "--no-spark"]) == EXIT_VALIDATION
+    assert "changed outside Delta" in capsys.readouterr().err

@@ -3,13 +3,13 @@ into the fixed-length tensors the training loop takes (for GPU machines without 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from urllib.parse import unquote
 
 
-def delta_files(table: str | Path, version: int | None = None) -> list[Path]:
-    """The data files of ``table`` at ``version`` (default: the latest), replaying its commits."""
+def _commits(table: str | Path) -> list[Path]:
     log = Path(table) / "_delta_log"
     commits = sorted(log.glob("[0-9]*.json"))
     if not commits:
@@ -17,17 +17,79 @@ def delta_files(table: str | Path, version: int | None = None) -> list[Path]:
     versions = [int(c.stem) for c in commits]
     if versions != list(range(len(versions))):
         raise ValueError(f"{table}: commit log is not complete from version 0 (log cleaned up?); read it with Spark")
-    if version is not None and not 0 <= version <= versions[-1]:
-        raise ValueError(f"{table} has versions 0..{versions[-1]}, not {version}")
-    files: dict[str, None] = {}
-    for commit in commits[: (versions[-1] if version is None else version) + 1]:
+    return commits
+
+
+def _actions(table: str | Path, version: int | None):
+    commits = _commits(table)
+    last = len(commits) - 1
+    if version is not None and not 0 <= version <= last:
+        raise ValueError(f"{table} has versions 0..{last}, not {version}")
+    version = last if version is None else version
+    for commit in commits[: version + 1]:
         for line in commit.read_text().splitlines():
-            action = json.loads(line)
-            if "add" in action:
-                files[unquote(action["add"]["path"])] = None
-            elif "remove" in action:
-                files.pop(unquote(action["remove"]["path"]), None)
-    return [Path(table) / f for f in files]
+            yield int(commit.stem), json.loads(line)
+
+
+def latest_version(table: str | Path) -> int:
+    return len(_commits(table)) - 1
+
+
+def commit_metadata(table: str | Path, version: int) -> dict:
+    """The ``userMetadata`` written with ``version`` (what ``etl.lake.commit_metadata`` reads with Spark)."""
+    for v, action in _actions(table, version):
+        if v == version and "commitInfo" in action:
+            meta = action["commitInfo"].get("userMetadata")
+            return json.loads(meta) if meta else {}
+    return {}
+
+
+def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[Path]:
+    """The data files of ``table`` at ``version`` (default: the latest), replaying its commits.
+    ``check_sizes``: every file must still have the size its commit recorded (a file replaced
+    behind Delta's back usually does not)."""
+    files: dict[str, int] = {}
+    for _, action in _actions(table, version):
+        if "add" in action:
+            files[unquote(action["add"]["path"])] = action["add"].get("size", -1)
+        elif "remove" in action:
+            files.pop(unquote(action["remove"]["path"]), None)
+    paths = [Path(table) / f for f in files]
+    if check_sizes:
+        for path, size in zip(paths, files.values(), strict=True):
+            actual = path.stat().st_size if path.is_file() else None
+            if actual != size:
+                raise ValueError(f"{path} is {actual} bytes, its Delta commit recorded {size}: changed outside Delta")
+    return paths
+
+
+class TensorSplit:
+    """One split in memory, offering what training uses of a Petastorm converter: ``len()`` and
+    ``make_torch_dataloader`` (sharded by rank, reshuffled each pass when seeded, endless with
+    ``num_epochs=None``)."""
+
+    def __init__(self, data: dict):
+        self.data = data
+
+    def __len__(self) -> int:
+        return int(self.data["n_tokens"].shape[0])
+
+    @contextlib.contextmanager
+    def make_torch_dataloader(self, *, batch_size, num_epochs=1, cur_shard=0, shard_count=1, seed=None, **_):
+        import torch
+
+        rows = torch.arange(cur_shard, len(self), shard_count)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+        def batches():
+            passes = 0
+            while num_epochs is None or passes < num_epochs:
+                order = rows[torch.randperm(len(rows), generator=generator)] if generator is not None else rows
+                for i in range(0, len(order), batch_size):
+                    yield {k: v[order[i : i + batch_size]] for k, v in self.data.items()}
+                passes += 1
+
+        yield batches()
 
 
 def load_gold(table: str | Path, version: int | None = None, *, split: str | None = None, max_len: int | None = None):
@@ -38,7 +100,7 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
     import pyarrow.parquet as pq
     import torch
 
-    tables = [pq.read_table(f) for f in delta_files(table, version)]
+    tables = [pq.read_table(f) for f in delta_files(table, version, check_sizes=True)]
     data = pa.concat_tables(tables) if tables else None
     if data is None or data.num_rows == 0:
         raise ValueError(f"{table}: no rows")

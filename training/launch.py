@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -81,6 +81,68 @@ def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
     return result
 
 
+def training_spec(
+    cfg: TrainConfig, gold: dict, work: Path, *, data: dict, resume_from: str | None, mlflow_run_id: str | None
+) -> dict:
+    """What ``train_fn`` gets: the config, what the data defines (``data``: task, labels,
+    vocab_size, max_len, train_rows) and where to write."""
+    return {
+        **asdict(cfg),
+        **data,
+        "lr": cfg.peak_lr,
+        "model_dir": str(work / "model"),
+        "checkpoint_dir": str(work / CHECKPOINTS),
+        "resume_from": resume_from,
+        "lineage": cfg.lineage(gold),
+        "mlflow_run_id": mlflow_run_id,
+    }
+
+
+def train_without_spark(
+    gold: dict,
+    work: Path,
+    cfg: TrainConfig,
+    *,
+    task: str,
+    labels: list[str],
+    vocab_size: int,
+    max_len: int,
+    mlflow_run_id: str | None = None,
+) -> dict:
+    """``train_fn`` on the gold version's Parquet files, read through its Delta log: in this
+    process alone, or as one rank of a ``torchrun`` job (its environment sets the ranks). No
+    Spark, no Java: for GPU machines."""
+    import os
+
+    from training.distributed import train_fn
+    from training.gold_files import TensorSplit, load_gold
+
+    if "RANK" not in os.environ:  # a single process is a world of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                          MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))  # fmt: skip
+    rank = int(os.environ["RANK"])
+    cfg = replace(cfg, num_processes=int(os.environ["WORLD_SIZE"]))
+    resume_from = resume_point(work / CHECKPOINTS, cfg, gold) if rank == 0 or cfg.resume else None
+    if rank == 0:
+        shutil.rmtree(work / "model", ignore_errors=True)
+    splits = {s: TensorSplit(load_gold(gold["path"], gold["version"], split=s, max_len=max_len)) for s in SPLITS}
+    data = {"task": task, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
+            "train_rows": len(splits["train"])}  # fmt: skip
+    spec = training_spec(cfg, gold, work, data=data, resume_from=resume_from, mlflow_run_id=mlflow_run_id)
+    log.info("training %s on %d rows, rank %d of %d, without Spark", cfg.model, len(splits["train"]), rank,
+             cfg.num_processes)  # fmt: skip
+    result = train_fn(spec, splits)
+    return verify(result, cfg, work / "model") if rank == 0 else result
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch_training(
     spark: SparkSession,
     gold: dict,
@@ -117,20 +179,9 @@ def launch_training(
                     f"the {split} split has {len(converters[split])} rows; "
                     f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks"
                 )
-        spec = {
-            **asdict(cfg),
-            "lr": cfg.peak_lr,
-            "task": task,
-            "labels": labels,
-            "vocab_size": vocab_size,
-            "max_len": max_len,
-            "train_rows": len(converters["train"]),
-            "model_dir": str(model_dir),
-            "checkpoint_dir": str(work / CHECKPOINTS),
-            "resume_from": resume_from,
-            "lineage": cfg.lineage(gold),
-            "mlflow_run_id": mlflow_run_id,
-        }
+        spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
+                             "max_len": max_len, "train_rows": len(converters["train"])},
+                             resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
         log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
         result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
             train_fn, spec, converters
