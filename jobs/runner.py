@@ -140,15 +140,8 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
     return report
 
 
-def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[dict, dict]:
-    """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
-    validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
-    recorded when it was published; ``GoldRefused`` otherwise."""
-    path = gold_path(work)
-    if not (Path(path) / "_delta_log").is_dir():
-        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work}` first")
-    version = latest_version(spark, path) if version is None else int(version)
-    meta = commit_metadata(spark, path, version)
+def _check_commit(work: Path, path: str, version: int, meta: dict) -> None:
+    """A gold commit training may use: it records a passed validation and ``WORK/tokenizer``."""
     if meta.get("validation") != "passed":
         raise GoldRefused(
             f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
@@ -159,6 +152,18 @@ def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[d
             f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
             f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
         )
+
+
+def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[dict, dict]:
+    """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
+    validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
+    recorded when it was published; ``GoldRefused`` otherwise."""
+    path = gold_path(work)
+    if not (Path(path) / "_delta_log").is_dir():
+        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work}` first")
+    version = latest_version(spark, path) if version is None else int(version)
+    meta = commit_metadata(spark, path, version)
+    _check_commit(work, path, version, meta)
     try:
         digest = table_digest(read_table(spark, path, version))
     except Exception as exc:  # a file replaced or truncated outside Delta often no longer reads
@@ -208,16 +213,7 @@ def usable_gold_files(work: Path, path: str, version: int | None) -> tuple[dict,
         gold_files.delta_files(path, version, check_sizes=True)
     except (OSError, ValueError) as exc:
         raise GoldRefused(f"gold at {path}: {exc}") from exc
-    if meta.get("validation") != "passed":
-        raise GoldRefused(
-            f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
-        )
-    tokenizer_fp = fingerprint(work / "tokenizer")
-    if meta.get("tokenizer_fingerprint") != tokenizer_fp:
-        raise GoldRefused(
-            f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
-            f"but {work / 'tokenizer'} holds {tokenizer_fp}"
-        )
+    _check_commit(work, path, version, meta)
     return {"path": path, "version": version, "digest": meta.get("digest")}, meta
 
 
