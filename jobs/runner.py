@@ -277,7 +277,10 @@ def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spar
         "task": task,
         "metrics": metrics,
         "epochs": result["history"],
+        "stopped_early": len(result["history"]) < cfg.train.epochs,
+        "best_epoch": min(result["history"], key=lambda h: h["val_loss"])["epoch"],
     }
+    mlflow.set_tags({k: str(training[k]).lower() for k in ("stopped_early", "best_epoch")})
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
     report = update_report(work, training=training, timings_s=timings)
     mlflow.log_dict(report, "report.json")

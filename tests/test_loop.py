@@ -132,6 +132,65 @@ def test_length_bucketing_keeps_every_row_and_cuts_padding():
     )
 
 
+def test_passes_chain_seeded_one_pass_loaders_into_full_batches():
+    from training.data import passes
+    from training.gold_files import TensorSplit
+
+    split = TensorSplit({"n_tokens": torch.arange(10), "row": torch.arange(10)})
+    opened = []
+
+    def open_pass(n):
+        opened.append(n)
+        return split.make_torch_dataloader(batch_size=4, seed=100 + n)
+
+    stream = passes(open_pass, 4)
+    batches = [next(stream)["row"].tolist() for _ in range(5)]  # 20 rows: two passes of 10
+    assert all(len(b) == 4 for b in batches)  # a pass's partial batch is completed from the next
+    rows = [row for batch in batches for row in batch]
+    assert sorted(rows[:10]) == list(range(10)) and sorted(rows[10:]) == list(range(10))
+    assert rows[:10] != rows[10:] and opened == [0, 1]  # each pass reshuffled by its own seed
+    again = passes(lambda n: split.make_torch_dataloader(batch_size=4, seed=100 + n), 4)
+    assert [next(again)["row"].tolist() for _ in range(5)] == batches  # the seed alone decides
+
+    empty = TensorSplit({"n_tokens": torch.arange(0), "row": torch.arange(0)})
+    with pytest.raises(ValueError, match="no rows"):
+        next(passes(lambda n: empty.make_torch_dataloader(batch_size=4), 4))
+
+
+def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from petastorm.etl import dataset_metadata
+
+    from training.data import sort_petastorm_row_groups
+
+    for i in range(4):
+        pq.write_table(pa.table({"x": [i, i]}), tmp_path / f"part-{i:05d}.parquet", row_group_size=1)
+    dataset = pq.ParquetDataset(str(tmp_path), use_legacy_dataset=True)
+    dataset.pieces.reverse()  # what a threaded directory listing may return
+    listed = dataset_metadata._split_row_groups_from_footers
+    monkeypatch.setattr(dataset_metadata, "_split_row_groups_from_footers", getattr(listed, "__wrapped__", listed))
+    assert dataset_metadata.load_row_groups(dataset)[0].path.endswith("part-00003.parquet")
+    sort_petastorm_row_groups()
+    sort_petastorm_row_groups()  # idempotent
+    pieces = dataset_metadata.load_row_groups(dataset)
+    assert [(p.path.rsplit("/", 1)[1][5:10], p.row_group) for p in pieces] == [
+        (f"{i:05d}", g) for i in range(4) for g in (0, 1)
+    ]
+
+
+def test_stop_early_counts_epochs_since_the_best_validation_loss():
+    from training.loop import stop_early
+
+    history = [{"val_loss": v} for v in (1.0, 0.8, 0.85, 0.79)]
+    assert not stop_early(history, patience=0)  # off
+    assert not stop_early(history, patience=1)  # epoch 4 improved
+    assert stop_early(history[:3], patience=1) and not stop_early(history[:3], patience=2)
+    assert stop_early(history, patience=1, min_delta=0.05)  # 0.79 is not 0.05 better than 0.8
+    assert stop_early(history, patience=2, min_delta=0.05) and not stop_early(history, patience=3, min_delta=0.05)
+    assert not stop_early([], patience=1)
+
+
 def test_causal_lm_inputs_predict_real_tokens_only():
     batch = {
         "input_ids": torch.tensor([[5, 6, 7, 0], [5, 6, 0, 0]], dtype=torch.int32),

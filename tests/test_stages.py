@@ -292,6 +292,17 @@ def test_train_without_spark_on_the_gold_files(work_copy, ranks):
     assert run.data.tags["spark_master"] == "none (--no-spark)" and run.data.tags["world_size"] == str(ranks)
 
 
+def test_early_stopping_ends_training_when_validation_stops_improving(work_copy):
+    # no improvement counts unless it beats the best validation loss by 100: epoch 2 ends it
+    patience = ["--set", "train.early_stopping_patience=1", "--set", "train.early_stopping_min_delta=100"]
+    args = ["train", "--work", str(work_copy), "--no-spark", "--epochs", "4", "--set", "train.checkpoint_steps=0"]
+    assert main([*args, *patience]) == 0
+    training = json.loads((work_copy / "report.json").read_text())["training"]
+    assert [e["epoch"] for e in training["epochs"]] == [1, 2]
+    assert training["stopped_early"] is True and training["best_epoch"] == 1
+    assert (work_copy / "model" / "config.json").is_file()  # the last model trained is kept and logged
+
+
 def test_train_without_spark_refuses_a_file_changed_behind_deltas_back(work_copy, capsys):
     from training.gold_files import delta_files
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 
 def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
@@ -49,3 +50,52 @@ def length_bucketed(batches: Iterator[dict], pool: int, seed: int = 0) -> Iterat
         chunks = [order[i : i + size] for i in range(0, len(order), size)]
         for j in torch.randperm(len(chunks), generator=generator).tolist():
             yield {k: v[chunks[j]] for k, v in rows.items()}
+
+
+def passes(open_pass: Callable[[int], AbstractContextManager], batch_size: int) -> Iterator[dict]:
+    """Endless batches of exactly ``batch_size`` rows from one-pass loaders: ``open_pass(n)`` opens
+    pass n (seeded by n); a pass's last, partial batch is completed with the next pass's first rows.
+
+    One reader per pass rather than one endless reader: Petastorm's ventilator reshuffles its row
+    groups again each time it waits for room at an epoch boundary, so an endless reader's order
+    depends on timing; a one-pass reader's order depends on its seed alone.
+    """
+    import torch
+
+    carry = None
+    for n in itertools.count():
+        rows = 0
+        with open_pass(n) as loader:
+            for batch in loader:
+                rows += int(batch["n_tokens"].shape[0])
+                if carry is not None:
+                    batch = {k: torch.cat([carry[k], v]) for k, v in batch.items()}
+                    carry = None
+                while int(batch["n_tokens"].shape[0]) >= batch_size:
+                    yield {k: v[:batch_size] for k, v in batch.items()}
+                    batch = {k: v[batch_size:] for k, v in batch.items()}
+                carry = batch if batch["n_tokens"].shape[0] else None
+        if rows == 0:
+            raise ValueError(f"pass {n} of the training data had no rows")
+
+
+def sort_petastorm_row_groups() -> None:
+    """Make a rank's shard and its seeded order name the same files in every process.
+
+    Petastorm 0.12 lists a dataset that has no summary metadata (every converter cache) in the
+    order pyarrow's threaded directory listing returns, so row group i is a different file from one
+    process to the next. Sort them by path and row group, as its summary-metadata code path does.
+    """
+    import functools
+
+    from petastorm.etl import dataset_metadata
+
+    listed = dataset_metadata._split_row_groups_from_footers
+    if hasattr(listed, "__wrapped__"):  # already sorted
+        return
+
+    @functools.wraps(listed)
+    def by_path(dataset):
+        return sorted(listed(dataset), key=lambda piece: (piece.path, piece.row_group))
+
+    dataset_metadata._split_row_groups_from_footers = by_path

@@ -1,13 +1,16 @@
 """The function that TorchDistributor runs on every rank: DDP over Petastorm shards.
 
-Every rank runs the same number of steps (``num_epochs=None`` readers and a fixed step count),
+Every rank runs the same number of steps (readers chained pass after pass, a fixed step count),
 collectives time out after ``collective_timeout_s``, and rank 0's result is broadcast and
 confirmed by every rank, so the driver can tell a real success from a silent failure (STACK.md).
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import gc
+import itertools
 import os
 import time
 
@@ -78,6 +81,7 @@ def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device,
         cur_shard=rank,
         shard_count=world,
         workers_count=spec["reader_workers"],
+        shuffle_row_groups=False,
     ) as loader:
         if spec["task"] == "causal-lm":
             sums = evaluate_lm(model, loader, device=device, amp_dtype=amp_dtype)
@@ -103,21 +107,24 @@ def train_fn(spec: dict, converters: dict) -> dict:
     """
     from datetime import timedelta
 
+    import numpy as np
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from training import checkpoint
-    from training.data import length_bucketed, steps_per_epoch
-    from training.loop import fit_epoch, make_optimizer, precision
+    from training.data import length_bucketed, passes, sort_petastorm_row_groups, steps_per_epoch
+    from training.loop import fit_epoch, make_optimizer, precision, stop_early
     from training.model import build_model
 
+    sort_petastorm_row_groups()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = _device(spec["use_gpu"])
     dist.init_process_group(
         "nccl" if spec["use_gpu"] else "gloo", timeout=timedelta(seconds=spec["collective_timeout_s"])
     )
     torch.manual_seed(spec["seed"])
+    np.random.seed(spec["seed"] + rank)  # Petastorm's shuffling buffer draws from numpy's global RNG
     model = build_model(
         spec["task"], spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"], max_len=spec["max_len"]
     ).to(device)
@@ -135,13 +142,9 @@ def train_fn(spec: dict, converters: dict) -> dict:
     amp_dtype = precision(spec["mixed_precision"], device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     history, step_log, start = [], [], time.perf_counter()
-    first_epoch, first_step = 0, 0
     parts = {"model": model, "opt": opt, "sched": sched}
-    if spec["resume_from"]:
-        where = checkpoint.load(spec["resume_from"], rank=rank, device=device, **parts)
-        first_epoch, first_step, history, step_log = where["epoch"], where["step"], where["history"], where["steps"]
-        if rank == 0:
-            print(f"resumed from {spec['resume_from']}: epoch {first_epoch + 1}, step {first_step}", flush=True)
+    where = checkpoint.position(spec["resume_from"]) if spec["resume_from"] else {"epoch": 0, "step": 0}
+    first_epoch, first_step = where["epoch"], where["step"]
 
     def save(epoch: int, step: int) -> None:
         where = {"epoch": epoch, "step": step, "global_step": epoch * steps + step, "history": history,
@@ -152,17 +155,34 @@ def train_fn(spec: dict, converters: dict) -> dict:
         every = spec["checkpoint_steps"]
         return lambda step: save(epoch, step + 1) if every and (epoch * steps + step + 1) % every == 0 else None
 
-    with converters["train"].make_torch_dataloader(
-        batch_size=spec["batch_size"],
-        num_epochs=None,
-        cur_shard=rank,
-        shard_count=world,
-        workers_count=spec["reader_workers"],
-        seed=spec["seed"] + first_epoch * steps + first_step,  # a resumed run does not replay the same rows
-        shuffling_queue_capacity=4096,
-    ) as loader:
-        batches = length_bucketed(iter(loader), spec["bucket_batches"], seed=spec["seed"] + rank)
+    def open_pass(n: int):
+        return converters["train"].make_torch_dataloader(
+            batch_size=spec["batch_size"],
+            num_epochs=1,
+            cur_shard=rank,
+            shard_count=world,
+            workers_count=spec["reader_workers"],
+            seed=spec["seed"] + n,
+            shuffle_rows=True,
+            shuffling_queue_capacity=4096,
+        )
+
+    rows = passes(open_pass, spec["batch_size"])
+    with contextlib.closing(rows):  # stops the open reader when training ends
+        batches = length_bucketed(rows, spec["bucket_batches"], seed=spec["seed"] + rank)
+        if spec["resume_from"]:
+            # The data order is a function of the seeds alone, so replaying it up to the checkpoint
+            # puts the batches the killed run would have seen next in front of this one (reading is
+            # far faster than training: benchmarks' loader_vs_train). RNGs are restored after it.
+            consumed = (first_epoch * steps + first_step) * spec["grad_accum_steps"]
+            collections.deque(itertools.islice(batches, consumed), maxlen=0)
+            where = checkpoint.load(spec["resume_from"], rank=rank, device=device, **parts)
+            history, step_log = where["history"], where["steps"]
+            if rank == 0:
+                print(f"resumed from {spec['resume_from']}: epoch {first_epoch + 1}, step {first_step}", flush=True)
         for epoch in range(first_epoch, spec["epochs"]):
+            if stop_early(history, spec["early_stopping_patience"], spec["early_stopping_min_delta"]):
+                break  # every rank holds the same all-reduced history, so every rank stops here
             stats = fit_epoch(
                 ddp,
                 batches,

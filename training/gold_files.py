@@ -65,8 +65,7 @@ def delta_files(table: str | Path, version: int | None = None, *, check_sizes: b
 
 class TensorSplit:
     """One split in memory, offering what training uses of a Petastorm converter: ``len()`` and
-    ``make_torch_dataloader`` (sharded by rank, reshuffled each pass when seeded, endless with
-    ``num_epochs=None``)."""
+    a one-pass ``make_torch_dataloader`` (sharded by rank, shuffled when seeded)."""
 
     def __init__(self, data: dict):
         self.data = data
@@ -78,18 +77,12 @@ class TensorSplit:
     def make_torch_dataloader(self, *, batch_size, num_epochs=1, cur_shard=0, shard_count=1, seed=None, **_):
         import torch
 
+        if num_epochs != 1:
+            raise ValueError("one pass per loader (training.data.passes chains them)")
         rows = torch.arange(cur_shard, len(self), shard_count)
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-
-        def batches():
-            passes = 0
-            while num_epochs is None or passes < num_epochs:
-                order = rows[torch.randperm(len(rows), generator=generator)] if generator is not None else rows
-                for i in range(0, len(order), batch_size):
-                    yield {k: v[order[i : i + batch_size]] for k, v in self.data.items()}
-                passes += 1
-
-        yield batches()
+        if seed is not None:
+            rows = rows[torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))]
+        yield ({k: v[rows[i : i + batch_size]] for k, v in self.data.items()} for i in range(0, len(rows), batch_size))
 
 
 def load_gold(table: str | Path, version: int | None = None, *, split: str | None = None, max_len: int | None = None):

@@ -29,13 +29,16 @@ class TrainingFailed(RuntimeError):
 
 def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> DataFrame:
     """One split as fixed-length ``input_ids`` (zero-padded to ``max_len``), ``n_tokens`` and, for
-    classification, ``label``."""
+    classification, ``label``. Rows go to partitions (so Petastorm files and shards) by a hash of
+    their id and are sorted by it inside each, so a gold version always yields the same files
+    whatever order Spark read it in: the seed alone then decides the training order."""
     pad = F.array_repeat(F.lit(0), F.lit(max_len) - F.col("n_tokens"))
     label = ["label"] if "label" in gold.columns else []
     return (
         gold.where(F.col("split") == split)
+        .repartition(partitions, F.xxhash64("id"))
+        .sortWithinPartitions("id")
         .select(F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label)
-        .repartition(partitions)
     )
 
 

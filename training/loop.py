@@ -188,3 +188,17 @@ def metrics(sums: dict) -> dict:
         "loss": float(sums["loss_sum"]) / count,
         "count": int(count),
     }
+
+
+def stop_early(history: list[dict], patience: int, min_delta: float = 0.0) -> bool:
+    """True once validation loss has not improved on its best by more than ``min_delta`` for
+    ``patience`` epochs (0: never). A function of the epoch history alone, so a resumed run
+    decides as the uninterrupted one would have."""
+    losses = [h["val_loss"] for h in history]
+    if patience <= 0 or not losses:
+        return False
+    best = 0
+    for i, loss in enumerate(losses):
+        if loss < losses[best] - min_delta:
+            best = i
+    return len(losses) - 1 - best >= patience
