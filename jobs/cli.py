@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True)
     gen.add_argument("--docs", type=int, default=4000)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument(
+        "--contrast", type=float, default=None, help="share of order-dependent 'X not Y' documents (default 0.25)"
+    )
     for command in FLAGS:
         add_flags(sub.add_parser(command, help=HELP[command]), command)
     ui = sub.add_parser("ui", help="serve the work dir's MLflow store on 127.0.0.1")
@@ -228,9 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
     if args.command == "generate":
-        from etl.generate import generate_corpus
+        from etl.generate import CONTRAST, generate_corpus
 
-        print(generate_corpus(args.out, args.docs, args.seed))
+        contrast = CONTRAST if args.contrast is None else args.contrast
+        print(generate_corpus(args.out, args.docs, args.seed, contrast))
         return 0
     if args.command == "ui":
         work = Path(args.work)

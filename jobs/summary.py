@@ -11,6 +11,7 @@ def summary_lines(report: dict, work: Path) -> list[str]:
     if rows:
         lines.append(
             f"  rows        read {rows['read']}  clean {rows['clean']}  quarantined {rows['quarantined']}"
+            f"  duplicates {rows.get('duplicates_exact', 0)}"
             f"  (train {rows['train']} / validation {rows['validation']} / test {rows['test']})"
         )
     if report.get("tables"):
