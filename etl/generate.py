@@ -45,7 +45,7 @@ def make_contrast_document(rng: random.Random, label: str, other: str) -> str:
     own, negated = rng.choice(CLASSES[label]), rng.choice(CLASSES[other])
     opening = f"{own.capitalize()}, not {negated}." if rng.random() < 0.5 else f"Not {negated} but {own}."
     sentences = [opening]
-    for _ in range(rng.randint(0, 3)):
+    for _ in range(rng.randint(1, 3)):  # filler after it: two such documents are (almost) never the same
         filler = [rng.choice(FILLER) for _ in range(rng.randint(5, 14))]
         sentences.append(" ".join(filler).capitalize() + ".")
     return " ".join(sentences)

@@ -179,6 +179,14 @@ def _dispatch(args: argparse.Namespace, cfg) -> dict:
     return runner.run_pipeline(spark, args.input, work, cfg, args.mlflow_uri)
 
 
+def _has_credentials(uri: str) -> bool:
+    """A user or password in the URI: it would end up in logs, tags and the shell history."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    return bool(parts.username or parts.password)
+
+
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
     from etl.validate import ValidationFailed
@@ -191,6 +199,12 @@ def execute(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
     except (ValueError, TypeError, OSError) as exc:
         return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    if getattr(args, "mlflow_uri", None) and _has_credentials(args.mlflow_uri):
+        return _fail(  # the URI is not echoed: it holds a secret
+            "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
+            EXIT_CONFIG,
+        )
     if getattr(args, "input", None) and not (glob.glob(args.input) or "://" in args.input):
         return _fail(f"input not found: {args.input}", EXIT_INPUT)
     try:
