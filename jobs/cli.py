@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--contrast", type=float, default=None, help="share of order-dependent 'X not Y' documents (default 0.25)"
     )
+    gen.add_argument("--dup-rate", type=float, default=0.0, help="extra exact copies, as a share of --docs")
+    gen.add_argument("--near-dup-rate", type=float, default=0.0, help="extra copies with 1-10%% of words edited")
+    gen.add_argument("--pii-rate", type=float, default=0.0, help="share of clean documents with 1-3 PII values")
+    gen.add_argument("--noise-rate", type=float, default=0.0, help="share with markup, entities, controls, boilerplate")
+    gen.add_argument("--bad-rate", type=float, default=0.0, help="share of lines that ingest must reject")
+    gen.add_argument("--skew", type=float, default=0.0, help="in (0, 1): Pareto lengths; first file's share of rows")
+    gen.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
+    gen.add_argument("--lang", choices=("en", "es"), default="en")
     for command in FLAGS:
         add_flags(sub.add_parser(command, help=HELP[command]), command)
     ui = sub.add_parser("ui", help="serve the work dir's MLflow store on 127.0.0.1")
@@ -248,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         from etl.generate import CONTRAST, generate_corpus
 
         contrast = CONTRAST if args.contrast is None else args.contrast
-        print(generate_corpus(args.out, args.docs, args.seed, contrast))
+        dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
+        try:
+            print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
+        except ValueError as exc:
+            return _fail(str(exc), EXIT_CONFIG)
         return 0
     if args.command == "ui":
         work = Path(args.work)
