@@ -1,9 +1,10 @@
-"""Ingest: raw JSON Lines into typed document rows, each bad line marked with a reason.
+"""Ingest: raw records into typed document rows, each bad record marked with a reason.
 
-``read_jsonl`` keeps every physical line (with its file); ``parse_records`` turns each line into
-``id, text, label`` or a ``reject_reason``. Nothing is dropped here: rows with a reason go to the
-quarantine table, the rest to bronze. Parsing uses Spark's VARIANT type, so the JSON type of each
-field (string, number, list, ...) is checked by built-in functions, with no Python UDF.
+``etl.sources.read_sources`` turns every input file (JSON Lines, CSV, Parquet, text) into JSON
+records with their file; ``parse_records`` turns each into ``id, text, label, meta`` or a
+``reject_reason``. Nothing is dropped here: rows with a reason go to the quarantine table, the rest
+to bronze. Parsing uses Spark's VARIANT type, so the JSON type of each field (string, number,
+list, ...) is checked by built-in functions, with no Python UDF.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from etl.sources import INVALID_UTF8, SOURCE_REASONS
+
 MALFORMED_JSON = "malformed_json"
 NOT_AN_OBJECT = "not_an_object"
 BLANK_LINE = "blank_line"
-INVALID_UTF8 = "invalid_utf8"
 MISSING_TEXT = "missing_text"
 TEXT_NOT_STRING = "text_not_string"
 BAD_ID = "bad_id"
@@ -23,7 +25,7 @@ MISSING_LABEL = "missing_label"
 BAD_LABEL_TYPE = "bad_label_type"
 DUPLICATE_ID = "duplicate_id"
 
-INGEST_REASONS = (
+INGEST_REASONS = SOURCE_REASONS + (
     MALFORMED_JSON,
     NOT_AN_OBJECT,
     BLANK_LINE,
@@ -43,6 +45,12 @@ def read_jsonl(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.text(path).select(F.col("value").alias("raw"), F.col("_metadata.file_path").alias("source_file"))
 
 
+def meta_of(raw: Column, *, exclude: tuple[str, ...]) -> Column:
+    """The record's other top-level fields as ``map<string,string>`` (nested values as JSON)."""
+    fields = F.from_json(raw, "map<string,string>")
+    return F.map_filter(fields, lambda k, v: ~k.isin(*exclude) & v.isNotNull())
+
+
 def _json_type(variant: Column, path: str) -> Column:
     """The JSON type of a field (``STRING``, ``BIGINT``, ``ARRAY<...>``, ``VOID`` for null), null if absent."""
     return F.schema_of_variant(F.variant_get(variant, path, "variant"))
@@ -53,17 +61,20 @@ def _field(variant: Column, path: str) -> Column:
 
 
 def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bool = True) -> DataFrame:
-    """``raw, source_file`` -> ``id, text, label, source_file, raw, reject_reason``.
+    """``raw, source_file[, pre_reason]`` -> ``id, text, label, meta, source_file, raw, reject_reason``.
 
-    ``reject_reason`` is null for a usable row. A row without an id gets the SHA-256 of its text,
+    ``reject_reason`` is null for a usable row; a ``pre_reason`` from the reader comes first.
+    A row without an id gets the SHA-256 of its text,
     so re-ingesting the same document yields the same id. Labels may be JSON strings or integers
     and are kept as strings.
     """
     v = F.try_parse_json("raw")
     text_path, label_path = f"$.{text_column}", "$.label"
     text_type, label_type, id_type = (_json_type(v, p) for p in (text_path, label_path, "$.id"))
+    pre = F.col("pre_reason") if "pre_reason" in df.columns else F.lit(None).cast("string")
     reason = (
-        F.when(F.trim("raw") == "", F.lit(BLANK_LINE))
+        F.when(pre.isNotNull(), pre)
+        .when(F.trim("raw") == "", F.lit(BLANK_LINE))
         .when(~F.is_valid_utf8("raw"), F.lit(INVALID_UTF8))
         .when(v.isNull(), F.lit(MALFORMED_JSON))
         .when(~F.schema_of_variant(v).startswith("OBJECT"), F.lit(NOT_AN_OBJECT))
@@ -85,6 +96,7 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
         F.coalesce(_field(v, "$.id"), F.sha2(text, 256)).alias("id"),
         text.alias("text"),
         _field(v, label_path).alias("label"),
+        meta_of(F.col("raw"), exclude=("id", text_column, "label")).alias("meta"),
         "source_file",
         "raw",
         reason.alias("reject_reason"),
@@ -101,3 +113,14 @@ def flag_duplicate_ids(df: DataFrame) -> DataFrame:
     return df.withColumn(
         "reject_reason", F.when(usable & (rank > 1), F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason"))
     )
+
+
+def flag_changed_ids(df: DataFrame, *, stored: DataFrame) -> DataFrame:
+    """Mark usable rows whose id ``stored`` (bronze) already holds with another text as
+    ``duplicate_id``: the stored document stays, the changed one is quarantined, not merged."""
+    known = stored.select(F.col("id").alias("_stored_id"), F.col("text").alias("_stored_text"))
+    joined = df.join(known, df["id"] == known["_stored_id"], "left")
+    clash = F.col("reject_reason").isNull() & F.col("_stored_id").isNotNull() & (F.col("_stored_text") != F.col("text"))
+    return joined.withColumn(
+        "reject_reason", F.when(clash, F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason"))
+    ).drop("_stored_id", "_stored_text")

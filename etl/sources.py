@@ -1,0 +1,148 @@
+"""Sources: input files of any supported format as one frame of JSON records.
+
+Every record becomes ``raw`` (a JSON object as text, or the bad line itself), ``source_file`` and
+``pre_reason`` (a reject reason known at read time), so that ``etl.ingest.parse_records`` checks
+all formats with the same rules. The format comes from the file name (``.gz``/``.bz2`` are
+decompressed by Spark): JSON Lines (``.jsonl``, ``.json``, ``.ndjson``; also any unknown
+extension), CSV/TSV (header line; quoted fields may hold newlines), Parquet, and plain text
+(``.txt``, ``.md``: one document per file). ``path`` is a file, a directory (read recursively),
+a glob, or several of them separated by commas.
+
+CSV and Parquet files are grouped by their header or schema, so a file with another layout is
+read with its own columns instead of failing the job. A file that cannot be read at all (a
+Parquet file that is not one) becomes one ``unreadable_file`` row carrying the error.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import reduce
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+MALFORMED_CSV = "malformed_csv"
+UNREADABLE_FILE = "unreadable_file"
+INVALID_UTF8 = "invalid_utf8"
+SOURCE_REASONS = (MALFORMED_CSV, UNREADABLE_FILE)
+FORMATS = {
+    "jsonl": "json",
+    "json": "json",
+    "ndjson": "json",
+    "csv": "csv",
+    "tsv": "tsv",
+    "parquet": "parquet",
+    "txt": "text",
+    "text": "text",
+    "md": "text",
+}
+_COMPRESSED = ("gz", "bz2")
+_CORRUPT = "_corrupt_record"
+_ERROR_CHARS = 500
+
+
+def file_format(path: str) -> str:
+    """``json``, ``csv``, ``tsv``, ``parquet`` or ``text`` from the file name."""
+    parts = path.rsplit("/", 1)[-1].lower().split(".")
+    if len(parts) > 2 and parts[-1] in _COMPRESSED:
+        parts = parts[:-1]
+    return FORMATS.get(parts[-1], "json") if len(parts) > 1 else "json"
+
+
+def list_files(spark: SparkSession, path: str) -> list[str]:
+    """Every data file under ``path`` (comma-separated files, directories or globs), through
+    Hadoop's file system so that cloud paths work; hidden files (``.x``, ``_x``) are skipped."""
+    jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
+    found: set[str] = set()
+    for pattern in (p.strip() for p in path.split(",") if p.strip()):
+        hpath = jvm.org.apache.hadoop.fs.Path(pattern)
+        fs = hpath.getFileSystem(conf)
+        for status in fs.globStatus(hpath) or []:
+            if not status.isDirectory():
+                found.add(status.getPath().toString())
+                continue
+            files = fs.listFiles(status.getPath(), True)
+            while files.hasNext():
+                found.add(files.next().getPath().toString())
+    files = sorted(f for f in found if not f.rsplit("/", 1)[-1].startswith((".", "_")))
+    if not files:
+        raise FileNotFoundError(f"no input files at {path}")
+    return files
+
+
+def read_sources(spark: SparkSession, path: str, *, text_column: str = "text") -> DataFrame:
+    """All records under ``path`` as ``raw, source_file, pre_reason``."""
+    by_format: dict[str, list[str]] = defaultdict(list)
+    for f in list_files(spark, path):
+        by_format[file_format(f)].append(f)
+    readers = {"json": _read_json, "text": _read_text, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
+    frames = [readers[fmt](spark, files, text_column=text_column, fmt=fmt) for fmt, files in sorted(by_format.items())]
+    return reduce(DataFrame.unionByName, frames)
+
+
+def _source(df: DataFrame, raw: Column, pre_reason: Column | None = None) -> DataFrame:
+    reason = pre_reason if pre_reason is not None else F.lit(None).cast("string")
+    return df.select(raw.alias("raw"), F.col("_metadata.file_path").alias("source_file"), reason.alias("pre_reason"))
+
+
+def _read_json(spark: SparkSession, files: list[str], **_) -> DataFrame:
+    return _source(spark.read.text(files), F.col("value"))
+
+
+def _read_text(spark: SparkSession, files: list[str], *, text_column: str, **_) -> DataFrame:
+    df = spark.read.text(files, wholetext=True)
+    valid = F.is_valid_utf8("value")
+    raw = F.when(valid, F.to_json(F.struct(F.col("value").alias(text_column)))).otherwise(F.col("value"))
+    return _source(df, raw, F.when(~valid, F.lit(INVALID_UTF8)))
+
+
+def _read_csv(spark: SparkSession, files: list[str], *, fmt: str, **_) -> DataFrame:
+    """CSV with a header; every column is read as a string, a row Spark cannot parse (an
+    unbalanced quote runs to the end of the file) is one ``malformed_csv`` record."""
+    options = {"header": "true", "multiLine": "true", "escape": '"', "sep": "\t" if fmt == "tsv" else ","}
+    groups: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    unreadable = []
+    for f in files:
+        try:
+            groups[tuple(spark.read.options(**options).csv(f).columns)].append(f)
+        except Exception as e:  # any failure to read the header makes the file a reject
+            unreadable.append((f, e))
+    frames = [_unreadable(spark, unreadable)] if unreadable else []
+    for columns, group in sorted(groups.items()):
+        if not columns:  # an empty file: no header, no records
+            continue
+        schema = ", ".join(f"`{c}` string" for c in columns) + f", `{_CORRUPT}` string"
+        df = spark.read.options(**options, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT).csv(
+            group, schema=schema
+        )
+        corrupt = F.col(_CORRUPT).isNotNull()
+        raw = F.when(corrupt, F.col(_CORRUPT)).otherwise(F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns])))
+        reason = F.when(corrupt, F.lit(MALFORMED_CSV)).when(raw.contains("\ufffd"), F.lit(INVALID_UTF8))
+        frames.append(_source(df, raw, reason))
+    return _union(spark, frames)
+
+
+def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
+    groups: dict[str, list[str]] = defaultdict(list)
+    unreadable = []
+    for f in files:
+        try:
+            groups[spark.read.parquet(f).schema.json()].append(f)
+        except Exception as e:  # not Parquet, or a broken footer: the file is a reject
+            unreadable.append((f, e))
+    frames = [_unreadable(spark, unreadable)] if unreadable else []
+    for _, group in sorted(groups.items()):
+        df = spark.read.parquet(*group)
+        frames.append(_source(df, F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))))
+    return _union(spark, frames)
+
+
+def _unreadable(spark: SparkSession, failures: list[tuple[str, Exception]]) -> DataFrame:
+    rows = [(f"{type(e).__name__}: {str(e).splitlines()[0][:_ERROR_CHARS]}", f, UNREADABLE_FILE) for f, e in failures]
+    return spark.createDataFrame(rows, "raw string, source_file string, pre_reason string")
+
+
+def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
+    if not frames:
+        return spark.createDataFrame([], "raw string, source_file string, pre_reason string")
+    return reduce(DataFrame.unionByName, frames)
