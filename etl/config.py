@@ -15,6 +15,38 @@ class EtlConfig:
     """Documents longer than this (after cleaning) are quarantined as ``too_long``."""
     raw_keep_chars: int = 2_000
     """How much of a rejected raw record the quarantine table keeps."""
+    url_mode: str = "keep"
+    """URLs in text: ``keep``, ``mask`` (``<URL>``) or ``remove``."""
+    min_words: int = 3
+    """Quality rule (0 = off): fewer words than this -> ``too_few_words``."""
+    max_words: int = 100_000
+    """Quality rule (0 = off): more words -> ``too_many_words``."""
+    min_mean_word_len: float = 2.0
+    """Quality rule (0 = off): shorter mean word length -> ``mean_word_length``."""
+    max_mean_word_len: float = 20.0
+    """Quality rule (0 = off): longer mean word length -> ``mean_word_length`` (0 for languages
+    written without spaces)."""
+    min_alpha_words: float = 0.5
+    """Quality rule (0 = off): a smaller share of words holding a letter -> ``low_alpha_ratio``."""
+    max_symbol_ratio: float = 0.1
+    """Quality rule (0 = off): more ``#`` and ellipses per word -> ``high_symbol_ratio``."""
+    max_digit_ratio: float = 0.5
+    """Quality rule (0 = off): more digits per non-space character -> ``high_digit_ratio``."""
+    max_dup_line_frac: float = 0.3
+    """Quality rule (0 = off): a larger share of lines repeating an earlier one -> ``repeated_lines``."""
+    max_dup_ngram_frac: float = 0.3
+    """Quality rule (0 = off): a larger share of repeated word 3-grams -> ``repeated_ngrams``."""
+    pseudonymise_pii: bool = False
+    """Replace PII by a keyed hash (HMAC-SHA256, key from ``TOKENLAKE_PII_SECRET``) instead of
+    a bare placeholder: the same value gets the same pseudonym everywhere."""
+    near_dup_threshold: float = 0.8
+    """Word-shingle Jaccard at which documents are near-duplicates (one per cluster is kept); 0 = off."""
+    shingle_words: int = 1
+    """Words per shingle of the near-duplicate similarity (1: the document's word set)."""
+    minhash_perm: int = 140
+    """MinHash permutations per document."""
+    minhash_bands: int = 20
+    """LSH bands (``minhash_perm`` must be a multiple): more bands find pairs of lower similarity."""
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     """Train, validation and test fractions, assigned from a hash of the id."""
     split_salt: str = "tokenlake"
@@ -29,8 +61,8 @@ class EtlConfig:
     """How many train-split documents (chosen by hash, deterministically) train the tokenizer."""
     max_len: int = 128
     """Token sequences are truncated to this length (special tokens included)."""
-    target_file_rows: int = 50_000
-    """Rows per gold file; the gold table gets at least ``min_files`` files."""
+    target_file_tokens: int = 16_000_000
+    """Tokens per gold file; the gold table gets at least ``min_files`` files, balanced by tokens."""
     min_files: int = 2
     """Lower bound on gold files, so that every training rank gets a shard."""
     expectations_dir: str = ""
@@ -47,12 +79,36 @@ class EtlConfig:
             raise ValueError(f"tokenizer_kind must be wordpiece or bpe, got {self.tokenizer_kind!r}")
         if not 8 <= self.max_len <= 8192:
             raise ValueError(f"max_len must be in [8, 8192], got {self.max_len}")
+        if self.url_mode not in ("keep", "mask", "remove"):
+            raise ValueError(f"url_mode must be keep, mask or remove, got {self.url_mode!r}")
+        if not 0 <= self.near_dup_threshold <= 1:
+            raise ValueError(f"near_dup_threshold must be in [0, 1], got {self.near_dup_threshold}")
+        if self.minhash_perm % max(self.minhash_bands, 1):
+            raise ValueError(
+                f"minhash_perm ({self.minhash_perm}) must be a multiple of minhash_bands ({self.minhash_bands})"
+            )
+        for name in (
+            "min_words",
+            "max_words",
+            "min_mean_word_len",
+            "max_mean_word_len",
+            "min_alpha_words",
+            "max_symbol_ratio",
+            "max_digit_ratio",
+            "max_dup_line_frac",
+            "max_dup_ngram_frac",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 switches the rule off), got {getattr(self, name)}")
         for name in (
             "max_doc_chars",
             "raw_keep_chars",
             "vocab_size",
             "tokenizer_sample_docs",
-            "target_file_rows",
+            "target_file_tokens",
+            "shingle_words",
+            "minhash_perm",
+            "minhash_bands",
             "min_files",
         ):
             if getattr(self, name) < 1:

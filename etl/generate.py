@@ -138,13 +138,14 @@ def document_sentences(rng: random.Random, label: str, lang: Language, scale: in
 
 
 def contrast_sentences(rng: random.Random, label: str, other: str, lang: Language, scale: int = 1) -> list[list[str]]:
-    """ "<Own>, not <other>." or "Not <other> but <own>.", then 2-4 neutral sentences."""
+    """ "<Own>, not <other>." or "Not <other> but <own>.", then 1-2 neutral sentences (short, so
+    that the opening is a large part of the document)."""
     own, negated = rng.choice(lang.classes[label]), rng.choice(lang.classes[other])
     if rng.random() < 0.5:
         opening = [own.capitalize() + ",", lang.negation, negated + "."]
     else:
         opening = [lang.negation.capitalize(), negated, lang.but, own + "."]
-    rest = [_sentence([lang.neutral(rng) for _ in range(rng.randint(8, 18))]) for _ in range(rng.randint(2, 4) * scale)]
+    rest = [_sentence([lang.neutral(rng) for _ in range(rng.randint(8, 18))]) for _ in range(rng.randint(1, 2) * scale)]
     return [opening, *rest]
 
 

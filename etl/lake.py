@@ -21,6 +21,38 @@ def write_table(df: DataFrame, path: str, *, mode: str = "overwrite", metadata: 
     return latest_version(df.sparkSession, path)
 
 
+def table_exists(spark: SparkSession, path: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def merge_new(df: DataFrame, path: str, *, key: str, metadata: dict | None = None) -> tuple[int, int]:
+    """Insert the rows of ``df`` whose ``key`` the table does not hold yet (one MERGE commit; the
+    table is created when absent), so that writing the same rows again adds nothing.
+    Return ``(version, rows inserted)``."""
+    from delta.tables import DeltaTable
+
+    spark = df.sparkSession
+    if not table_exists(spark, path):
+        inserted = df.count()
+        return write_table(df, path, metadata=metadata), inserted
+    conf = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(conf, json.dumps(metadata or {}, sort_keys=True))
+    try:
+        metrics = (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+            .whenNotMatchedInsertAll()
+            .withSchemaEvolution()
+            .execute()
+        )
+    finally:
+        spark.conf.unset(conf)
+    return latest_version(spark, path), int(metrics.first()["num_inserted_rows"])
+
+
 def latest_version(spark: SparkSession, path: str) -> int:
     from delta.tables import DeltaTable
 

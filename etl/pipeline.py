@@ -1,8 +1,9 @@
-"""The ETL run: raw JSON Lines -> bronze -> silver -> gold, plus quarantine, each table
-published (one Delta commit) only after it passed its Great Expectations suite.
+"""The ETL run: raw records -> bronze -> silver -> gold, plus quarantine, each table published
+(one Delta commit) only after the version it would become passed its Great Expectations suite.
 
 Each stage is a DataFrame transform from its own module; this module only chains them, gates and
-writes the tables and counts rows, so that read = clean + quarantined + duplicates_exact exactly.
+writes the tables and counts rows, so that, on every run, read = clean + quarantined +
+duplicates_exact + duplicates_near exactly (clean = rows silver already held + new rows).
 """
 
 from __future__ import annotations
@@ -18,22 +19,27 @@ from pathlib import Path
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
+from etl.balance import balance_partitions, balance_report, file_count
 from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
 from etl.dedup import mark_exact_duplicates, with_content_hash
-from etl.ingest import INGEST_REASONS, flag_duplicate_ids, parse_records, read_jsonl
-from etl.lake import TABLES, read_table, table_digest, write_table
+from etl.ingest import INGEST_REASONS, flag_changed_ids, flag_duplicate_ids, parse_records
+from etl.lake import TABLES, merge_new, read_table, table_digest, table_exists, write_table
+from etl.neardup import mark_near_duplicates, with_minhash_bands
 from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
+from etl.quality import QUALITY_REASONS, filter_quality
+from etl.sources import read_sources
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, preload, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
-QUARANTINE_COLUMNS = ["id", "reject_reason", "stage", "source_file", "raw"]
 LABELS_FILE = "labels.json"
-REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS
+REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS + QUALITY_REASONS
+SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file")
 
 
 @dataclass
@@ -51,6 +57,7 @@ class EtlResult:
     validations: list[SuiteResult] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
     packing: dict | None = None
+    partitions: dict = field(default_factory=dict)
     gold_digest: str = ""
 
 
@@ -75,6 +82,15 @@ def _quarantine_rows(df: DataFrame, stage: str, raw_col: str, keep_chars: int) -
         "source_file",
         F.substring(raw_col, 1, keep_chars).alias("raw"),
     )
+
+
+def with_reject_id(df: DataFrame) -> DataFrame:
+    """``reject_id``: a key for each quarantine row from its file, stage, reason and raw record
+    (and its rank among identical ones), so that re-quarantining the same input adds nothing."""
+    parts = ("source_file", "stage", "reject_reason", "raw")
+    rank = F.row_number().over(Window.partitionBy(*parts).orderBy(F.col("id").asc_nulls_first()))
+    key = F.concat_ws("\u0001", *[F.coalesce(F.col(c), F.lit("")) for c in parts], rank.cast("string"))
+    return df.withColumn("reject_id", F.sha2(key, 256))
 
 
 def label_names(silver: DataFrame) -> list[str]:
@@ -124,95 +140,147 @@ def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, r
 
 
 def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) -> EtlResult:
-    """Run every ETL stage, publishing each table only after it passed its suite; raise
-    ``ValidationFailed`` at the first table that fails (nothing after it is written)."""
+    """Run every ETL stage, publishing each table only after the version it would become passed
+    its suite; raise ``ValidationFailed`` at the first table that fails (nothing after it is
+    written). Bronze, silver and quarantine only gain rows they do not hold (MERGE on a key), so
+    the same input twice adds nothing; gold is rebuilt from the whole silver table."""
     paths = {t: str(work / "lake" / t) for t in TABLES}
-    result = EtlResult(rows={}, reject_reasons={}, timings_s={}, tables={})
-    timings = result.timings_s
+    stored = {t: read_table(spark, paths[t]) if table_exists(spark, paths[t]) else None for t in TABLES}
+    result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
     preload()
-    with _stage("ingest", timings) as progress:
-        parsed = parse_records(
-            read_jsonl(spark, input_path), text_column=cfg.text_column, require_label=cfg.task == "classification"
-        ).transform(flag_duplicate_ids)
-        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
-        progress["rows"] = read = parsed.count()
-        # From here on only the accepted rows and the rejects' quarantine rows are needed.
-        bronze = (
-            parsed.where(F.col("reject_reason").isNull())
-            .select("id", "text", "label", "source_file")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        ingest_rejects = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        bronze.count(), ingest_rejects.count()
-        parsed.unpersist()
-    _gate(bronze, "bronze", suite_params("bronze", cfg, 0), work, cfg, result)
-    result.tables["bronze"] = {"path": paths["bronze"], "version": write_table(bronze, paths["bronze"])}
+    bronze, ingest_rejects, read = _ingest(spark, input_path, cfg, stored["bronze"], result.timings_s)
+    _publish(bronze, "bronze", "id", paths, stored, work, cfg, result)
+    counts, silver_new, quarantine = _clean(bronze, ingest_rejects, cfg, stored["silver"], result.timings_s)
     bronze.unpersist()
-    with _stage("clean", timings) as progress:
-        cleaned = (
-            read_table(spark, paths["bronze"], result.tables["bronze"]["version"])
-            .withColumn("raw", F.col("text"))
-            .withColumn("reject_reason", F.lit(None).cast("string"))
-            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        kept = (
-            cleaned.where(F.col("reject_reason").isNull())
-            .transform(mask_pii)
-            .transform(with_content_hash)
-            .transform(mark_exact_duplicates)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        silver = (
-            kept.where(~F.col("is_duplicate"))
-            .transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt)
-            .select("id", "text", "label", "split", "content_sha256", "source_file")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        silver.count()  # materialise the persisted frames now, so that this stage's timing is its own
-        progress["rows"] = cleaned.count()
-        duplicates = kept.where(F.col("is_duplicate")).count()
-        # Only the rejected rows are needed from here on: keep them, free the full copies, so that
-        # the silver gate scans silver from memory rather than from spilled blocks.
-        quarantine = ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars)).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        quarantine.count()
-        for df in (ingest_rejects, cleaned, kept):
-            df.unpersist()
-    _gate(quarantine, "quarantine", suite_params("quarantine", cfg, 0), work, cfg, result)
-    result.tables["quarantine"] = {
-        "path": paths["quarantine"],
-        "version": write_table(quarantine, paths["quarantine"], mode="append"),
-    }
-    result.reject_reasons = {
-        r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()
-    }
+    ingest_rejects.unpersist()
+    _publish(quarantine, "quarantine", "reject_id", paths, stored, work, cfg, result)
+    result.reject_reasons = {r[0]: r[1] for r in quarantine.groupBy("reject_reason").count().collect()}
     quarantine.unpersist()
+    result.pii = pii_counts(silver_new)
+    new = _publish(silver_new, "silver", "content_sha256", paths, stored, work, cfg, result)
+    silver_new.unpersist()
+    silver = read_table(spark, paths["silver"], result.tables["silver"]["version"])
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
-    clean = sum(split_counts.values())
     result.rows = {
         "read": read,
         "quarantined": sum(result.reject_reasons.values()),
-        "clean": clean,
-        "duplicates_exact": duplicates,
+        "clean": counts["stored"] + new,
+        "new": new,
+        "duplicates_exact": counts["duplicates_exact"],
+        "duplicates_near": counts["duplicates_near"],
         **{s: split_counts.get(s, 0) for s in SPLITS},
     }
-    result.pii = pii_counts(silver)
     log.info("rows: %s", result.rows)
-    _gate(silver, "silver", suite_params("silver", cfg, clean), work, cfg, result)
-    result.tables["silver"] = {"path": paths["silver"], "version": write_table(silver, paths["silver"])}
-    silver.unpersist()
     if result.rows["train"] == 0:
         raise ValueError(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
-    _build_gold(
-        read_table(spark, paths["silver"], result.tables["silver"]["version"]), work, cfg, paths["gold"], result
-    )
+    _build_gold(silver, work, cfg, paths["gold"], result)
     return result
+
+
+def _ingest(
+    spark: SparkSession, input_path: str, cfg: EtlConfig, stored: DataFrame | None, timings: dict
+) -> tuple[DataFrame, DataFrame, int]:
+    """Parse every input record: the usable ones (bronze rows) and the rejects' quarantine rows,
+    both persisted, and the number of records read."""
+    with _stage("ingest", timings) as progress:
+        parsed = parse_records(
+            read_sources(spark, input_path, text_column=cfg.text_column),
+            text_column=cfg.text_column,
+            require_label=cfg.task == "classification",
+        ).transform(flag_duplicate_ids)
+        if stored is not None:
+            parsed = parsed.transform(flag_changed_ids, stored=stored)
+        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+        progress["rows"] = read = parsed.count()
+        bronze = (
+            parsed.where(F.col("reject_reason").isNull())
+            .select("id", "text", "label", "meta", "source_file")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        rejects = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).persist(StorageLevel.MEMORY_AND_DISK)
+        bronze.count(), rejects.count()
+        parsed.unpersist()
+    return bronze, rejects, read
+
+
+def _clean(
+    bronze: DataFrame, ingest_rejects: DataFrame, cfg: EtlConfig, stored: DataFrame | None, timings: dict
+) -> tuple[dict, DataFrame, DataFrame]:
+    """Clean, filter, mask, de-duplicate and split this run's bronze rows. Return the counts
+    (``stored``: rows silver already holds, ``duplicates_exact``, ``duplicates_near``), silver's
+    new rows and the run's quarantine rows (ingest and clean), both persisted."""
+    with _stage("clean", timings) as progress:
+        cleaned = (
+            bronze.withColumn("raw", F.col("text"))
+            .withColumn("reject_reason", F.lit(None).cast("string"))
+            .transform(clean_docs, max_doc_chars=cfg.max_doc_chars, url_mode=cfg.url_mode)
+            .transform(filter_quality, rules=cfg)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        progress["rows"] = cleaned.count()
+        kept = (
+            cleaned.where(F.col("reject_reason").isNull())
+            .transform(mask_pii, pseudonymise=cfg.pseudonymise_pii)
+            .transform(with_content_hash)
+            .transform(mark_exact_duplicates, stored=stored)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        quarantine = ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
+        quarantine = quarantine.transform(with_reject_id).persist(StorageLevel.MEMORY_AND_DISK)
+        quarantine.count()
+        cleaned.unpersist()
+    with _stage("dedup", timings) as progress:
+        candidates = kept.where(~F.col("is_duplicate") & ~F.col("is_stored"))
+        if cfg.near_dup_threshold > 0:
+            candidates = _drop_near_duplicates(candidates, stored, cfg)
+        silver_new = (
+            candidates.transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt)
+            .select(*SILVER_COLUMNS)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        counts = {
+            "stored": kept.where("is_stored").count(),
+            "duplicates_exact": kept.where("is_duplicate").count(),
+        }
+        progress["rows"] = new = silver_new.count()
+        counts["duplicates_near"] = kept.where(~F.col("is_duplicate") & ~F.col("is_stored")).count() - new
+        kept.unpersist()
+    return counts, silver_new, quarantine
+
+
+def _drop_near_duplicates(candidates: DataFrame, stored: DataFrame | None, cfg: EtlConfig) -> DataFrame:
+    """The candidates that are no near-duplicate of another candidate or of a stored silver row
+    (stored rows win their clusters: published documents never move)."""
+    settings = {"num_perm": cfg.minhash_perm, "bands": cfg.minhash_bands, "shingle_words": cfg.shingle_words}
+    pool = candidates.select("id", "text", F.lit(False).alias("preferred"))
+    if stored is not None:
+        pool = pool.unionByName(stored.select("id", "text", F.lit(True).alias("preferred")))
+    pool = pool.transform(with_minhash_bands, **settings).persist(StorageLevel.MEMORY_AND_DISK)
+    marked = mark_near_duplicates(pool, threshold=cfg.near_dup_threshold, shingle_words=cfg.shingle_words)
+    # the kept ids, computed once (mark_near_duplicates reads the pool three times), then the pool goes
+    keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id").localCheckpoint()
+    pool.unpersist()
+    return candidates.join(keep, "id", "left_semi")
+
+
+def _publish(
+    df: DataFrame, table: str, key: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult
+) -> int:
+    """Validate the version ``table`` would become with ``df``'s new rows, then MERGE them in;
+    return how many rows were new."""
+    before = stored[table]
+    after = (
+        df
+        if before is None
+        else before.unionByName(df.join(before.select(key), key, "left_anti"), allowMissingColumns=True)
+    )
+    rows = after.count() if table == "silver" else 0
+    _gate(after, table, suite_params(table, cfg, rows), work, cfg, result)
+    version, inserted = merge_new(df, paths[table], key=key, metadata={"validation": "passed", "suite": table})
+    result.tables[table] = {"path": paths[table], "version": version, "rows_inserted": inserted}
+    return inserted
 
 
 def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, result: EtlResult) -> None:
@@ -237,20 +305,17 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         (tokenizer_dir / LABELS_FILE).write_text(json.dumps({n: i for i, n in enumerate(result.labels)}, indent=1))
         label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(result.labels) for x in (n, i)])
         docs = silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
-    n_files = max(cfg.min_files, -(-result.rows["clean"] // cfg.target_file_rows))
     causal = cfg.task == "causal-lm"
     with _stage("tokenize", timings) as progress:
         tokens = tokenize_docs(
             docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=None if causal else cfg.max_len
         )
-        gold = (
-            (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens)
-            .repartition(n_files)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        progress["rows"] = gold_rows = gold.count()
+        gold = (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens).persist(StorageLevel.MEMORY_AND_DISK)
+        totals = gold.agg(F.count(F.lit(1)).alias("rows"), F.sum("n_tokens").alias("tokens")).first()
+        progress["rows"] = gold_rows = totals["rows"]
+    files = file_count(totals["tokens"] or 0, target_per_file=cfg.target_file_tokens, min_files=cfg.min_files)
     if causal:
-        real = gold.agg(F.sum("n_tokens")).first()[0] or 0
+        real = totals["tokens"] or 0
         result.packing = {
             "blocks": gold_rows,
             "block_len": cfg.max_len,
@@ -269,7 +334,7 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         with _stage("publish", timings) as progress:
             progress["rows"] = gold_rows
             version = write_table(
-                gold,
+                balance_partitions(gold, weight=F.col("n_tokens"), files=files),
                 gold_path,
                 metadata={
                     "validation": "passed",
@@ -284,6 +349,9 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
                     "digest": result.gold_digest,
                 },
             )
+        result.partitions = balance_report(
+            gold, read_table(gold.sparkSession, gold_path, version), weight=F.col("n_tokens"), files=files
+        )
     finally:
         gold.unpersist()
     result.tables["gold"] = {"path": gold_path, "version": version, "digest": result.gold_digest}

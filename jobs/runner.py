@@ -77,6 +77,7 @@ def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
         "tables": etl.tables,
         "validation": validation_summary(etl.validations, work),
         "pii": etl.pii,
+        "partitions": etl.partitions,
         **({"packing": etl.packing} if etl.packing else {}),
         "timings_s": dict(etl.timings_s),
         "training": None,

@@ -11,7 +11,8 @@ def summary_lines(report: dict, work: Path) -> list[str]:
     if rows:
         lines.append(
             f"  rows        read {rows['read']}  clean {rows['clean']}  quarantined {rows['quarantined']}"
-            f"  duplicates {rows.get('duplicates_exact', 0)}"
+            f"  duplicates {rows.get('duplicates_exact', 0)} exact, {rows.get('duplicates_near', 0)} near"
+            f"  new {rows.get('new', rows['clean'])}"
             f"  (train {rows['train']} / validation {rows['validation']} / test {rows['test']})"
         )
     if report.get("tables"):

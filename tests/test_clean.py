@@ -1,6 +1,8 @@
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from etl.clean import clean_docs
+from etl.quality import quality_reason
 
 
 def test_clean_normalises_and_marks_unusable_rows(spark):
@@ -11,6 +13,11 @@ def test_clean_normalises_and_marks_unusable_rows(spark):
         ("4", "x" * 13, None),  # longer than the cap
         ("5", None, None),  # null text stays null, no new reason
         ("6", "kept", "malformed_json"),  # an earlier reason is kept
+        ("7", "<p>Fish &amp; <b>chips</b></p><p>caf&eacute; &#39;ok&#x27;</p>", None),  # markup, entities
+        ("8", "<script>var x = '<p>';</script><style>p {}</style>Body", None),  # script/style blocks go
+        ("9", "line one \r\n\r\n  line  two \rWe use cookies to improve it. Accept all cookies\n", None),
+        ("10", "Please enable JavaScript to view this page.\nLorem ipsum dolor sit amet", None),
+        ("11", "a &lt;b&gt; tag in text stays text", None),  # decoded after markup is stripped
     ]
     expected = [
         ("1", "Café au lait", None),
@@ -19,7 +26,73 @@ def test_clean_normalises_and_marks_unusable_rows(spark):
         ("4", "x" * 13, "too_long"),
         ("5", None, None),
         ("6", "kept", "malformed_json"),
+        ("7", "Fish & chips\ncafé 'ok'".replace("\n", " "), None),
+        ("8", "Body", None),
+        ("9", "line one\nline two", None),
+        ("10", "", "empty_after_clean"),
+        ("11", "a <b> tag in text stays text", None),
     ]
     schema = "id string, text string, reject_reason string"
-    actual = spark.createDataFrame(rows, schema).transform(clean_docs, max_doc_chars=12)
+    actual = spark.createDataFrame(rows, schema).transform(clean_docs, max_doc_chars=30)
+    expected[3] = ("4", "x" * 13, None)  # 13 chars is within 30: the cap is checked below
     assertDataFrameEqual(actual, spark.createDataFrame(expected, schema))
+    capped = spark.createDataFrame([("4", "x" * 13, None)], schema).transform(clean_docs, max_doc_chars=12)
+    assert capped.first()["reject_reason"] == "too_long"
+
+
+def test_urls_kept_masked_or_removed(spark):
+    df = spark.createDataFrame([("see https://ex.am/p?q=1 and www.site.org now",)], "text string")
+    out = {
+        m: df.transform(clean_docs, max_doc_chars=100, url_mode=m).first()["text"] for m in ("keep", "mask", "remove")
+    }
+    assert out == {
+        "keep": "see https://ex.am/p?q=1 and www.site.org now",
+        "mask": "see <URL> and <URL> now",
+        "remove": "see and now",
+    }
+
+
+def test_quality_rules_name_the_first_failed_rule(spark):
+    from etl.config import EtlConfig
+
+    cfg = EtlConfig()
+    rows = [
+        ("ok", "The cat sat on the mat and looked at the garden."),
+        ("few", "Too short"),
+        (
+            "long_words",
+            "Supercalifragilisticexpialidociousness antidisestablishmentarianismus pneumonoultramicroscopic",
+        ),
+        ("short_words", "a b c d e f g h"),
+        ("alpha", "12 34 56 78 ok 90 11 22"),
+        ("symbols", "#tag #more #hash #x words here"),
+        ("digits", "call 5551234567 or 5559876543 now"),
+        ("lines", "same line\nsame line\nsame line\nother"),
+        ("ngrams", "buy it now buy it now buy it now buy it now"),
+    ]
+    df = spark.createDataFrame(rows, "id string, text string").select(
+        "id", quality_reason(F.col("text"), cfg).alias("r")
+    )
+    assert dict(df.collect()) == {
+        "ok": None,
+        "few": "too_few_words",
+        "long_words": "mean_word_length",
+        "short_words": "mean_word_length",
+        "alpha": "low_alpha_ratio",
+        "symbols": "high_symbol_ratio",
+        "digits": "high_digit_ratio",
+        "lines": "repeated_lines",
+        "ngrams": "repeated_ngrams",
+    }
+    off = EtlConfig(
+        min_words=0,
+        max_mean_word_len=0,
+        min_mean_word_len=0,
+        min_alpha_words=0,
+        max_symbol_ratio=0,
+        max_digit_ratio=0,
+        max_dup_line_frac=0,
+        max_dup_ngram_frac=0,
+    )
+    df = spark.createDataFrame(rows, "id string, text string").select(quality_reason(F.col("text"), off).alias("r"))
+    assert {r["r"] for r in df.collect()} == {None}  # every rule can be switched off

@@ -83,7 +83,7 @@ def test_every_line_is_clean_quarantined_or_a_duplicate(spark, kinds, seed, trun
         result = run_etl(spark, str(corpus), Path(tmp) / "work", EtlConfig(vocab_size=300, min_files=1))
         rows = result.rows
         assert rows["read"] == len(lines) + 2
-        assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"]
+        assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] + rows["duplicates_near"]
         assert rows["clean"] == rows["train"] + rows["validation"] + rows["test"]
         tables = {n: read_table(spark, t["path"], t["version"]) for n, t in result.tables.items()}
         assert tables["silver"].count() == rows["clean"]

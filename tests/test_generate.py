@@ -44,7 +44,7 @@ def test_same_seed_same_bytes_and_labelled_rows(tmp_path):
         # every document carries words of its own class; another class's words only right after "not"
         assert set(words) & set(CLASSES[r["label"]])
         assert all(i > 0 and words[i - 1] == "not" for i, w in enumerate(words) if w in others)
-        assert len(words) >= 16 and all(w.isalpha() for w in words)  # no digits, no markup: clean
+        assert len(words) >= 11 and all(w.isalpha() for w in words)  # no digits, no markup: clean
         own_only += not set(words) & others
     assert 25 <= own_only <= 49  # the default contrast share is a quarter
 
@@ -62,7 +62,7 @@ def test_contrast_sentences_name_one_topic_and_negate_the_other(tmp_path):
         assert len(food) == len(finance) == 1 and words[finance[0] - 1] == "not"
         openings.add(words.index("not"))
         assert all(w in NEUTRAL for sentence in rest for w in sentence.rstrip(".").split())
-        assert 2 <= len(rest) <= 4
+        assert 1 <= len(rest) <= 2
     assert openings == {0, 1}  # "Not <finance> but <food>." and "<Food>, not <finance>."
     rows = [json.loads(line) for line in generate_corpus(tmp_path / "all.jsonl", 40, seed=1, contrast=1.0).open()]
     assert all("not" in r["text"].lower().split() for r in rows)
@@ -184,7 +184,7 @@ def test_every_truth_line_matches_its_corpus_line(dirty):
         assert reference_clean(record["text"]) == truth["clean_text"]  # the noise goes, all of it
         assert (record["text"] != truth["clean_text"]) == bool(truth["noise"])
         words = truth["clean_text"].lower().replace(".", "").replace(",", "").split()
-        assert "\n" not in truth["clean_text"] and len(words) >= (16 if truth["kind"] == "clean" else 15)
+        assert "\n" not in truth["clean_text"] and len(words) >= (11 if truth["kind"] == "clean" else 10)
         others = set().union(*(set(w) for k, w in CLASSES_ES.items() if k != truth["label"]))
         assert set(words) & set(CLASSES_ES[truth["label"]])  # PII, decoys and edits keep the signal
         assert all(i > 0 and words[i - 1] == "no" for i, w in enumerate(words) if w in others)

@@ -1,0 +1,87 @@
+"""Quality filters in the spirit of Gopher's and C4's rules, on cleaned text, built-in Spark only.
+
+Each rule marks a row with its own ``reject_reason`` (the first rule that fails wins) and is
+switched off by setting its threshold (an ``EtlConfig`` field) to 0. Words are runs of non-space characters.
+
+    too_few_words / too_many_words   word count outside [min_words, max_words]
+    mean_word_length                 mean word length outside [min_mean_word_len, max_mean_word_len]
+    low_alpha_ratio                  share of words holding a letter below min_alpha_words
+    high_symbol_ratio                ``#`` and ellipses per word above max_symbol_ratio
+    high_digit_ratio                 digits per non-space character above max_digit_ratio
+    repeated_lines                   share of lines that repeat an earlier line above max_dup_line_frac
+    repeated_ngrams                  share of word 3-grams that repeat an earlier one above max_dup_ngram_frac
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from etl.config import EtlConfig
+
+QUALITY_REASONS = (
+    "too_few_words",
+    "too_many_words",
+    "mean_word_length",
+    "low_alpha_ratio",
+    "high_symbol_ratio",
+    "high_digit_ratio",
+    "repeated_lines",
+    "repeated_ngrams",
+)
+
+
+def _repeated_share(items: Column) -> Column:
+    """Share of the items that repeat an earlier one (0 for an empty array)."""
+    n = F.size(items)
+    return F.when(n > 0, 1 - F.size(F.array_distinct(items)) / n).otherwise(F.lit(0.0))
+
+
+def _word_trigrams(words: Column) -> Column:
+    starts = F.sequence(F.lit(1), F.greatest(F.size(words) - 2, F.lit(1)))
+    return F.when(F.size(words) >= 3, F.transform(starts, lambda i: F.array_join(F.slice(words, i, 3), " ")))
+
+
+def quality_reason(text: Column, rules: EtlConfig) -> Column:
+    """The first failed rule's reason for ``text``, null when it passes them all."""
+    words = F.split(text, " |\n")
+    n_words = F.size(words)
+    chars = F.length(F.regexp_replace(text, r"\s", ""))
+    checks = [
+        (rules.min_words, "too_few_words", n_words < rules.min_words),
+        (rules.max_words, "too_many_words", n_words > rules.max_words),
+        (rules.min_mean_word_len, "mean_word_length", chars / n_words < rules.min_mean_word_len),
+        (rules.max_mean_word_len, "mean_word_length", chars / n_words > rules.max_mean_word_len),
+        (
+            rules.min_alpha_words,
+            "low_alpha_ratio",
+            F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / n_words < rules.min_alpha_words,
+        ),
+        (
+            rules.max_symbol_ratio,
+            "high_symbol_ratio",
+            (F.size(F.split(text, r"#|\.\.\.|\u2026")) - 1) / n_words > rules.max_symbol_ratio,
+        ),
+        (
+            rules.max_digit_ratio,
+            "high_digit_ratio",
+            F.length(F.regexp_replace(text, r"\D", "")) / chars > rules.max_digit_ratio,
+        ),
+        (rules.max_dup_line_frac, "repeated_lines", _repeated_share(F.split(text, "\n")) > rules.max_dup_line_frac),
+        (
+            rules.max_dup_ngram_frac,
+            "repeated_ngrams",
+            F.coalesce(_repeated_share(_word_trigrams(words)), F.lit(0.0)) > rules.max_dup_ngram_frac,
+        ),
+    ]
+    reason = None
+    for threshold, name, failed in checks:
+        if threshold:
+            reason = F.when(failed, F.lit(name)) if reason is None else reason.when(failed, F.lit(name))
+    return reason if reason is not None else F.lit(None).cast("string")
+
+
+def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
+    """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay."""
+    reason = quality_reason(F.col("text"), rules)
+    return df.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason))
