@@ -74,6 +74,6 @@ def balance_report(before: DataFrame, written: DataFrame, *, weight: Column, fil
     stored = written.groupBy(F.col("_metadata.file_path")).agg(F.sum(weight)).collect()
     return {
         "count": len(stored),
-        "max_over_mean_before": round(max_over_mean([r[1] for r in arrived], len(arrived)), 4),
+        "max_over_mean_before": round(max_over_mean([r[1] for r in arrived], before.rdd.getNumPartitions()), 4),
         "max_over_mean_after": round(max_over_mean([r[1] for r in stored], files), 4),
     }

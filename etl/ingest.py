@@ -100,6 +100,7 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
         "source_file",
         "raw",
         reason.alias("reject_reason"),
+        *[c for c in ("_block", "_record") if c in df.columns],  # for etl.sources.with_source_line
     )
 
 

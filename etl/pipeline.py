@@ -31,7 +31,7 @@ from etl.neardup import mark_near_duplicates, with_minhash_bands
 from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
 from etl.quality import QUALITY_REASONS, filter_quality
-from etl.sources import read_sources
+from etl.sources import read_sources, with_source_line
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, preload, split_bounds, validate_table
@@ -80,6 +80,7 @@ def _quarantine_rows(df: DataFrame, stage: str, raw_col: str, keep_chars: int) -
         "reject_reason",
         F.lit(stage).alias("stage"),
         "source_file",
+        "source_line",
         F.substring(raw_col, 1, keep_chars).alias("raw"),
     )
 
@@ -194,12 +195,13 @@ def _ingest(
             parsed = parsed.transform(flag_changed_ids, stored=stored)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = read = parsed.count()
+        located = with_source_line(parsed)
         bronze = (
-            parsed.where(F.col("reject_reason").isNull())
-            .select("id", "text", "label", "meta", "source_file")
+            located.where(F.col("reject_reason").isNull())
+            .select("id", "text", "label", "meta", "source_file", "source_line")
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        rejects = _quarantine_rows(parsed, "ingest", "raw", cfg.raw_keep_chars).persist(StorageLevel.MEMORY_AND_DISK)
+        rejects = _quarantine_rows(located, "ingest", "raw", cfg.raw_keep_chars).persist(StorageLevel.MEMORY_AND_DISK)
         bronze.count(), rejects.count()
         parsed.unpersist()
     return bronze, rejects, read

@@ -39,6 +39,7 @@ FORMATS = {
 _COMPRESSED = ("gz", "bz2")
 _CORRUPT = "_corrupt_record"
 _ERROR_CHARS = 500
+_SCHEMA = "raw string, source_file string, pre_reason string, _block long"
 
 
 def file_format(path: str) -> str:
@@ -71,18 +72,24 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
 
 
 def read_sources(spark: SparkSession, path: str, *, text_column: str = "text") -> DataFrame:
-    """All records under ``path`` as ``raw, source_file, pre_reason``."""
+    """All records under ``path`` as ``raw, source_file, pre_reason`` (and ``_block``, ``_record``
+    for ``with_source_line``)."""
     by_format: dict[str, list[str]] = defaultdict(list)
     for f in list_files(spark, path):
         by_format[file_format(f)].append(f)
     readers = {"json": _read_json, "text": _read_text, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
     frames = [readers[fmt](spark, files, text_column=text_column, fmt=fmt) for fmt, files in sorted(by_format.items())]
-    return reduce(DataFrame.unionByName, frames)
+    return reduce(DataFrame.unionByName, frames).withColumn("_record", F.monotonically_increasing_id())
 
 
 def _source(df: DataFrame, raw: Column, pre_reason: Column | None = None) -> DataFrame:
     reason = pre_reason if pre_reason is not None else F.lit(None).cast("string")
-    return df.select(raw.alias("raw"), F.col("_metadata.file_path").alias("source_file"), reason.alias("pre_reason"))
+    return df.select(
+        raw.alias("raw"),
+        F.col("_metadata.file_path").alias("source_file"),
+        reason.alias("pre_reason"),
+        F.col("_metadata.file_block_start").alias("_block"),
+    )
 
 
 def _read_json(spark: SparkSession, files: list[str], **_) -> DataFrame:
@@ -138,11 +145,33 @@ def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
 
 
 def _unreadable(spark: SparkSession, failures: list[tuple[str, Exception]]) -> DataFrame:
-    rows = [(f"{type(e).__name__}: {str(e).splitlines()[0][:_ERROR_CHARS]}", f, UNREADABLE_FILE) for f, e in failures]
-    return spark.createDataFrame(rows, "raw string, source_file string, pre_reason string")
+    rows = [
+        (f"{type(e).__name__}: {str(e).splitlines()[0][:_ERROR_CHARS]}", f, UNREADABLE_FILE, 0) for f, e in failures
+    ]
+    return spark.createDataFrame(rows, _SCHEMA)
 
 
 def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
     if not frames:
-        return spark.createDataFrame([], "raw string, source_file string, pre_reason string")
+        return spark.createDataFrame([], _SCHEMA)
     return reduce(DataFrame.unionByName, frames)
+
+
+def with_source_line(df: DataFrame) -> DataFrame:
+    """Add ``source_line``: the record's 0-based position in its file (its line for JSON Lines,
+    its row for CSV and Parquet) from the ``_block`` and ``_record`` columns of ``read_sources``.
+
+    The records of one file split are consecutive in one partition, so a record's position is the
+    number of records in its file's earlier splits plus its distance from its split's first
+    record: one small aggregate per split reaches the driver, never rows. ``df`` must be
+    persisted (``_record`` is a position in the partitions as they were read)."""
+    splits = df.groupBy("source_file", "_block").agg(F.min("_record").alias("first"), F.count(F.lit(1)).alias("n"))
+    offsets, running, previous = [], 0, None
+    for row in sorted(splits.collect(), key=lambda r: (r["source_file"], r["_block"])):
+        running = 0 if row["source_file"] != previous else running
+        offsets.append((row["source_file"], row["_block"], row["first"], running))
+        running, previous = running + row["n"], row["source_file"]
+    schema = "source_file string, _block long, _first long, _offset long"
+    joined = df.join(df.sparkSession.createDataFrame(offsets, schema), ["source_file", "_block"], "left")
+    line = F.col("_offset") + F.col("_record") - F.col("_first")
+    return joined.withColumn("source_line", line).drop("_block", "_record", "_first", "_offset")

@@ -37,7 +37,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _etl_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input", required=True, help="JSON Lines file, directory or glob")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="file, directory or glob (comma-separated for several): JSON Lines, CSV/TSV, Parquet, .txt; .gz/.bz2 too",
+    )
     p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
     p.add_argument(
         "--task",
@@ -213,8 +217,17 @@ def execute(args: argparse.Namespace) -> int:
             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
             EXIT_CONFIG,
         )
-    if getattr(args, "input", None) and not (glob.glob(args.input) or "://" in args.input):
-        return _fail(f"input not found: {args.input}", EXIT_INPUT)
+    if cfg.etl.pseudonymise_pii and args.command in ("run", "etl"):
+        from etl.pii import pii_secret
+
+        try:
+            pii_secret()  # before any work: a missing key must not fail the run halfway
+        except ValueError as exc:
+            return _fail(str(exc), EXIT_CONFIG)
+    inputs = [p.strip() for p in (getattr(args, "input", None) or "").split(",") if p.strip()]
+    missing = [p for p in inputs if not (glob.glob(p) or "://" in p)]
+    if missing:
+        return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
     try:
         report = _dispatch(args, cfg)
     except DeltaJarsMissing as exc:

@@ -93,3 +93,55 @@ def test_every_line_is_clean_quarantined_or_a_duplicate(spark, kinds, seed, trun
         assert sum(result.reject_reasons.values()) == rows["quarantined"]
         # every hostile line, and one of each pair of lines sharing an id, is quarantined
         assert rows["quarantined"] == 2 + sum(kind not in ("good", "duplicate_text") for kind in kinds)
+
+
+def test_hostile_files_are_quarantined_with_their_file_and_line(spark, tmp_path):
+    """Files that are not what they seem, next to good ones: the job does not fail, every bad
+    record is quarantined with its reason, file and line, and the counts add up exactly."""
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = random.Random(5)
+    corpus = tmp_path / "in"
+    corpus.mkdir()
+    good = [
+        json.dumps({"id": f"g{i}", "text": make_document(rng, LABELS[i % 4]), "label": LABELS[i % 4]})
+        for i in range(40)
+    ]
+    good.insert(5, '{"id": "g-bad", "text": "unterminated')
+    (corpus / "good.jsonl").write_text("\n".join(good) + "\n")
+    (corpus / "quoted.csv").write_text(
+        'id,text,label,extra\nq1,"a first line,\nthen a second one, quoted",food,x\n'
+        'q2,"he said ""hello there"" twice",sports,\nq3,plain words in here,science,z\n'
+    )
+    (corpus / "broken.csv").write_text('id,text,label\nb1,"never closed quote,food\nb2,lost in the quote,food\n')
+    pq.write_table(pa.table({"doc": ["p1", "p2"], "text": [1, 2], "label": ["food", "food"]}), corpus / "other.parquet")
+    (corpus / "fake.parquet").write_text('{"id": "f1", "text": "json, not parquet", "label": "food"}\n')
+    compressed = gzip.compress(("\n".join(good[:10]) + "\n").encode())
+    (corpus / "binary.jsonl").write_bytes(compressed)  # gzip data without its .gz name
+    huge = json.dumps({"id": "huge", "text": "word " * 2_000_000, "label": "food"})  # a single 10 MB line
+    (corpus / "huge.jsonl").write_text(huge + "\n")
+    (corpus / "empty.csv").write_text("")
+    (corpus / "notes.txt").write_text("a text file has no label, so classification rejects it")
+
+    result = run_etl(spark, str(corpus), tmp_path / "work", EtlConfig(vocab_size=300, min_files=1))
+    rows = result.rows
+    assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] + rows["duplicates_near"]
+    assert rows["clean"] == 40 + 3 and rows["duplicates_exact"] == rows["duplicates_near"] == 0
+    q = read_table(spark, result.tables["quarantine"]["path"], result.tables["quarantine"]["version"])
+    by_file = {}
+    for r in q.collect():
+        by_file.setdefault(r["source_file"].rsplit("/", 1)[-1], []).append((r["source_line"], r["reject_reason"]))
+    assert by_file.pop("good.jsonl") == [(5, "malformed_json")]
+    assert by_file.pop("broken.csv") == [(0, "malformed_csv")]
+    assert sorted(by_file.pop("other.parquet")) == [(0, "text_not_string"), (1, "text_not_string")]
+    assert by_file.pop("fake.parquet") == [(0, "unreadable_file")]
+    assert by_file.pop("huge.jsonl") == [(0, "too_long")]
+    assert by_file.pop("notes.txt") == [(0, "missing_label")]
+    binary = by_file.pop("binary.jsonl")
+    assert by_file == {} and len(binary) == rows["read"] - 41 - 3 - 1 - 2 - 1 - 1 - 1
+    assert {reason for _, reason in binary} <= {"invalid_utf8", "malformed_json", "blank_line", "not_an_object"}
+    assert sorted(line for line, _ in binary) == list(range(len(binary)))
+    assert q.where("length(raw) > 2000").count() == 0  # the 10 MB record is kept truncated

@@ -19,6 +19,7 @@ from etl.lake import read_table
 from etl.split import SPLITS
 from training import checkpoint
 from training.config import TrainConfig
+from training.data import steps_per_epoch
 
 log = logging.getLogger("tokenlake.train")
 
@@ -182,6 +183,10 @@ def launch_training(
                     f"the {split} split has {len(converters[split])} rows; "
                     f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks"
                 )
+        try:  # the ranks would refuse it too, but only after starting; say it here, as a clear error
+            steps_per_epoch(len(converters["train"]), cfg.batch_size, cfg.num_processes)
+        except ValueError as exc:
+            raise TrainingFailed(f"{exc}; lower --batch-size") from None
         spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
                              "max_len": max_len, "train_rows": len(converters["train"])},
                              resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
