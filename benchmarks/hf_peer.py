@@ -20,7 +20,8 @@ _TOKENIZER = {}
 
 
 def clean(text: str) -> str:
-    """What ``etl.clean.clean_docs`` does: NFC, control characters out, white space collapsed."""
+    """The core of ``etl.clean.clean_docs``: NFC, control characters out, white space collapsed.
+    The ETL also strips markup, filters, masks PII and removes duplicates: the peer does less."""
     return _SPACE.sub(" ", _CONTROLS.sub(" ", unicodedata.normalize("NFC", text))).strip()
 
 

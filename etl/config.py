@@ -4,6 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+QUALITY_FIELDS = (
+    "min_words",
+    "max_words",
+    "min_mean_word_len",
+    "max_mean_word_len",
+    "min_alpha_words",
+    "max_symbol_ratio",
+    "max_digit_ratio",
+    "max_dup_line_frac",
+    "max_dup_ngram_frac",
+)
+"""The thresholds of ``etl.quality``'s rules (0 switches one off)."""
+
 
 @dataclass(frozen=True)
 class EtlConfig:
@@ -87,17 +100,7 @@ class EtlConfig:
             raise ValueError(
                 f"minhash_perm ({self.minhash_perm}) must be a multiple of minhash_bands ({self.minhash_bands})"
             )
-        for name in (
-            "min_words",
-            "max_words",
-            "min_mean_word_len",
-            "max_mean_word_len",
-            "min_alpha_words",
-            "max_symbol_ratio",
-            "max_digit_ratio",
-            "max_dup_line_frac",
-            "max_dup_ngram_frac",
-        ):
+        for name in QUALITY_FIELDS:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 switches the rule off), got {getattr(self, name)}")
         for name in (

@@ -39,7 +39,7 @@ from etl.validate import SuiteResult, ValidationFailed, preload, split_bounds, v
 log = logging.getLogger("tokenlake.etl")
 LABELS_FILE = "labels.json"
 REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS + QUALITY_REASONS
-SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file")
+SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file", "source_line")
 
 
 @dataclass
@@ -158,19 +158,18 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     result.reject_reasons = {r[0]: r[1] for r in quarantine.groupBy("reject_reason").count().collect()}
     quarantine.unpersist()
     result.pii = pii_counts(silver_new)
-    new = _publish(silver_new, "silver", "content_sha256", paths, stored, work, cfg, result)
+    result.rows = {  # before the silver gate, so that a failure's report has them too
+        "read": read,
+        "quarantined": sum(result.reject_reasons.values()),
+        "clean": counts["stored"] + counts["unique_new"],
+        "duplicates_exact": counts["duplicates_exact"],
+        "duplicates_near": counts["duplicates_near"],
+    }
+    result.rows["new"] = _publish(silver_new, "silver", "content_sha256", paths, stored, work, cfg, result)
     silver_new.unpersist()
     silver = read_table(spark, paths["silver"], result.tables["silver"]["version"])
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
-    result.rows = {
-        "read": read,
-        "quarantined": sum(result.reject_reasons.values()),
-        "clean": counts["stored"] + new,
-        "new": new,
-        "duplicates_exact": counts["duplicates_exact"],
-        "duplicates_near": counts["duplicates_near"],
-        **{s: split_counts.get(s, 0) for s in SPLITS},
-    }
+    result.rows.update({s: split_counts.get(s, 0) for s in SPLITS})
     log.info("rows: %s", result.rows)
     if result.rows["train"] == 0:
         raise ValueError(
@@ -211,7 +210,8 @@ def _clean(
     bronze: DataFrame, ingest_rejects: DataFrame, cfg: EtlConfig, stored: DataFrame | None, timings: dict
 ) -> tuple[dict, DataFrame, DataFrame]:
     """Clean, filter, mask, de-duplicate and split this run's bronze rows. Return the counts
-    (``stored``: rows silver already holds, ``duplicates_exact``, ``duplicates_near``), silver's
+    (``stored``: rows silver already holds, ``unique_new``: rows it does not, ``duplicates_exact``,
+    ``duplicates_near``), silver's
     new rows and the run's quarantine rows (ingest and clean), both persisted."""
     with _stage("clean", timings) as progress:
         cleaned = (
@@ -235,6 +235,7 @@ def _clean(
         cleaned.unpersist()
     with _stage("dedup", timings) as progress:
         candidates = kept.where(~F.col("is_duplicate") & ~F.col("is_stored"))
+        candidates_count = candidates.count()
         if cfg.near_dup_threshold > 0:
             candidates = _drop_near_duplicates(candidates, stored, cfg)
         silver_new = (
@@ -246,8 +247,8 @@ def _clean(
             "stored": kept.where("is_stored").count(),
             "duplicates_exact": kept.where("is_duplicate").count(),
         }
-        progress["rows"] = new = silver_new.count()
-        counts["duplicates_near"] = kept.where(~F.col("is_duplicate") & ~F.col("is_stored")).count() - new
+        progress["rows"] = counts["unique_new"] = silver_new.count()
+        counts["duplicates_near"] = candidates_count - counts["unique_new"]
         kept.unpersist()
     return counts, silver_new, quarantine
 

@@ -53,7 +53,7 @@ def test_urls_kept_masked_or_removed(spark):
 
 
 def test_quality_rules_name_the_first_failed_rule(spark):
-    from etl.config import EtlConfig
+    from etl.config import QUALITY_FIELDS, EtlConfig
 
     cfg = EtlConfig()
     rows = [
@@ -84,15 +84,6 @@ def test_quality_rules_name_the_first_failed_rule(spark):
         "lines": "repeated_lines",
         "ngrams": "repeated_ngrams",
     }
-    off = EtlConfig(
-        min_words=0,
-        max_mean_word_len=0,
-        min_mean_word_len=0,
-        min_alpha_words=0,
-        max_symbol_ratio=0,
-        max_digit_ratio=0,
-        max_dup_line_frac=0,
-        max_dup_ngram_frac=0,
-    )
+    off = EtlConfig(**dict.fromkeys(QUALITY_FIELDS, 0))
     df = spark.createDataFrame(rows, "id string, text string").select(quality_reason(F.col("text"), off).alias("r"))
     assert {r["r"] for r in df.collect()} == {None}  # every rule can be switched off
