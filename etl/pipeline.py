@@ -42,6 +42,14 @@ REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS + QUALITY_REASONS
 SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file", "source_line")
 
 
+MERGE_KEYS = {"bronze": "id", "silver": "content_sha256", "quarantine": "reject_id"}
+"""The key each table is merged on: a row whose key the table holds is not added again."""
+
+
+class StoredTableMismatch(ValueError):
+    """A table in the work directory lacks what this version merges on."""
+
+
 @dataclass
 class EtlResult:
     """What training needs from the ETL, and what the report says about it."""
@@ -147,14 +155,20 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     the same input twice adds nothing; gold is rebuilt from the whole silver table."""
     paths = {t: str(work / "lake" / t) for t in TABLES}
     stored = {t: read_table(spark, paths[t]) if table_exists(spark, paths[t]) else None for t in TABLES}
+    for table, key in MERGE_KEYS.items():
+        if stored[table] is not None and key not in stored[table].columns:
+            raise StoredTableMismatch(
+                f"{paths[table]} was written by an older tokenlake (no {key} column to merge on): "
+                f"use another --work directory or delete {work / 'lake'}"
+            )
     result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
     preload()
     bronze, ingest_rejects, read = _ingest(spark, input_path, cfg, stored["bronze"], result.timings_s)
-    _publish(bronze, "bronze", "id", paths, stored, work, cfg, result)
+    _publish(bronze, "bronze", paths, stored, work, cfg, result)
     counts, silver_new, quarantine = _clean(bronze, ingest_rejects, cfg, stored["silver"], result.timings_s)
     bronze.unpersist()
     ingest_rejects.unpersist()
-    _publish(quarantine, "quarantine", "reject_id", paths, stored, work, cfg, result)
+    _publish(quarantine, "quarantine", paths, stored, work, cfg, result)
     result.reject_reasons = {r[0]: r[1] for r in quarantine.groupBy("reject_reason").count().collect()}
     quarantine.unpersist()
     result.pii = pii_counts(silver_new)
@@ -165,7 +179,7 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
         "duplicates_exact": counts["duplicates_exact"],
         "duplicates_near": counts["duplicates_near"],
     }
-    result.rows["new"] = _publish(silver_new, "silver", "content_sha256", paths, stored, work, cfg, result)
+    result.rows["new"] = _publish(silver_new, "silver", paths, stored, work, cfg, result)
     silver_new.unpersist()
     silver = read_table(spark, paths["silver"], result.tables["silver"]["version"])
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
@@ -269,11 +283,11 @@ def _drop_near_duplicates(candidates: DataFrame, stored: DataFrame | None, cfg: 
 
 
 def _publish(
-    df: DataFrame, table: str, key: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult
+    df: DataFrame, table: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult
 ) -> int:
     """Validate the version ``table`` would become with ``df``'s new rows, then MERGE them in;
     return how many rows were new."""
-    before = stored[table]
+    before, key = stored[table], MERGE_KEYS[table]
     after = (
         df
         if before is None

@@ -201,6 +201,7 @@ def _has_credentials(uri: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
+    from etl.pipeline import StoredTableMismatch
     from etl.validate import ValidationFailed
     from jobs.runner import GoldRefused
     from jobs.session import DeltaJarsMissing
@@ -232,6 +233,8 @@ def execute(args: argparse.Namespace) -> int:
         report = _dispatch(args, cfg)
     except DeltaJarsMissing as exc:
         return _fail(str(exc), EXIT_DELTA)
+    except StoredTableMismatch as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     except ValidationFailed as exc:
         return _fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
     except GoldRefused as exc:

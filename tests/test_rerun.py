@@ -5,6 +5,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from etl.config import EtlConfig
 from etl.generate import CLASSES, make_document
 from etl.lake import read_table
@@ -76,3 +78,16 @@ def test_same_input_twice_adds_nothing_and_a_new_file_adds_its_new_rows(spark, t
     assert four.rows["new"] == 0 and _counts(spark, four) == _counts(spark, three)
     r = four.rows
     assert r["read"] == r["clean"] + r["quarantined"] + r["duplicates_exact"] + r["duplicates_near"]
+
+
+def test_a_table_from_an_older_layout_is_a_clear_error(spark, tmp_path):
+    from etl.pipeline import StoredTableMismatch
+
+    old = spark.createDataFrame(
+        [("x", "malformed_json", "ingest", "f", "{")],
+        "id string, reject_reason string, stage string, source_file string, raw string",
+    )
+    old.write.format("delta").save(str(tmp_path / "work" / "lake" / "quarantine"))
+    _write(tmp_path / "a.jsonl", _docs("a", 3, seed=1))
+    with pytest.raises(StoredTableMismatch, match=r"older tokenlake \(no reject_id column"):
+        run_etl(spark, str(tmp_path / "a.jsonl"), tmp_path / "work", CFG)
