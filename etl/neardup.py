@@ -64,8 +64,10 @@ def shingles(text: Column, shingle_words: int = 1) -> Column:
     w = words(text)
     if shingle_words == 1:
         return F.array_distinct(w)
-    starts = F.sequence(F.lit(0), F.greatest(F.size(w) - shingle_words, F.lit(0)))
-    grams = F.transform(starts, lambda i: F.concat_ws(" ", F.slice(w, i + 1, shingle_words)))
+    # k shifted slices zipped, then joined: a lambda that read ``w`` would split the text again per element
+    n = F.greatest(F.size(w) - shingle_words + 1, F.lit(1))
+    zipped = F.arrays_zip(*[F.slice(w, k + 1, n).alias(f"w{k}") for k in range(shingle_words)])
+    grams = F.transform(zipped, lambda g: F.concat_ws(" ", *[g[f"w{k}"] for k in range(shingle_words)]))
     return F.when(F.size(w) == 0, F.array().cast("array<string>")).otherwise(F.array_distinct(grams))
 
 

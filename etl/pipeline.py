@@ -246,6 +246,7 @@ def _clean(
         quarantine = ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
         quarantine = quarantine.transform(with_reject_id).persist(StorageLevel.MEMORY_AND_DISK)
         quarantine.count()
+        kept.count()  # kept and quarantine read the cleaned rows: both are materialised before they go
         cleaned.unpersist()
     with _stage("dedup", timings) as progress:
         candidates = kept.where(~F.col("is_duplicate") & ~F.col("is_stored"))

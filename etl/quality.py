@@ -38,13 +38,20 @@ def _repeated_share(items: Column) -> Column:
 
 
 def _word_trigrams(words: Column) -> Column:
-    starts = F.sequence(F.lit(1), F.greatest(F.size(words) - 2, F.lit(1)))
-    return F.when(F.size(words) >= 3, F.transform(starts, lambda i: F.array_join(F.slice(words, i, 3), " ")))
+    """The word 3-grams as an array of (w1, w2, w3) structs, null under three words. No lambda: an
+    expression referenced inside one is evaluated again for every element (quadratic in words)."""
+    n = F.size(words) - 2
+    return F.when(n >= 1, F.arrays_zip(F.slice(words, 1, n), F.slice(words, 2, n), F.slice(words, 3, n)))
 
 
-def quality_reason(text: Column, rules: EtlConfig) -> Column:
-    """The first failed rule's reason for ``text``, null when it passes them all."""
-    words = F.split(text, " |\n")
+def words_of(text: Column) -> Column:
+    return F.split(text, " |\n")
+
+
+def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None) -> Column:
+    """The first failed rule's reason for ``text``, null when it passes them all. ``words``: the
+    text's words (``words_of``) where a column already holds them."""
+    words = words_of(text) if words is None else words
     n_words = F.size(words)
     chars = F.length(F.regexp_replace(text, r"\s", ""))
     checks = [
@@ -83,5 +90,10 @@ def quality_reason(text: Column, rules: EtlConfig) -> Column:
 
 def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
     """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay."""
-    reason = quality_reason(F.col("text"), rules)
-    return df.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason))
+    words = "_words"  # split once: the rules read the words several times
+    reason = quality_reason(F.col("text"), rules, F.col(words))
+    return (
+        df.withColumn(words, words_of(F.col("text")))
+        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason))
+        .drop(words)
+    )
