@@ -209,7 +209,9 @@ def first_card(text: Column) -> Column:
 
     without_ibans = F.regexp_replace(text, IBAN_CANDIDATE, " ")
     cards = F.filter(F.regexp_extract_all(without_ibans, F.lit(CARD_CANDIDATE), F.lit(0)), is_card)
-    return F.when(F.size(cards) > 0, cards[0])
+    # Every card candidate holds 13 digits in a row (single separators allowed): one cheap scan
+    # spares most texts the extraction and the interpreted Luhn functions.
+    return F.when(text.rlike(r"\d(?:[ -]?\d){12}"), F.try_element_at(cards, F.lit(1)))
 
 
 def first_email(text: Column) -> Column:

@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -69,6 +70,24 @@ def with_derived_columns(df: DataFrame) -> DataFrame:
             "max_token_id", F.array_max("input_ids")
         )
     return df
+
+
+def check_frame(df: DataFrame, expectations: list[dict]) -> DataFrame:
+    """What the suite reads, computed in one Spark pass and cached: the columns its expectations
+    name (those ``df`` has; a missing one is the suite's to report) and the derived ones. GX then
+    runs each metric over this narrow cached frame instead of recomputing ``df`` (and the derived
+    columns' regular expressions) per metric; one task per core slot keeps each GX job cheap."""
+    named = set()
+    for config in expectations:
+        kwargs = config["kwargs"]
+        named.update(kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs)
+        named.update(c for k in ("column_list", "column_set") for c in kwargs.get(k) or [])
+    derived = with_derived_columns(df)
+    frame = derived.select(*[c for c in derived.columns if c in named])
+    slots = df.sparkSession.sparkContext.defaultParallelism
+    return (frame if df.rdd.getNumPartitions() <= slots else frame.coalesce(slots)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
 
 
 def split_bounds(fractions: tuple[float, float, float], rows: int) -> dict[str, float]:
@@ -129,7 +148,7 @@ def validate_table(
 
     out = Path(results_dir) if results_dir is not None else None
     ctx = _context(out)
-    source = ctx.data_sources.add_or_update_spark(name="tokenlake")
+    source = ctx.data_sources.add_or_update_spark(name="tokenlake", persist=False)
     asset = next((a for a in source.assets if a.name == suite), None) or source.add_dataframe_asset(name=suite)
     batch = next(
         (b for b in asset.batch_definitions if b.name == "whole"), None
@@ -144,9 +163,7 @@ def validate_table(
     definition = ctx.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite)
     )
-    # GX launches a Spark job per metric it cannot bundle: one task per core slot keeps each cheap.
-    slots = df.sparkSession.sparkContext.defaultParallelism
-    frame = with_derived_columns(df if df.rdd.getNumPartitions() <= slots else df.coalesce(slots))
+    frame = check_frame(df, expectations)
 
     def run(result_format: str):
         checkpoint = ctx.checkpoints.add_or_update(
@@ -163,9 +180,12 @@ def validate_table(
     # Unexpected-value lists cost GX a Spark job per expectation; they are only worth it when
     # there is something to show. A strict suite that passes has no unexpected rows.
     strict = all(_is_strict(config) for config in expectations)
-    outcome = run("BOOLEAN_ONLY") if strict else None
-    if outcome is None or not outcome.success:
-        outcome = run("SUMMARY")
+    try:
+        outcome = run("BOOLEAN_ONLY") if strict else None
+        if outcome is None or not outcome.success:
+            outcome = run("SUMMARY")
+    finally:
+        frame.unpersist()
     failed = [expectation_name(r.expectation_config.to_json_dict()) for r in outcome.results if not r.success]
     unexpected = sum(int((r.result or {}).get("unexpected_count") or 0) for r in outcome.results)
     path = None
