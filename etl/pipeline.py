@@ -34,7 +34,7 @@ from etl.quality import QUALITY_REASONS, filter_quality
 from etl.sources import read_sources, with_source_line
 from etl.split import SPLITS, assign_split
 from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
-from etl.validate import SuiteResult, ValidationFailed, preload, split_bounds, validate_table
+from etl.validate import SuiteResult, ValidationFailed, build_data_docs, preload, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 LABELS_FILE = "labels.json"
@@ -142,6 +142,7 @@ def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, r
             task=cfg.task,
             results_dir=work / "validation",
             suite_dir=cfg.expectations_dir or None,
+            docs=False,  # rendered once for all suites when the run ends, passed or not
         )
     result.validations.append(outcome)
     if not outcome.success:
@@ -162,6 +163,19 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
                 f"use another --work directory or delete {work / 'lake'}"
             )
     result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
+    try:
+        _stages(spark, input_path, work, cfg, paths, stored, result)
+    finally:
+        if result.validations:  # the data docs show every suite that ran, passed or failed
+            with _stage("validate_docs", result.timings_s):
+                build_data_docs(work / "validation")
+    return result
+
+
+def _stages(
+    spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig, paths: dict, stored: dict, result: EtlResult
+) -> None:
+    """The stages of ``run_etl``, filling ``result`` as they go (a failure's report keeps what ran)."""
     preload()
     bronze, ingest_rejects, read = _ingest(spark, input_path, cfg, stored["bronze"], result.timings_s)
     _publish(bronze, "bronze", paths, stored, work, cfg, result)
@@ -190,7 +204,6 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
     _build_gold(silver, work, cfg, paths["gold"], result)
-    return result
 
 
 def _ingest(

@@ -138,10 +138,12 @@ def validate_table(
     task: str = "classification",
     results_dir: str | Path | None = None,
     suite_dir: str | None = None,
+    docs: bool = True,
 ) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
     parameters ``params``. With ``results_dir``, the GX result is kept there as JSON
-    (``SUITE.json``) and in GX data docs (``gx/gx/uncommitted/data_docs/local_site/index.html``)."""
+    (``SUITE.json``) and in GX data docs (``gx/gx/uncommitted/data_docs/local_site/index.html``),
+    rebuilt now unless ``docs`` is false (``build_data_docs`` renders several suites' results at once)."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
@@ -170,7 +172,7 @@ def validate_table(
             gx.Checkpoint(
                 name=suite,
                 validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="data_docs")] if out is not None else [],
+                actions=[UpdateDataDocsAction(name="data_docs")] if out is not None and docs else [],
                 result_format=result_format,
             )
         )
@@ -200,6 +202,12 @@ def validate_table(
         failed_expectations=failed,
         result_path=str(path) if path else None,
     )
+
+
+def build_data_docs(results_dir: str | Path) -> Path:
+    """Render every result kept under ``results_dir`` into GX data docs; return the index page."""
+    _context(Path(results_dir)).build_data_docs()
+    return data_docs_index(results_dir)
 
 
 def data_docs_index(results_dir: str | Path) -> Path:

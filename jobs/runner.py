@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
 from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
-from etl.validate import SuiteResult, ValidationFailed, data_docs_index, validate_table
+from etl.validate import SuiteResult, ValidationFailed, build_data_docs, data_docs_index, validate_table
 from jobs.config import PipelineConfig
 from training import checkpoint, gold_files
 from training.baseline import train_baseline
@@ -129,8 +129,10 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
                 task=etl_cfg.task,
                 results_dir=work / "validation",
                 suite_dir=cfg.etl.expectations_dir or None,
+                docs=False,
             )
         )
+    build_data_docs(work / "validation")
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
     report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
     failed = next((r for r in results if not r.success), None)
