@@ -45,6 +45,7 @@ def _word_trigrams(words: Column) -> Column:
 
 
 def words_of(text: Column) -> Column:
+    """The words the rules count: ``text`` split at spaces and line breaks."""
     return F.split(text, " |\n")
 
 
