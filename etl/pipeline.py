@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import time
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,17 +133,20 @@ def suite_params(suite: str, cfg: EtlConfig, rows: int, *, vocab_size: int = 0, 
     return {}
 
 
-def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, result: EtlResult) -> None:
-    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``."""
+def _gate(df: DataFrame, suite: str, params, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future) -> None:
+    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``.
+    ``params()`` gives the suite parameters (timed with the suite: it may count the rows); ``gx``
+    is the future GX context (``preload``)."""
     with _stage(f"validate_{suite}", result.timings_s):
         outcome = validate_table(
             df,
             suite,
-            params=params,
+            params=params(),
             task=cfg.task,
             results_dir=work / "validation",
             suite_dir=cfg.expectations_dir or None,
             docs=False,  # rendered once for all suites when the run ends, passed or not
+            context=gx.result(),
         )
     result.validations.append(outcome)
     if not outcome.success:
@@ -163,26 +167,34 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
                 f"use another --work directory or delete {work / 'lake'}"
             )
     result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
+    gx = preload(work / "validation")
     try:
-        _stages(spark, input_path, work, cfg, paths, stored, result)
+        _stages(spark, input_path, work, cfg, paths, stored, result, gx)
     finally:
         if result.validations:  # the data docs show every suite that ran, passed or failed
             with _stage("validate_docs", result.timings_s):
-                build_data_docs(work / "validation")
+                build_data_docs(work / "validation", gx.result())
     return result
 
 
 def _stages(
-    spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig, paths: dict, stored: dict, result: EtlResult
+    spark: SparkSession,
+    input_path: str,
+    work: Path,
+    cfg: EtlConfig,
+    paths: dict,
+    stored: dict,
+    result: EtlResult,
+    gx: Future,
 ) -> None:
-    """The stages of ``run_etl``, filling ``result`` as they go (a failure's report keeps what ran)."""
-    preload()
+    """The stages of ``run_etl``, filling ``result`` as they go (a failure's report keeps what ran);
+    ``gx``: the GX context, opened in the background while the input is read."""
     bronze, ingest_rejects, read = _ingest(spark, input_path, cfg, stored["bronze"], result.timings_s)
-    _publish(bronze, "bronze", paths, stored, work, cfg, result)
+    _publish(bronze, "bronze", paths, stored, work, cfg, result, gx)
     counts, silver_new, quarantine = _clean(bronze, ingest_rejects, cfg, stored["silver"], result.timings_s)
     bronze.unpersist()
     ingest_rejects.unpersist()
-    _publish(quarantine, "quarantine", paths, stored, work, cfg, result)
+    _publish(quarantine, "quarantine", paths, stored, work, cfg, result, gx)
     result.reject_reasons = {r[0]: r[1] for r in quarantine.groupBy("reject_reason").count().collect()}
     quarantine.unpersist()
     result.pii = pii_counts(silver_new)
@@ -193,7 +205,7 @@ def _stages(
         "duplicates_exact": counts["duplicates_exact"],
         "duplicates_near": counts["duplicates_near"],
     }
-    result.rows["new"] = _publish(silver_new, "silver", paths, stored, work, cfg, result)
+    result.rows["new"] = _publish(silver_new, "silver", paths, stored, work, cfg, result, gx)
     silver_new.unpersist()
     silver = read_table(spark, paths["silver"], result.tables["silver"]["version"])
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
@@ -203,7 +215,7 @@ def _stages(
         raise ValueError(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
-    _build_gold(silver, work, cfg, paths["gold"], result)
+    _build_gold(silver, work, cfg, paths["gold"], result, gx)
 
 
 def _ingest(
@@ -297,7 +309,7 @@ def _drop_near_duplicates(candidates: DataFrame, stored: DataFrame | None, cfg: 
 
 
 def _publish(
-    df: DataFrame, table: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult
+    df: DataFrame, table: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future
 ) -> int:
     """Validate the version ``table`` would become with ``df``'s new rows, then MERGE them in;
     return how many rows were new."""
@@ -307,14 +319,14 @@ def _publish(
         if before is None
         else before.unionByName(df.join(before.select(key), key, "left_anti"), allowMissingColumns=True)
     )
-    rows = after.count() if table == "silver" else 0
-    _gate(after, table, suite_params(table, cfg, rows), work, cfg, result)
+    rows = after.count if table == "silver" else lambda: 0  # silver's split bounds depend on its size
+    _gate(after, table, lambda: suite_params(table, cfg, rows()), work, cfg, result, gx)
     version, inserted = merge_new(df, paths[table], key=key, metadata={"validation": "passed", "suite": table})
     result.tables[table] = {"path": paths[table], "version": version, "rows_inserted": inserted}
     return inserted
 
 
-def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, result: EtlResult) -> None:
+def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, result: EtlResult, gx: Future) -> None:
     timings = result.timings_s
     tokenizer_dir = work / "tokenizer"
     with _stage("tokenizer", timings):
@@ -356,10 +368,11 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         _gate(
             gold,
             "gold",
-            suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
+            lambda: suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
             work,
             cfg,
             result,
+            gx,
         )
         result.gold_digest = table_digest(gold)
         with _stage("publish", timings) as progress:

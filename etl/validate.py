@@ -1,22 +1,29 @@
 """Great Expectations gate: a table version that fails its suite is never published or trained on.
 
-``validate_table`` runs one suite from ``expectations/`` over a DataFrame, writes GX's JSON result
-under the results directory and returns a compact summary. A strict suite is first run for its
-verdict only (GX bundles the row checks into few Spark jobs); the detailed run, with unexpected
-counts and sample values, happens only when it fails. Array columns are checked through
-derived scalar columns (GX length checks fail on arrays, see STACK.md).
+A suite (``expectations/TABLE.json``) has three parts. ``schema``: GX expectations over the
+table's columns and types, which GX answers from the Spark frame's schema without a Spark job.
+``metrics``: the figures the row checks need, each a count of rows matching a predicate
+(``rows_where``), a count of values repeated beyond their first occurrence (``repeated``) or any
+Spark SQL aggregate (``aggregate``), all computed in one Spark pass over the table (suite
+parameters appear as ``:name``). ``expectations``: GX expectations over that one-row frame of
+metrics, which decide. GX's Spark engine would instead run several jobs per suite (a window
+shuffle per uniqueness check, an aggregation per domain) and cost more than tokenizing the table.
+
+``validate_table`` writes the result under the results directory (``SUITE.json``: GX's results,
+the metrics, and a few example rows for each failed count) and returns a compact summary.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
+import re
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyspark import StorageLevel
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -25,6 +32,9 @@ from etl.split import SPLITS
 from expectations import load_suite
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
+
+EXAMPLES = 5  # rows kept per failed count, to show what broke the rule
+EXAMPLE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -49,44 +59,28 @@ class ValidationFailed(RuntimeError):
         )
 
 
-def preload() -> None:
-    """Import Great Expectations (about 3.5 s) in a background thread, while Spark reads input."""
-    threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+def preload(results_dir: str | Path) -> Future:
+    """Import Great Expectations (about 3.5 s) and open the GX context that keeps results under
+    ``results_dir`` in a background thread, while Spark reads the input: a future of the context."""
+    future: Future = Future()
+
+    def load() -> None:
+        try:
+            future.set_result(gx_context(Path(results_dir)))
+        except BaseException as exc:  # handed to whoever waits on the context
+            future.set_exception(exc)
+
+    threading.Thread(target=load, daemon=True).start()
+    return future
 
 
 def with_derived_columns(df: DataFrame) -> DataFrame:
-    """Scalar columns that stand for checks GX cannot express directly or quickly: token id bounds
-    (GX fails on array columns), split shares (as 0/1 means), Luhn-valid card numbers and e-mail
-    addresses left in text."""
-    if "split" in df.columns:
-        for split in SPLITS:
-            df = df.withColumn(f"is_{split}", (F.col("split") == split).cast("double"))
-    if "text" in df.columns:
-        df = df.withColumn("raw_card_number", first_card(F.col("text"))).withColumn(
-            "raw_email", first_email(F.col("text"))
-        )
-    if "input_ids" in df.columns:
-        df = df.withColumn("min_token_id", F.array_min("input_ids")).withColumn(
-            "max_token_id", F.array_max("input_ids")
-        )
-    return df
-
-
-def check_frame(df: DataFrame, expectations: list[dict]) -> DataFrame:
-    """What the suite reads, computed in one Spark pass and cached: the columns its expectations
-    name (those ``df`` has; a missing one is the suite's to report) and the derived ones. GX then
-    runs each metric over this narrow cached frame instead of recomputing ``df`` (and the derived
-    columns' regular expressions) per metric; one task per core slot keeps each GX job cheap."""
-    named = set()
-    for config in expectations:
-        kwargs = config["kwargs"]
-        named.update(kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs)
-        named.update(c for k in ("column_list", "column_set") for c in kwargs.get(k) or [])
-    derived = with_derived_columns(df)
-    frame = derived.select(*[c for c in derived.columns if c in named])
-    slots = df.sparkSession.sparkContext.defaultParallelism
-    return (frame if df.rdd.getNumPartitions() <= slots else frame.coalesce(slots)).persist(
-        StorageLevel.MEMORY_AND_DISK
+    """Columns the metrics may name that SQL cannot spell: the first e-mail address and the first
+    Luhn-valid card number left in ``text`` (null when none). Unused ones are pruned by Spark."""
+    if "text" not in df.columns:
+        return df
+    return df.withColumn("raw_card_number", first_card(F.col("text"))).withColumn(
+        "raw_email", first_email(F.col("text"))
     )
 
 
@@ -106,17 +100,81 @@ def expectation_name(config: dict) -> str:
     return f"{config['type']}({column})" if column else config["type"]
 
 
-def _suite_expectations(name: str, task: str, suite_dir: str | None) -> list[dict]:
-    return [e for e in load_suite(name, suite_dir)["expectations"] if task in e.get("meta", {}).get("tasks", [task])]
+def metric_sql(spec: dict) -> str:
+    """The Spark SQL aggregate that computes one metric of a suite."""
+    if "rows_where" in spec:
+        return f"count_if({spec['rows_where']})"
+    if "repeated" in spec:
+        return f"count({spec['repeated']}) - count(DISTINCT {spec['repeated']})"
+    return spec["aggregate"]
 
 
-def _is_strict(config: dict) -> bool:
-    """No tolerated unexpected rows (``mostly`` absent or 1)."""
-    mostly = config["kwargs"].get("mostly", 1.0)
-    return isinstance(mostly, int | float) and mostly >= 1.0
+# a quoted string or identifier (kept as it is), or a parameter :name (not the cast in x::int)
+PARAMETER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`|(?<![:\w]):([A-Za-z_]\w*)""")
 
 
-def _context(results_dir: Path | None):
+def _bind(sql: str, params: dict) -> str:
+    """``sql`` with each ``:name`` outside quoted strings made a reference to the constant column
+    that ``_table`` adds for suite parameter ``name``."""
+
+    def column(match: re.Match) -> str:
+        name = match.group(1)
+        if name is None:
+            return match.group(0)
+        if name not in params:
+            raise ValueError(f"suite parameter {name!r} is not set (known: {sorted(params)})")
+        return f"`__param_{name}`"
+
+    return PARAMETER.sub(column, sql)
+
+
+def _table(df: DataFrame, sql: list[str], params: dict) -> DataFrame:
+    """``df`` with its derived columns and the suite parameters that ``sql`` names, as constants.
+    (Spark SQL's own parameter binding needs ``spark.sql`` over a temporary view, and dropping that
+    view throws away a cache of the same table, which the pipeline still needs.)"""
+    used = {m.group(1) for text in sql for m in PARAMETER.finditer(text) if m.group(1)}
+    return with_derived_columns(df).withColumns({f"__param_{n}": F.lit(params[n]) for n in used if n in params})
+
+
+def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict) -> dict:
+    """Every metric in one Spark pass (one job; the ``repeated`` counts share its shuffle)."""
+    if not metrics:
+        return {}
+    sql = {name: _bind(metric_sql(spec), params) for name, spec in metrics.items()}
+    table = _table(df, [metric_sql(spec) for spec in metrics.values()], params)
+    return table.agg(*[F.expr(text).alias(name) for name, text in sql.items()]).first().asDict()
+
+
+def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:
+    """A few rows (or repeated values) behind a failed count: the columns its rule names, and ``id``."""
+    if "repeated" in spec:
+        column = spec["repeated"]
+        repeated = with_derived_columns(df).where(F.col(column).isNotNull()).groupBy(column).count()
+        rows = repeated.where("count > 1").withColumnRenamed("count", "rows").limit(EXAMPLES).collect()
+    else:
+        table = _table(df, [spec["rows_where"]], params)
+        named = set(re.findall(r"[A-Za-z_]\w*", spec["rows_where"]))
+        shown = [c for c in with_derived_columns(df).columns if c in named or c == "id"]
+        rows = table.where(F.expr(_bind(spec["rows_where"], params))).select(*shown).limit(EXAMPLES).collect()
+    return [{k: (v[:EXAMPLE_CHARS] if isinstance(v, str) else v) for k, v in r.asDict().items()} for r in rows]
+
+
+def _check_suite(suite: str, spec: dict) -> None:
+    """A suite whose expectations name a metric it does not define (or a metric of no known kind)
+    is an error, not a pass on a missing figure."""
+    for name, metric in spec["metrics"].items():
+        if len(set(metric) & {"rows_where", "repeated", "aggregate"}) != 1:
+            raise ValueError(f"suite {suite!r}: metric {name!r} needs one of rows_where, repeated, aggregate")
+    for config in spec["expectations"]:
+        if config["kwargs"].get("column") not in spec["metrics"]:
+            raise ValueError(f"suite {suite!r}: {expectation_name(config)} names no metric of the suite")
+
+
+def _for_task(expectations: list[dict], task: str) -> list[dict]:
+    return [e for e in expectations if task in e.get("meta", {}).get("tasks", [task])]
+
+
+def gx_context(results_dir: Path | None):
     """A file context under ``results_dir/gx`` (keeps results and builds data docs), else ephemeral."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
@@ -130,6 +188,31 @@ def _context(results_dir: Path | None):
     return ctx
 
 
+def _run_suite(ctx, name: str, expectations: list[dict], source, frame, params: dict):
+    """Run GX expectations ``expectations`` as suite ``name`` over ``frame`` (a whole-frame batch of
+    ``source``); GX's validation result."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    asset = next((a for a in source.assets if a.name == name), None) or source.add_dataframe_asset(name=name)
+    batch = next(
+        (b for b in asset.batch_definitions if b.name == "whole"), None
+    ) or asset.add_batch_definition_whole_dataframe("whole")
+    suite = gx.ExpectationSuite(name=name)
+    for config in expectations:
+        suite.add_expectation_configuration(
+            ExpectationConfiguration(type=config["type"], kwargs=config["kwargs"], meta=config.get("meta"))
+        )
+    definition = ctx.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=batch, suite=ctx.suites.add_or_update(suite))
+    )
+    checkpoint = ctx.checkpoints.add_or_update(
+        gx.Checkpoint(name=name, validation_definitions=[definition], result_format="SUMMARY")
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
+    return next(iter(result.run_results.values()))
+
+
 def validate_table(
     df: DataFrame,
     suite: str,
@@ -139,74 +222,62 @@ def validate_table(
     results_dir: str | Path | None = None,
     suite_dir: str | None = None,
     docs: bool = True,
+    context=None,
 ) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
-    parameters ``params``. With ``results_dir``, the GX result is kept there as JSON
-    (``SUITE.json``) and in GX data docs (``gx/gx/uncommitted/data_docs/local_site/index.html``),
-    rebuilt now unless ``docs`` is false (``build_data_docs`` renders several suites' results at once)."""
-    import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
+    parameters ``params``: its schema expectations first (a table without the columns the metrics
+    name fails there), then its expectations over the metrics. With ``results_dir``, the result is
+    kept there as JSON (``SUITE.json``) and in GX data docs (``data_docs_index``), rebuilt now
+    unless ``docs`` is false (``build_data_docs`` renders several suites' results at once).
+    ``context``: the GX context of ``results_dir`` if the caller opened it already (``preload``)."""
+    spec = load_suite(suite, suite_dir)
+    _check_suite(suite, spec)
     out = Path(results_dir) if results_dir is not None else None
-    ctx = _context(out)
-    source = ctx.data_sources.add_or_update_spark(name="tokenlake", persist=False)
-    asset = next((a for a in source.assets if a.name == suite), None) or source.add_dataframe_asset(name=suite)
-    batch = next(
-        (b for b in asset.batch_definitions if b.name == "whole"), None
-    ) or asset.add_batch_definition_whole_dataframe("whole")
-    expectations = _suite_expectations(suite, task, suite_dir)
-    gx_suite = gx.ExpectationSuite(name=suite)
-    for config in expectations:
-        gx_suite.add_expectation_configuration(
-            ExpectationConfiguration(type=config["type"], kwargs=config["kwargs"], meta=config.get("meta"))
-        )
-    gx_suite = ctx.suites.add_or_update(gx_suite)
-    definition = ctx.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=suite, data=batch, suite=gx_suite)
-    )
-    frame = check_frame(df, expectations)
-
-    def run(result_format: str):
-        checkpoint = ctx.checkpoints.add_or_update(
-            gx.Checkpoint(
-                name=suite,
-                validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="data_docs")] if out is not None and docs else [],
-                result_format=result_format,
-            )
-        )
-        result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
-        return next(iter(result.run_results.values()))
-
-    # Unexpected-value lists cost GX a Spark job per expectation; they are only worth it when
-    # there is something to show. A strict suite that passes has no unexpected rows.
-    strict = all(_is_strict(config) for config in expectations)
-    try:
-        outcome = run("BOOLEAN_ONLY") if strict else None
-        if outcome is None or not outcome.success:
-            outcome = run("SUMMARY")
-    finally:
-        frame.unpersist()
-    failed = [expectation_name(r.expectation_config.to_json_dict()) for r in outcome.results if not r.success]
-    unexpected = sum(int((r.result or {}).get("unexpected_count") or 0) for r in outcome.results)
+    ctx = context if context is not None else gx_context(out)
+    schema_checks, checks = _for_task(spec.get("schema", []), task), _for_task(spec["expectations"], task)
+    tables = ctx.data_sources.add_or_update_spark(name="tables")
+    outcomes = [_run_suite(ctx, f"{suite}_schema", schema_checks, tables, df, params)]
+    metrics = {}
+    if outcomes[0].success:
+        used = {c["kwargs"]["column"]: spec["metrics"][c["kwargs"]["column"]] for c in checks}
+        metrics = compute_metrics(df, used, params)
+        metric_rows = ctx.data_sources.add_or_update_pandas(name="metrics")
+        outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), params))
+    failed = [r.expectation_config.to_json_dict() for o in outcomes for r in o.results if not r.success]
+    # failed counts of rows (or of repeated values), as opposed to aggregates such as shares
+    counted = [
+        n
+        for n in (c["kwargs"].get("column") for c in failed)
+        if "aggregate" not in spec["metrics"].get(n, {"aggregate": 0})
+    ]
+    shown = {n: examples(df, spec["metrics"][n], params) for n in counted}
     path = None
     if out is not None:
         path = out / f"{suite}.json"
-        path.write_text(json.dumps(outcome.to_json_dict(), indent=1, default=str))
+        details = {
+            "suite": suite,
+            "success": all(o.success for o in outcomes),
+            "metrics": metrics,
+            "examples": shown,
+            "results": [o.to_json_dict() for o in outcomes],
+        }
+        path.write_text(json.dumps(details, indent=1, default=str))
+        if docs:
+            build_data_docs(out, ctx)
     return SuiteResult(
         suite=suite,
-        success=bool(outcome.success),
-        evaluated=len(outcome.results),
-        unexpected=unexpected,
-        failed_expectations=failed,
+        success=all(o.success for o in outcomes),
+        evaluated=sum(len(o.results) for o in outcomes),
+        unexpected=sum(int(metrics.get(n) or 0) for n in counted),
+        failed_expectations=[expectation_name(c) for c in failed],
         result_path=str(path) if path else None,
     )
 
 
-def build_data_docs(results_dir: str | Path) -> Path:
-    """Render every result kept under ``results_dir`` into GX data docs; return the index page."""
-    _context(Path(results_dir)).build_data_docs()
+def build_data_docs(results_dir: str | Path, context=None) -> Path:
+    """Render every result kept under ``results_dir`` (by ``context``, its GX context, if given)
+    into GX data docs; return the index page."""
+    (context if context is not None else gx_context(Path(results_dir))).build_data_docs()
     return data_docs_index(results_dir)
 
 

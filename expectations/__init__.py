@@ -1,7 +1,11 @@
-"""Great Expectations suites, one JSON file per published table, loaded by name.
+"""Expectation suites, one JSON file per published table, loaded by name.
 
-The files use GX's own suite format. Values known only at run time (the label set, the
-vocabulary size, ``max_len``) are suite parameters: ``{"$PARAMETER": "name"}``.
+Each file holds ``schema`` (GX expectations on the table's columns and types), ``metrics`` (named
+Spark SQL figures over the table: ``{"rows_where": predicate}``, ``{"repeated": column}`` or
+``{"aggregate": expression}``) and ``expectations`` (GX expectations over those metrics, one
+column per metric); ``etl.validate`` runs them. Values known only at run time (the label set,
+the vocabulary size, ``max_len``) are suite parameters: ``{"$PARAMETER": "name"}`` in GX
+kwargs, ``:name`` in SQL.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ SUITE_DIR = Path(__file__).parent
 
 
 def load_suite(name: str, directory: str | Path | None = None) -> dict:
-    """The suite ``name`` (e.g. ``gold``) as a dict: ``{"name", "expectations": [...]}``, from
+    """The suite ``name`` (e.g. ``gold``) as a dict: ``{"name", "schema", "metrics", "expectations"}``, from
     ``directory`` if it holds one (a user's own suites), else the one shipped here."""
     candidates = [Path(directory) / f"{name}.json"] if directory else []
     path = next((p for p in candidates + [SUITE_DIR / f"{name}.json"] if p.is_file()), None)

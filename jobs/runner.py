@@ -16,7 +16,14 @@ from pyspark.sql import SparkSession
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
 from etl.pipeline import EtlResult, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
-from etl.validate import SuiteResult, ValidationFailed, build_data_docs, data_docs_index, validate_table
+from etl.validate import (
+    SuiteResult,
+    ValidationFailed,
+    build_data_docs,
+    data_docs_index,
+    gx_context,
+    validate_table,
+)
 from jobs.config import PipelineConfig
 from training import checkpoint, gold_files
 from training.baseline import train_baseline
@@ -107,7 +114,7 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
     if version is not None or not tables:
         path = gold_path(work)
         tables = {"gold": {"path": path, "version": latest_version(spark, path) if version is None else version}}
-    results, start = [], time.perf_counter()
+    results, start, gx = [], time.perf_counter(), gx_context(work / "validation")
     for name, table in sorted(tables.items()):
         df = read_table(spark, table["path"], table["version"])
         etl_cfg, extra = cfg.etl, {}
@@ -130,9 +137,10 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
                 results_dir=work / "validation",
                 suite_dir=cfg.etl.expectations_dir or None,
                 docs=False,
+                context=gx,
             )
         )
-    build_data_docs(work / "validation")
+    build_data_docs(work / "validation", gx)
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
     report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
     failed = next((r for r in results if not r.success), None)

@@ -88,17 +88,18 @@ def test_failed_gold_suite_stops_the_run_before_training(spark, corpus, tmp_path
     suites = tmp_path / "suites"
     suites.mkdir()
     strict = json.loads((SUITE_DIR / "gold.json").read_text())
-    for e in strict["expectations"]:
-        if e["kwargs"].get("column") == "n_tokens" and e["type"] == "expect_column_values_to_be_between":
-            e["kwargs"]["max_value"] = 3  # every real document is longer: the suite must fail
+    # every real document is longer than 3 tokens: the suite must fail
+    strict["metrics"]["n_tokens_out_of_bounds"]["rows_where"] = "n_tokens < 1 OR n_tokens > 3"
     (suites / "gold.json").write_text(json.dumps(strict))
     work = tmp_path / "work"
     code = main(["run", "--input", str(corpus), "--work", str(work), "--set", f"etl.expectations_dir={suites}"])
     assert code == EXIT_VALIDATION
-    assert "expect_column_values_to_be_between(n_tokens)" in capsys.readouterr().err
+    assert "expect_column_values_to_be_between(n_tokens_out_of_bounds)" in capsys.readouterr().err
     report = json.loads((work / "report.json").read_text())
     assert report["validation"]["success"] is False
-    assert report["validation"]["failed_expectations"] == ["gold: expect_column_values_to_be_between(n_tokens)"]
+    assert report["validation"]["failed_expectations"] == [
+        "gold: expect_column_values_to_be_between(n_tokens_out_of_bounds)"
+    ]
     assert [s for s, v in report["validation"]["suites"].items() if v["success"]] == ["bronze", "quarantine", "silver"]
     assert report["training"] is None and "gold" not in report["tables"]
     assert not (work / "lake/gold").exists() and not (work / "model").exists()

@@ -1,12 +1,14 @@
 """Each table's suite: a good frame passes, and each bad frame fails exactly the expectation it breaks."""
 
 import json
+from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from etl.config import EtlConfig
 from etl.pipeline import suite_params
-from etl.validate import data_docs_index, split_bounds, validate_table
+from etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
 SHA = "a" * 64
@@ -46,51 +48,51 @@ def test_good_frame_passes_and_its_result_is_written(spark, tmp_path, suite):
 
 
 BAD = [
-    ("gold", GOLD + [("g0", "train", [2, 3], 2, 0)], "expect_column_values_to_be_unique(id)"),
-    ("gold", GOLD + [("x", "train", [2, 3], 2, 5)], "expect_column_values_to_be_in_set(label)"),
-    ("gold", GOLD + [("x", "train", [2, 3], 2, None)], "expect_column_values_to_not_be_null(label)"),
-    ("gold", GOLD + [("x", "train", [2, 3] * 5, 10, 0)], "expect_column_values_to_be_between(n_tokens)"),
-    ("gold", GOLD + [("x", "train", [2, 100], 2, 0)], "expect_column_values_to_be_between(max_token_id)"),
-    ("gold", GOLD + [("x", "train", [-1, 3], 2, 0)], "expect_column_values_to_be_between(min_token_id)"),
-    ("gold", GOLD + [("x", "dev", [2, 3], 2, 0)], "expect_column_values_to_be_in_set(split)"),
-    ("gold", GOLD + [(None, "train", [2, 3], 2, 0)], "expect_column_values_to_not_be_null(id)"),
-    ("bronze", BRONZE + [("a", "dup id", "pos", "f")], "expect_column_values_to_be_unique(id)"),
-    ("bronze", BRONZE + [("c", None, "pos", "f")], "expect_column_values_to_not_be_null(text)"),
-    ("bronze", BRONZE + [("c", "t", None, "f")], "expect_column_values_to_not_be_null(label)"),
+    ("gold", GOLD + [("g0", "train", [2, 3], 2, 0)], "expect_column_values_to_be_between(repeated_id)"),
+    ("gold", GOLD + [("x", "train", [2, 3], 2, 5)], "expect_column_values_to_be_between(null_or_unknown_label)"),
+    ("gold", GOLD + [("x", "train", [2, 3], 2, None)], "expect_column_values_to_be_between(null_or_unknown_label)"),
+    ("gold", GOLD + [("x", "train", [2, 3] * 5, 10, 0)], "expect_column_values_to_be_between(n_tokens_out_of_bounds)"),
+    ("gold", GOLD + [("x", "train", [2, 100], 2, 0)], "expect_column_values_to_be_between(token_id_beyond_vocabulary)"),
+    ("gold", GOLD + [("x", "train", [-1, 3], 2, 0)], "expect_column_values_to_be_between(token_id_below_0)"),
+    ("gold", GOLD + [("x", "dev", [2, 3], 2, 0)], "expect_column_values_to_be_between(null_or_unknown_split)"),
+    ("gold", GOLD + [(None, "train", [2, 3], 2, 0)], "expect_column_values_to_be_between(null_id)"),
+    ("bronze", BRONZE + [("a", "dup id", "pos", "f")], "expect_column_values_to_be_between(repeated_id)"),
+    ("bronze", BRONZE + [("c", None, "pos", "f")], "expect_column_values_to_be_between(null_text)"),
+    ("bronze", BRONZE + [("c", "t", None, "f")], "expect_column_values_to_be_between(null_label)"),
     (
         "silver",
         SILVER + [("s99", "text 1", "pos", "test", f"{1:064x}", "f")],
-        "expect_column_values_to_be_unique(content_sha256)",
+        "expect_column_values_to_be_between(repeated_content_sha256)",
     ),
     (
         "silver",
         SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f")],
-        "expect_column_values_to_be_null(raw_email)",
+        "expect_column_values_to_be_between(raw_email)",
     ),
     (
         "silver",
         SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f")],
-        "expect_column_values_to_be_null(raw_card_number)",
+        "expect_column_values_to_be_between(raw_card_number)",
     ),
     (
         "silver",
         SILVER + [("s99", "x", "pos", "train", "not-a-hash", "f")],
-        "expect_column_values_to_match_regex(content_sha256)",
+        "expect_column_values_to_be_between(malformed_content_sha256)",
     ),
     (
         "quarantine",
         QUARANTINE + [("q3", "because", "ingest", "f", "x")],
-        "expect_column_values_to_be_in_set(reject_reason)",
+        "expect_column_values_to_be_between(unknown_reject_reason)",
     ),
     (
         "quarantine",
         QUARANTINE + [("q3", "malformed_json", "ingest", "f", "x" * 21)],
-        "expect_column_value_lengths_to_be_between(raw)",
+        "expect_column_values_to_be_between(longest_raw)",
     ),
     (
         "quarantine",
         QUARANTINE + [("q3", None, "ingest", "f", "x")],
-        "expect_column_values_to_not_be_null(reject_reason)",
+        "expect_column_values_to_be_between(null_reject_reason)",
     ),
 ]
 
@@ -102,15 +104,71 @@ def test_each_bad_frame_fails_the_expectation_it_breaks(spark, suite, rows, fail
     assert result.failed_expectations == [failed]
 
 
-def test_a_failed_suite_is_rerun_for_its_details(spark, tmp_path):
-    """Passing suites are checked for their verdict only; a failure brings counts and examples."""
+def test_a_failed_count_comes_with_its_rows(spark, tmp_path):
+    """A failed count names how many rows broke the rule and shows a few of them."""
     emails = [(f"e{i}", f"write to user{i}@example.com", "pos", "train", f"{100 + i:064x}", "f") for i in range(3)]
     result = _run(spark, "silver", SILVER + emails, results_dir=tmp_path)
-    assert result.failed_expectations == ["expect_column_values_to_be_null(raw_email)"]
+    assert result.failed_expectations == ["expect_column_values_to_be_between(raw_email)"]
     assert result.unexpected == 3
     details = json.loads((tmp_path / "silver.json").read_text())
-    failed = next(r for r in details["results"] if not r["success"])
-    assert sorted(failed["result"]["partial_unexpected_list"]) == [f"user{i}@example.com" for i in range(3)]
+    assert details["success"] is False and details["metrics"]["raw_email"] == 3
+    shown = details["examples"]["raw_email"]
+    assert sorted(r["raw_email"] for r in shown) == [f"user{i}@example.com" for i in range(3)]
+    assert sorted(r["id"] for r in shown) == ["e0", "e1", "e2"]
+
+
+def test_a_repeated_value_is_shown_with_its_count(spark, tmp_path):
+    result = _run(spark, "bronze", BRONZE + [("a", "again", "pos", "f")] * 2, results_dir=tmp_path)
+    assert result.unexpected == 2
+    details = json.loads((tmp_path / "bronze.json").read_text())
+    assert details["examples"] == {"repeated_id": [{"id": "a", "rows": 3}]}
+
+
+def _queries_that_ran_jobs(spark) -> list[str]:
+    executions = spark._jsparkSession.sharedState().statusStore().executionsList()
+    return [e.description() for e in (executions.apply(i) for i in range(executions.size())) if e.jobs().size()]
+
+
+def test_a_passing_suite_costs_one_spark_query(spark):
+    """Every metric of a suite comes from one aggregation; GX reads the schema without a job."""
+    df = spark.createDataFrame(SILVER, SILVER_SCHEMA)
+    before = len(_queries_that_ran_jobs(spark))
+    assert validate_table(df, "silver", params=suite_params("silver", CFG, len(SILVER))).success
+    ran = _queries_that_ran_jobs(spark)[before:]
+    assert len(ran) == 1 and "validate.py" in ran[0], ran
+
+
+@pytest.mark.parametrize("suite", ["quarantine", "silver"])
+def test_the_validated_table_stays_cached(spark, suite):
+    """The pipeline validates cached frames and then writes them: validation must neither
+    recompute them nor drop their cache (as a temporary view of the same plan would)."""
+    schema, rows, extra = SUITES[suite]
+    computed = spark.sparkContext.accumulator(0)
+
+    @F.udf("string")
+    def counted(value):
+        computed.add(1)
+        return value
+
+    df = spark.createDataFrame(rows, schema).withColumn("id", counted("id")).persist()
+    df.count()
+    assert computed.value == len(rows)
+    assert validate_table(df, suite, params=suite_params(suite, CFG, len(rows), **extra)).success
+    assert df.where(F.col("id").isNull()).count() == sum(r[0] is None for r in rows)
+    assert computed.value == len(rows)
+    df.unpersist()
+
+
+def test_parameters_bind_outside_quoted_strings_only(spark):
+    df = spark.createDataFrame([("a:b", 3)], "s string, n int")
+    metrics = {
+        "quoted": {"rows_where": "s = 'a:b'"},
+        "bound": {"rows_where": "n > :limit"},
+        "cast": {"aggregate": "max(n)::string"},
+    }
+    assert compute_metrics(df, metrics, {"limit": 2}) == {"quoted": 1, "bound": 1, "cast": "3"}
+    with pytest.raises(ValueError, match="suite parameter 'limit' is not set"):
+        compute_metrics(df, metrics, {})
 
 
 def test_split_proportions_within_two_points_on_a_large_table(spark):
@@ -124,9 +182,9 @@ def test_split_proportions_within_two_points_on_a_large_table(spark):
     )
     result = validate_table(skewed, "silver", params=suite_params("silver", CFG, 10_000))
     assert result.failed_expectations == [
-        "expect_column_mean_to_be_between(is_train)",
-        "expect_column_mean_to_be_between(is_validation)",
-        "expect_column_mean_to_be_between(is_test)",
+        "expect_column_values_to_be_between(train_share)",
+        "expect_column_values_to_be_between(validation_share)",
+        "expect_column_values_to_be_between(test_share)",
     ]
 
 
@@ -155,6 +213,14 @@ def test_causal_lm_tables_need_no_label(spark):
         [("a", "train", [2, 3], 2)], "id string, split string, input_ids array<int>, n_tokens int"
     )
     assert validate_table(df, "gold", params=suite_params("gold", CFG, 1, vocab_size=100), task="causal-lm").success
+
+
+def test_an_expectation_over_an_undefined_metric_is_an_error(spark, tmp_path):
+    suite = json.loads((Path(__file__).parents[1] / "expectations" / "bronze.json").read_text())
+    del suite["metrics"]["null_text"]
+    (tmp_path / "bronze.json").write_text(json.dumps(suite))
+    with pytest.raises(ValueError, match=r"expect_column_values_to_be_between\(null_text\) names no metric"):
+        validate_table(spark.createDataFrame(BRONZE, BRONZE_SCHEMA), "bronze", params={}, suite_dir=str(tmp_path))
 
 
 def test_unknown_suite_is_a_clear_error(spark):
