@@ -137,7 +137,7 @@ def _table(df: DataFrame, sql: list[str], params: dict) -> DataFrame:
 
 
 def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict) -> dict:
-    """Every metric in one Spark pass (one job; the ``repeated`` counts share its shuffle)."""
+    """Every metric from one Spark query over the table (the ``repeated`` counts share its shuffle)."""
     if not metrics:
         return {}
     sql = {name: _bind(metric_sql(spec), params) for name, spec in metrics.items()}

@@ -43,7 +43,7 @@ def test_validate_stage_revalidates_the_published_version(etl_work):
     assert main(["validate", "--work", str(etl_work)]) == 0
     report = json.loads((etl_work / "report.json").read_text())
     assert report["validation"]["suites"]["gold"]["success"] is True
-    assert report["validation"]["suites"]["gold"]["evaluated"] == 14
+    assert report["validation"]["suites"]["gold"]["evaluated"] == 13
     assert "validate_published" in report["timings_s"]
 
 
