@@ -113,9 +113,12 @@ def metric_sql(spec: dict) -> str:
 PARAMETER = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`[^`]*`|(?<![:\w]):([A-Za-z_]\w*)""")
 
 
-def _bind(sql: str, params: dict) -> str:
-    """``sql`` with each ``:name`` outside quoted strings made a reference to the constant column
-    that ``_table`` adds for suite parameter ``name``."""
+def _bind(df: DataFrame, sql: list[str], params: dict) -> tuple[DataFrame, list[str]]:
+    """``df`` with its derived columns and, as constant columns, the suite parameters that ``sql``
+    names; and ``sql`` with each ``:name`` outside quoted strings made a reference to its column.
+    (Spark SQL's own parameter binding needs ``spark.sql`` over a temporary view, and dropping that
+    view throws away a cache of the same table, which the pipeline still needs.)"""
+    used = set()
 
     def column(match: re.Match) -> str:
         name = match.group(1)
@@ -123,26 +126,19 @@ def _bind(sql: str, params: dict) -> str:
             return match.group(0)
         if name not in params:
             raise ValueError(f"suite parameter {name!r} is not set (known: {sorted(params)})")
+        used.add(name)
         return f"`__param_{name}`"
 
-    return PARAMETER.sub(column, sql)
-
-
-def _table(df: DataFrame, sql: list[str], params: dict) -> DataFrame:
-    """``df`` with its derived columns and the suite parameters that ``sql`` names, as constants.
-    (Spark SQL's own parameter binding needs ``spark.sql`` over a temporary view, and dropping that
-    view throws away a cache of the same table, which the pipeline still needs.)"""
-    used = {m.group(1) for text in sql for m in PARAMETER.finditer(text) if m.group(1)}
-    return with_derived_columns(df).withColumns({f"__param_{n}": F.lit(params[n]) for n in used if n in params})
+    bound = [PARAMETER.sub(column, text) for text in sql]
+    return with_derived_columns(df).withColumns({f"__param_{n}": F.lit(params[n]) for n in used}), bound
 
 
 def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict) -> dict:
     """Every metric from one Spark query over the table (the ``repeated`` counts share its shuffle)."""
     if not metrics:
         return {}
-    sql = {name: _bind(metric_sql(spec), params) for name, spec in metrics.items()}
-    table = _table(df, [metric_sql(spec) for spec in metrics.values()], params)
-    return table.agg(*[F.expr(text).alias(name) for name, text in sql.items()]).first().asDict()
+    table, sql = _bind(df, [metric_sql(spec) for spec in metrics.values()], params)
+    return table.agg(*[F.expr(text).alias(name) for name, text in zip(metrics, sql, strict=True)]).first().asDict()
 
 
 def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:
@@ -152,10 +148,10 @@ def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:
         repeated = with_derived_columns(df).where(F.col(column).isNotNull()).groupBy(column).count()
         rows = repeated.where("count > 1").withColumnRenamed("count", "rows").limit(EXAMPLES).collect()
     else:
-        table = _table(df, [spec["rows_where"]], params)
+        table, (where,) = _bind(df, [spec["rows_where"]], params)
         named = set(re.findall(r"[A-Za-z_]\w*", spec["rows_where"]))
-        shown = [c for c in with_derived_columns(df).columns if c in named or c == "id"]
-        rows = table.where(F.expr(_bind(spec["rows_where"], params))).select(*shown).limit(EXAMPLES).collect()
+        shown = [c for c in table.columns if c in named or c == "id"]
+        rows = table.where(F.expr(where)).select(*shown).limit(EXAMPLES).collect()
     return [{k: (v[:EXAMPLE_CHARS] if isinstance(v, str) else v) for k, v in r.asDict().items()} for r in rows]
 
 
@@ -243,12 +239,11 @@ def validate_table(
         metrics = compute_metrics(df, used, params)
         metric_rows = ctx.data_sources.add_or_update_pandas(name="metrics")
         outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), params))
+    success = all(o.success for o in outcomes)
     failed = [r.expectation_config.to_json_dict() for o in outcomes for r in o.results if not r.success]
     # failed counts of rows (or of repeated values), as opposed to aggregates such as shares
     counted = [
-        n
-        for n in (c["kwargs"].get("column") for c in failed)
-        if "aggregate" not in spec["metrics"].get(n, {"aggregate": 0})
+        n for n in (c["kwargs"].get("column") for c in failed) if n in metrics and "aggregate" not in spec["metrics"][n]
     ]
     shown = {n: examples(df, spec["metrics"][n], params) for n in counted}
     path = None
@@ -256,7 +251,7 @@ def validate_table(
         path = out / f"{suite}.json"
         details = {
             "suite": suite,
-            "success": all(o.success for o in outcomes),
+            "success": success,
             "metrics": metrics,
             "examples": shown,
             "results": [o.to_json_dict() for o in outcomes],
@@ -266,7 +261,7 @@ def validate_table(
             build_data_docs(out, ctx)
     return SuiteResult(
         suite=suite,
-        success=all(o.success for o in outcomes),
+        success=success,
         evaluated=sum(len(o.results) for o in outcomes),
         unexpected=sum(int(metrics.get(n) or 0) for n in counted),
         failed_expectations=[expectation_name(c) for c in failed],
