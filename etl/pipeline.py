@@ -12,9 +12,11 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -117,31 +119,29 @@ def tokenizer_sample(silver: DataFrame, n: int) -> list[str]:
     return [r[0] for r in rows.toLocalIterator()]
 
 
-def suite_params(suite: str, cfg: EtlConfig, rows: int, *, vocab_size: int = 0, labels: list | None = None) -> dict:
+def suite_params(suite: str, cfg: EtlConfig, *, vocab_size: int = 0, labels: list | None = None) -> dict:
     """The run-time parameters of each table's suite."""
     if suite == "quarantine":
         return {"reject_reasons": list(REJECT_REASONS), "raw_keep_chars": cfg.raw_keep_chars}
-    if suite == "silver":
-        return split_bounds(cfg.split_fractions, rows)
     if suite == "gold":
-        return {
-            "max_len": cfg.max_len,
-            "max_token_id": vocab_size - 1,
-            "label_ids": list(range(len(labels or []))),
-            **split_bounds(cfg.split_fractions, rows),
-        }
+        return {"max_len": cfg.max_len, "max_token_id": vocab_size - 1, "label_ids": list(range(len(labels or [])))}
     return {}
 
 
-def _gate(df: DataFrame, suite: str, params, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future) -> None:
-    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``.
-    ``params()`` gives the suite parameters (timed with the suite: it may count the rows); ``gx``
+def row_params(suite: str, cfg: EtlConfig) -> Callable[[int], dict] | None:
+    """The parameters of a suite that depend on its table's row count: the split shares' bounds."""
+    return partial(split_bounds, cfg.split_fractions) if suite in ("silver", "gold") else None
+
+
+def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future) -> None:
+    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``. ``gx``
     is the future GX context (``preload``)."""
     with _stage(f"validate_{suite}", result.timings_s):
         outcome = validate_table(
             df,
             suite,
-            params=params(),
+            params=params,
+            row_params=row_params(suite, cfg),
             task=cfg.task,
             results_dir=work / "validation",
             suite_dir=cfg.expectations_dir or None,
@@ -319,8 +319,7 @@ def _publish(
         if before is None
         else before.unionByName(df.join(before.select(key), key, "left_anti"), allowMissingColumns=True)
     )
-    rows = after.count if table == "silver" else lambda: 0  # silver's split bounds depend on its size
-    _gate(after, table, lambda: suite_params(table, cfg, rows()), work, cfg, result, gx)
+    _gate(after, table, suite_params(table, cfg), work, cfg, result, gx)
     version, inserted = merge_new(df, paths[table], key=key, metadata={"validation": "passed", "suite": table})
     result.tables[table] = {"path": paths[table], "version": version, "rows_inserted": inserted}
     return inserted
@@ -365,15 +364,8 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
             "real_token_fraction": real / max(gold_rows * cfg.max_len, 1),
         }
     try:
-        _gate(
-            gold,
-            "gold",
-            lambda: suite_params("gold", cfg, gold_rows, vocab_size=result.vocab_size, labels=result.labels),
-            work,
-            cfg,
-            result,
-            gx,
-        )
+        params = suite_params("gold", cfg, vocab_size=result.vocab_size, labels=result.labels)
+        _gate(gold, "gold", params, work, cfg, result, gx)
         result.gold_digest = table_digest(gold)
         with _stage("publish", timings) as progress:
             progress["rows"] = gold_rows

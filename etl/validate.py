@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,14 +75,15 @@ def preload(results_dir: str | Path) -> Future:
     return future
 
 
-def with_derived_columns(df: DataFrame) -> DataFrame:
-    """Columns the metrics may name that SQL cannot spell: the first e-mail address and the first
-    Luhn-valid card number left in ``text`` (null when none). Unused ones are pruned by Spark."""
-    if "text" not in df.columns:
-        return df
-    return df.withColumn("raw_card_number", first_card(F.col("text"))).withColumn(
-        "raw_email", first_email(F.col("text"))
-    )
+DERIVED = {"raw_card_number": first_card, "raw_email": first_email}
+
+
+def with_derived_columns(df: DataFrame, sql: list[str]) -> DataFrame:
+    """``df`` with the columns that ``sql`` names among those SQL cannot spell (``DERIVED``): the
+    first Luhn-valid card number and the first e-mail address left in ``text`` (null when none).
+    Only the named ones are built: each costs many calls into the JVM."""
+    named = {n for n in DERIVED if "text" in df.columns and any(re.search(rf"\b{n}\b", text) for text in sql)}
+    return df.withColumns({n: DERIVED[n](F.col("text")) for n in named})
 
 
 def split_bounds(fractions: tuple[float, float, float], rows: int) -> dict[str, float]:
@@ -100,12 +102,21 @@ def expectation_name(config: dict) -> str:
     return f"{config['type']}({column})" if column else config["type"]
 
 
-def metric_sql(spec: dict) -> str:
-    """The Spark SQL aggregate that computes one metric of a suite."""
+# what a ``repeated`` count compares first: a 64-bit hash of each value (a long key is far cheaper
+# to aggregate and shuffle than a string). Equal values hash alike, so no repeated hash means no
+# repeated value; a repeated hash may be a collision, so such counts are redone over the values.
+REPEATED_KEY = "xxhash64({})"
+
+
+def metric_sql(spec: dict, *, exact: bool = False) -> str:
+    """The Spark SQL aggregate that computes one metric of a suite; a ``repeated`` count over the
+    values' hashes (an upper bound: it may count a collision) unless ``exact``."""
     if "rows_where" in spec:
         return f"count_if({spec['rows_where']})"
     if "repeated" in spec:
-        return f"count({spec['repeated']}) - count(DISTINCT {spec['repeated']})"
+        column = spec["repeated"]
+        key = column if exact else f"IF({column} IS NULL, NULL, {REPEATED_KEY.format(column)})"
+        return f"count({column}) - count(DISTINCT {key})"
     return spec["aggregate"]
 
 
@@ -130,22 +141,30 @@ def _bind(df: DataFrame, sql: list[str], params: dict) -> tuple[DataFrame, list[
         return f"`__param_{name}`"
 
     bound = [PARAMETER.sub(column, text) for text in sql]
-    return with_derived_columns(df).withColumns({f"__param_{n}": F.lit(params[n]) for n in used}), bound
+    return with_derived_columns(df, bound).withColumns({f"__param_{n}": F.lit(params[n]) for n in used}), bound
 
 
 def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict) -> dict:
-    """Every metric from one Spark query over the table (the ``repeated`` counts share its shuffle)."""
-    if not metrics:
-        return {}
-    table, sql = _bind(df, [metric_sql(spec) for spec in metrics.values()], params)
-    return table.agg(*[F.expr(text).alias(name) for name, text in zip(metrics, sql, strict=True)]).first().asDict()
+    """Every metric, and the table's ``rows``, from one Spark query over the table (the
+    ``repeated`` counts share its shuffle); a second query only where a repeated count is not 0."""
+
+    def query(specs: dict[str, dict], exact: bool) -> dict:
+        table, sql = _bind(df, [metric_sql(spec, exact=exact) for spec in specs.values()], params)
+        columns = [F.expr(text).alias(name) for name, text in zip(specs, sql, strict=True)]
+        return table.agg(F.count(F.lit(1)).alias("rows"), *columns).first().asDict()
+
+    values = query(metrics, exact=False)
+    suspect = {n: spec for n, spec in metrics.items() if "repeated" in spec and values[n]}
+    if suspect:  # repeated hashes: count the values themselves, so that a collision fails nothing
+        values.update(query(suspect, exact=True))
+    return values
 
 
 def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:
     """A few rows (or repeated values) behind a failed count: the columns its rule names, and ``id``."""
     if "repeated" in spec:
         column = spec["repeated"]
-        repeated = with_derived_columns(df).where(F.col(column).isNotNull()).groupBy(column).count()
+        repeated = with_derived_columns(df, [column]).where(F.col(column).isNotNull()).groupBy(column).count()
         rows = repeated.where("count > 1").withColumnRenamed("count", "rows").limit(EXAMPLES).collect()
     else:
         table, (where,) = _bind(df, [spec["rows_where"]], params)
@@ -159,6 +178,8 @@ def _check_suite(suite: str, spec: dict) -> None:
     """A suite whose expectations name a metric it does not define (or a metric of no known kind)
     is an error, not a pass on a missing figure."""
     for name, metric in spec["metrics"].items():
+        if name == "rows":
+            raise ValueError(f"suite {suite!r}: metric 'rows' is reserved (every suite counts its table's rows)")
         if len(set(metric) & {"rows_where", "repeated", "aggregate"}) != 1:
             raise ValueError(f"suite {suite!r}: metric {name!r} needs one of rows_where, repeated, aggregate")
     for config in spec["expectations"]:
@@ -202,11 +223,18 @@ def _run_suite(ctx, name: str, expectations: list[dict], source, frame, params: 
     definition = ctx.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=name, data=batch, suite=ctx.suites.add_or_update(suite))
     )
-    checkpoint = ctx.checkpoints.add_or_update(
-        gx.Checkpoint(name=name, validation_definitions=[definition], result_format="SUMMARY")
-    )
-    result = checkpoint.run(batch_parameters={"dataframe": frame}, expectation_parameters=params)
-    return next(iter(result.run_results.values()))
+    # run (and stored for the data docs) by the definition itself: a checkpoint around it would
+    # only add its own configuration to write and check on every run
+    return definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format="SUMMARY")
+
+
+def _source(ctx, kind: str, name: str):
+    """GX data source ``name`` of ``kind`` (spark, pandas), added to ``ctx`` once: each addition
+    rewrites the context's configuration file."""
+    try:
+        return ctx.data_sources.get(name)
+    except KeyError:
+        return getattr(ctx.data_sources, f"add_{kind}")(name=name)
 
 
 def validate_table(
@@ -214,6 +242,7 @@ def validate_table(
     suite: str,
     *,
     params: dict,
+    row_params: Callable[[int], dict] | None = None,
     task: str = "classification",
     results_dir: str | Path | None = None,
     suite_dir: str | None = None,
@@ -221,7 +250,8 @@ def validate_table(
     context=None,
 ) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
-    parameters ``params``: its schema expectations first (a table without the columns the metrics
+    parameters ``params``, and those ``row_params`` gives for the table's row count (which the
+    metrics pass counts): its schema expectations first (a table without the columns the metrics
     name fails there), then its expectations over the metrics. With ``results_dir``, the result is
     kept there as JSON (``SUITE.json``) and in GX data docs (``data_docs_index``), rebuilt now
     unless ``docs`` is false (``build_data_docs`` renders several suites' results at once).
@@ -231,14 +261,15 @@ def validate_table(
     out = Path(results_dir) if results_dir is not None else None
     ctx = context if context is not None else gx_context(out)
     schema_checks, checks = _for_task(spec.get("schema", []), task), _for_task(spec["expectations"], task)
-    tables = ctx.data_sources.add_or_update_spark(name="tables")
+    tables = _source(ctx, "spark", "tables")
     outcomes = [_run_suite(ctx, f"{suite}_schema", schema_checks, tables, df, params)]
     metrics = {}
     if outcomes[0].success:
         used = {c["kwargs"]["column"]: spec["metrics"][c["kwargs"]["column"]] for c in checks}
         metrics = compute_metrics(df, used, params)
-        metric_rows = ctx.data_sources.add_or_update_pandas(name="metrics")
-        outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), params))
+        judged = {**params, **(row_params(metrics["rows"]) if row_params else {})}
+        metric_rows = _source(ctx, "pandas", "metrics")
+        outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), judged))
     success = all(o.success for o in outcomes)
     failed = [r.expectation_config.to_json_dict() for o in outcomes for r in o.results if not r.success]
     # failed counts of rows (or of repeated values), as opposed to aggregates such as shares

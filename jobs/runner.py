@@ -14,7 +14,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
-from etl.pipeline import EtlResult, run_etl, suite_params
+from etl.pipeline import EtlResult, row_params, run_etl, suite_params
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import (
     SuiteResult,
@@ -127,12 +127,12 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
                 split_fractions=tuple(meta.get("split_fractions", cfg.etl.split_fractions)),
             )
             extra = {"vocab_size": meta["vocab_size"], "labels": meta.get("labels", [])}
-        rows = df.count() if name in ("silver", "gold") else 0
         results.append(
             validate_table(
                 df,
                 name,
-                params=suite_params(name, etl_cfg, rows, **extra),
+                params=suite_params(name, etl_cfg, **extra),
+                row_params=row_params(name, etl_cfg),
                 task=etl_cfg.task,
                 results_dir=work / "validation",
                 suite_dir=cfg.etl.expectations_dir or None,

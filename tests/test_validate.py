@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+import etl.validate
 from etl.config import EtlConfig
-from etl.pipeline import suite_params
+from etl.pipeline import row_params, suite_params
 from etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
@@ -34,8 +35,14 @@ SUITES = {
 
 def _run(spark, suite, rows, task="classification", results_dir=None):
     schema, _, extra = SUITES[suite]
-    params = suite_params(suite, CFG, len(rows), **extra)
-    return validate_table(spark.createDataFrame(rows, schema), suite, params=params, task=task, results_dir=results_dir)
+    return validate_table(
+        spark.createDataFrame(rows, schema),
+        suite,
+        params=suite_params(suite, CFG, **extra),
+        row_params=row_params(suite, CFG),
+        task=task,
+        results_dir=results_dir,
+    )
 
 
 @pytest.mark.parametrize("suite", list(SUITES))
@@ -73,6 +80,11 @@ BAD = [
         "silver",
         SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f")],
         "expect_column_values_to_be_between(raw_card_number)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "", "pos", "train", SHA, "f")],
+        "expect_column_values_to_be_between(null_or_empty_text)",
     ),
     (
         "silver",
@@ -132,11 +144,12 @@ def _queries_that_ran_jobs(spark) -> dict[int, str]:
 
 
 def test_a_passing_suite_costs_one_spark_query(spark):
-    """Every metric of a suite comes from one aggregation; GX reads the schema without a job."""
+    """Every metric of a suite, and the row count its split bounds need, come from one
+    aggregation; GX reads the schema without a job."""
     df = spark.createDataFrame(SILVER, SILVER_SCHEMA)
     df.count()
     before = max(_queries_that_ran_jobs(spark))
-    assert validate_table(df, "silver", params=suite_params("silver", CFG, len(SILVER))).success
+    assert validate_table(df, "silver", params={}, row_params=row_params("silver", CFG)).success
     ran = [d for i, d in _queries_that_ran_jobs(spark).items() if i > before]
     assert len(ran) == 1 and "validate.py" in ran[0], ran
 
@@ -156,7 +169,8 @@ def test_the_validated_table_stays_cached(spark, suite):
     df = spark.createDataFrame(rows, schema).withColumn("id", counted("id")).persist()
     df.count()
     assert computed.value == len(rows)
-    assert validate_table(df, suite, params=suite_params(suite, CFG, len(rows), **extra)).success
+    params = suite_params(suite, CFG, **extra)
+    assert validate_table(df, suite, params=params, row_params=row_params(suite, CFG)).success
     assert df.where(F.col("id").isNull()).count() == sum(r[0] is None for r in rows)
     assert computed.value == len(rows)
     df.unpersist()
@@ -169,7 +183,7 @@ def test_parameters_bind_outside_quoted_strings_only(spark):
         "bound": {"rows_where": "n > :limit"},
         "cast": {"aggregate": "max(n)::string"},
     }
-    assert compute_metrics(df, metrics, {"limit": 2}) == {"quoted": 1, "bound": 1, "cast": "3"}
+    assert compute_metrics(df, metrics, {"limit": 2}) == {"rows": 1, "quoted": 1, "bound": 1, "cast": "3"}
     with pytest.raises(ValueError, match="suite parameter 'limit' is not set"):
         compute_metrics(df, metrics, {})
 
@@ -183,12 +197,38 @@ def test_split_proportions_within_two_points_on_a_large_table(spark):
         "sha2(cast(id as string), 256) as content_sha256",
         "'f' as source_file",
     )
-    result = validate_table(skewed, "silver", params=suite_params("silver", CFG, 10_000))
+    result = validate_table(skewed, "silver", params={}, row_params=row_params("silver", CFG))
     assert result.failed_expectations == [
         "expect_column_values_to_be_between(train_share)",
         "expect_column_values_to_be_between(validation_share)",
         "expect_column_values_to_be_between(test_share)",
     ]
+
+
+def test_split_bounds_follow_the_rows_the_metrics_pass_counted(spark, tmp_path):
+    """The same skew (75/15/10 against 80/10/10) passes on 100 rows, where 4 standard errors
+    exceed 2 points, and fails on 10,000 (above)."""
+    small = spark.range(100).selectExpr(
+        "concat('s', id) as id",
+        "concat('t', id) as text",
+        "'pos' as label",
+        "case when id < 75 then 'train' when id < 90 then 'validation' else 'test' end as split",
+        "sha2(cast(id as string), 256) as content_sha256",
+        "'f' as source_file",
+    )
+    result = validate_table(small, "silver", params={}, row_params=row_params("silver", CFG), results_dir=tmp_path)
+    assert result.success, result.failed_expectations
+    assert json.loads((tmp_path / "silver.json").read_text())["metrics"]["rows"] == 100
+
+
+def test_a_hash_collision_does_not_count_as_a_repeated_value(spark, monkeypatch):
+    """Repeated values are found by hash first; where hashes repeat, the values are counted
+    exactly. A deliberately weak hash (the length) makes every id of BRONZE collide."""
+    monkeypatch.setattr(etl.validate, "REPEATED_KEY", "length({})")
+    assert _run(spark, "bronze", BRONZE).success
+    result = _run(spark, "bronze", BRONZE + [("a", "again", "pos", "f")])
+    assert result.failed_expectations == ["expect_column_values_to_be_between(repeated_id)"]
+    assert result.unexpected == 1
 
 
 def test_split_bounds_are_two_points_once_the_table_is_large():
@@ -207,7 +247,7 @@ def test_split_bounds_are_two_points_once_the_table_is_large():
 
 def test_missing_column_fails_the_table_expectation(spark):
     df = spark.createDataFrame([("a", "train", [2, 3], 0)], "id string, split string, input_ids array<int>, label int")
-    result = validate_table(df, "gold", params=suite_params("gold", CFG, 1, vocab_size=100, labels=["a"]))
+    result = validate_table(df, "gold", params=suite_params("gold", CFG, vocab_size=100, labels=["a"]))
     assert "expect_table_columns_to_match_set" in result.failed_expectations
 
 
@@ -215,7 +255,7 @@ def test_causal_lm_tables_need_no_label(spark):
     df = spark.createDataFrame(
         [("a", "train", [2, 3], 2)], "id string, split string, input_ids array<int>, n_tokens int"
     )
-    assert validate_table(df, "gold", params=suite_params("gold", CFG, 1, vocab_size=100), task="causal-lm").success
+    assert validate_table(df, "gold", params=suite_params("gold", CFG, vocab_size=100), task="causal-lm").success
 
 
 def test_an_expectation_over_an_undefined_metric_is_an_error(spark, tmp_path):
