@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -228,13 +229,17 @@ def _run_suite(ctx, name: str, expectations: list[dict], source, frame, params: 
     return definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=params, result_format="SUMMARY")
 
 
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # GX context -> {name: data source}
+
+
 def _source(ctx, kind: str, name: str):
-    """GX data source ``name`` of ``kind`` (spark, pandas), added to ``ctx`` once: each addition
-    rewrites the context's configuration file."""
-    try:
-        return ctx.data_sources.get(name)
-    except KeyError:
-        return getattr(ctx.data_sources, f"add_{kind}")(name=name)
+    """GX data source ``name`` of ``kind`` (spark, pandas), added to (or updated in) ``ctx`` once
+    per context object: each call to add one rewrites the context's configuration file. (Getting
+    one that an earlier process saved is no shortcut: its in-memory assets come back unusable.)"""
+    sources = _SOURCES.setdefault(ctx, {})
+    if name not in sources:
+        sources[name] = getattr(ctx.data_sources, f"add_or_update_{kind}")(name=name)
+    return sources[name]
 
 
 def validate_table(
