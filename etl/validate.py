@@ -3,9 +3,10 @@
 A suite (``expectations/TABLE.json``) has three parts. ``schema``: GX expectations over the
 table's columns and types, which GX answers from the Spark frame's schema without a Spark job.
 ``metrics``: the figures the row checks need, each a count of rows matching a predicate
-(``rows_where``), a count of values repeated beyond their first occurrence (``repeated``) or any
-Spark SQL aggregate (``aggregate``), all computed in one Spark pass over the table (suite
-parameters appear as ``:name``). ``expectations``: GX expectations over that one-row frame of
+(``rows_where``), a count of values repeated beyond their first occurrence (``repeated``, over
+the values' hashes first: ``REPEATED_KEY``) or any Spark SQL aggregate (``aggregate``), all
+computed, with the table's ``rows``, in one Spark pass over the table (suite parameters appear as
+``:name``). ``expectations``: GX expectations over that one-row frame of
 metrics, which decide. GX's Spark engine would instead run several jobs per suite (a window
 shuffle per uniqueness check, an aggregation per domain) and cost more than tokenizing the table.
 

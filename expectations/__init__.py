@@ -4,8 +4,9 @@ Each file holds ``schema`` (GX expectations on the table's columns and types), `
 Spark SQL figures over the table: ``{"rows_where": predicate}``, ``{"repeated": column}`` or
 ``{"aggregate": expression}``) and ``expectations`` (GX expectations over those metrics, one
 column per metric); ``etl.validate`` runs them. Values known only at run time (the label set,
-the vocabulary size, ``max_len``) are suite parameters: ``{"$PARAMETER": "name"}`` in GX
-kwargs, ``:name`` in SQL.
+the vocabulary size, ``max_len``, and the split shares' bounds, which follow from the table's row
+count) are suite parameters: ``{"$PARAMETER": "name"}`` in GX kwargs, ``:name`` in SQL. Every
+suite also counts its table's ``rows`` (a reserved metric name).
 """
 
 from __future__ import annotations
