@@ -1,7 +1,8 @@
 """One tokenlake ETL in a process of its own: ``python -m benchmarks.etl_once --input C.jsonl
---work DIR [--cores N]``. Spark runs as ``local-cluster``: a worker on this machine whose executor
-is a JVM of its own, so that the driver (this process and its JVM) holds only what a driver on a
-real cluster holds, and its memory can be measured apart from the executor's."""
+--work DIR [--cores N] [--keep]`` (``--keep``: add to the lake in DIR instead of an empty one).
+Spark runs as ``local-cluster``: a worker on this machine whose executor is a JVM of its own, so
+that the driver (this process and its JVM) holds only what a driver on a real cluster holds, and
+its memory can be measured apart from the executor's."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", required=True)
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--executor-memory-mb", type=int, default=6144)
+    p.add_argument("--keep", action="store_true", help="append to the lake in --work rather than start empty")
     args = p.parse_args(argv)
 
     from etl.config import EtlConfig
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     from jobs.session import get_spark
 
     work = Path(args.work).resolve()  # executors have working directories of their own
-    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     mem = args.executor_memory_mb
     spark = get_spark(
         "tokenlake-bench-etl",

@@ -78,6 +78,9 @@ class EtlConfig:
     """Tokens per gold file; the gold table gets at least ``min_files`` files, balanced by tokens."""
     min_files: int = 2
     """Lower bound on gold files, so that every training rank gets a shard."""
+    rebuild_gold: bool = False
+    """Rebuild gold from the whole silver table even where it could grow by this run's new rows
+    (``--rebuild-gold``); with a trained tokenizer this trains it again."""
     expectations_dir: str = ""
     """A directory of your own suites (``gold.json``, ...); empty means the shipped ones."""
 

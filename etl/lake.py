@@ -86,3 +86,21 @@ def table_digest(df: DataFrame) -> str:
     row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(row_hash).alias("s")).first()
     total = int(row["s"] or 0) % (1 << 64)
     return f"{row['n']}:{total:016x}"
+
+
+def combine_digests(a: str, b: str) -> str:
+    """The ``table_digest`` of two disjoint sets of rows together, from theirs: counts and sums add."""
+    (n_a, s_a), (n_b, s_b) = (d.split(":") for d in (a, b))
+    return f"{int(n_a) + int(n_b)}:{(int(s_a, 16) + int(s_b, 16)) % (1 << 64):016x}"
+
+
+def added_files(spark: SparkSession, path: str, version: int) -> list[str]:
+    """The names of the data files that commit ``version`` added (from its entry in the Delta log)."""
+    from urllib.parse import unquote
+
+    from pyspark.sql import functions as F
+
+    log = spark.read.json(f"{path.rstrip('/')}/_delta_log/{int(version):020d}.json")
+    if "add" not in log.columns:
+        return []
+    return [unquote(r[0]).rsplit("/", 1)[-1] for r in log.where(F.col("add").isNotNull()).select("add.path").collect()]

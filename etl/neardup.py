@@ -26,6 +26,13 @@ cost one verified edge each; they never cause a false mark.
 Cost is linear in the number of documents: one bucket row per band per document, one candidate
 edge at most per bucket row, and a handful of joins per propagation round over the rows that have
 a verified edge. Nothing is collected to the driver.
+
+Appending to a lake (``drop_near_duplicates``): stored rows keep their band hashes and the
+``minhash_spec`` they were computed with, so a run signs only its new rows (and stored rows whose
+bands are missing or were made with other settings) and joins the new rows' buckets with the
+stored ones. Only stored rows that share a bucket with a new row enter the clustering: edges
+between two stored rows can never change whether a new row is kept (a new row's component holds
+a stored row either way, or none either way), so the result is the one over the whole lake.
 """
 
 from __future__ import annotations
@@ -160,12 +167,21 @@ def band_hashes(sig: np.ndarray, bands: int) -> np.ndarray:
     return h.view(np.int64)
 
 
-def _minhash_bands_udf(num_perm: int, bands: int, seed: int):
+def minhash_spec(*, num_perm: int, bands: int, shingle_words: int, seed: int = 0) -> int:
+    """A 63-bit number naming the settings that made a row's band hashes: bands of rows with the
+    same spec are comparable, others are not."""
+    text = f"tokenlake-minhash-spec:{num_perm}:{bands}:{shingle_words}:{seed}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def _minhash_bands_udf(num_perm: int, bands: int, seed: int, counter):
     a, b = permutations(num_perm, seed)  # shipped inside the UDF: identical on every executor
     empty = np.empty(0, dtype=np.int64)
 
     @F.pandas_udf("array<bigint>")
     def minhash_bands(docs: pd.Series) -> pd.Series:
+        if counter is not None:
+            counter.add(len(docs))
         sig, nonempty = minhash_signatures(list(docs), a, b)
         out = band_hashes(sig, bands)
         return pd.Series([row if keep else empty for row, keep in zip(out, nonempty, strict=True)], index=docs.index)
@@ -181,14 +197,16 @@ def with_minhash_bands(
     bands: int = 20,
     shingle_words: int = 1,
     seed: int = 0,
+    counter=None,
 ) -> DataFrame:
     """Add ``minhash_bands`` (array<bigint>, ``bands`` values): the LSH band hashes of the text's
-    shingle set; an empty array for null or word-less text."""
+    shingle set; an empty array for null or word-less text. ``counter``: a Spark accumulator that
+    counts the documents signed (each time they are, so a recomputed frame counts again)."""
     if bands < 1 or num_perm < bands or num_perm % bands:
         raise ValueError(f"num_perm ({num_perm}) must be a positive multiple of bands ({bands})")
     if shingle_words < 1:
         raise ValueError(f"shingle_words must be >= 1, got {shingle_words}")
-    udf = _minhash_bands_udf(num_perm, bands, seed)
+    udf = _minhash_bands_udf(num_perm, bands, seed, counter)
     return df.withColumn("minhash_bands", udf(shingles(F.col(text_col), shingle_words)))
 
 
@@ -270,3 +288,67 @@ def mark_near_duplicates(
     edges = edges.localCheckpoint()  # every propagation round reads it: compute it once
     marks = _marks(edges, _components(edges, max_iterations=max_iterations))
     return df.join(marks, "id", "left").select(*df.columns, "near_dup_of")
+
+
+# ---------------------------------------------------------------- new rows against a stored table
+
+BAND_COLUMNS = ("minhash_bands", "minhash_spec")
+"""What a stored row keeps so that later runs need not sign it again."""
+
+
+def _stored_bands(stored: DataFrame, spec: int, sign) -> DataFrame:
+    """``(id, text, minhash_bands)`` of every stored row: its kept bands where they were made with
+    ``spec``, else signed now (``sign``: rows from an older lake, or from other settings)."""
+    rows = stored.select("id", "text")
+    if not set(BAND_COLUMNS) <= set(stored.columns):
+        return sign(rows)
+    fresh = F.coalesce(F.col("minhash_spec") == F.lit(spec), F.lit(False))
+    return (
+        stored.where(fresh)
+        .select("id", "text", "minhash_bands")
+        .unionByName(sign(stored.where(~fresh).select(*rows.columns)))
+    )
+
+
+def drop_near_duplicates(
+    new: DataFrame,
+    stored: DataFrame | None,
+    *,
+    threshold: float = 0.8,
+    num_perm: int = 140,
+    bands: int = 20,
+    shingle_words: int = 1,
+    seed: int = 0,
+    counter=None,
+) -> DataFrame:
+    """The rows of ``new`` (``id``, ``text``, ...) that are no near-duplicate of another new row or
+    of a ``stored`` row, with ``minhash_bands`` and ``minhash_spec`` added; stored rows win their
+    clusters (published documents never move). Only the new rows are signed, and stored rows
+    whose kept bands are missing or were made with other settings (``counter`` counts them all).
+    The result is persisted and counted: unpersist it when done."""
+    from pyspark import StorageLevel
+
+    settings = {"num_perm": num_perm, "bands": bands, "shingle_words": shingle_words, "seed": seed}
+    spec = minhash_spec(**settings)
+
+    def sign(df: DataFrame) -> DataFrame:
+        return with_minhash_bands(df, counter=counter, **settings)
+
+    signed = sign(new).withColumn("minhash_spec", F.lit(spec)).persist(StorageLevel.MEMORY_AND_DISK)
+    pool = signed.select("id", "text", "minhash_bands", F.lit(False).alias("preferred"))
+    if stored is not None:
+        # stored rows that share a bucket with a new row: found on the band column alone, and
+        # only those are read whole
+        old = _stored_bands(stored, spec, sign)
+        buckets = signed.select(F.posexplode("minhash_bands").alias("band", "bucket")).distinct()
+        near = old.select("id", F.posexplode("minhash_bands").alias("band", "bucket"))
+        near = near.join(buckets, ["band", "bucket"], "left_semi").select("id").distinct()
+        pool = pool.unionByName(old.join(near, "id", "left_semi").withColumn("preferred", F.lit(True)))
+    pool = pool.persist(StorageLevel.MEMORY_AND_DISK)  # mark_near_duplicates reads it three times
+    marked = mark_near_duplicates(pool, threshold=threshold, shingle_words=shingle_words)
+    keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id")
+    kept = signed.join(keep, "id", "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
+    kept.count()
+    pool.unpersist()
+    signed.unpersist()
+    return kept

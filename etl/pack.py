@@ -34,8 +34,9 @@ def _blocks(tokens: np.ndarray, block_len: int) -> tuple[pa.ListArray, pa.Array]
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(tokens, type=pa.int32())), pa.array(n_tokens)
 
 
-def pack_blocks(df: DataFrame, *, block_len: int) -> DataFrame:
-    """``split, input_ids`` rows (whole documents) -> ``id, split, input_ids, n_tokens`` blocks."""
+def pack_blocks(df: DataFrame, *, block_len: int, prefix: str = "") -> DataFrame:
+    """``split, input_ids`` rows (whole documents) -> ``id, split, input_ids, n_tokens`` blocks;
+    block ids are ``{prefix}{split}-{partition}-{index}`` (a prefix keeps appended blocks apart)."""
 
     def pack(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         from pyspark import TaskContext
@@ -48,7 +49,7 @@ def pack_blocks(df: DataFrame, *, block_len: int) -> DataFrame:
             ids, n_tokens = _blocks(tokens, block_len)
             first = counter.get(split, 0)
             counter[split] = first + len(n_tokens)
-            names = pa.array([f"{split}-{partition:05d}-{first + i:08d}" for i in range(len(n_tokens))])
+            names = pa.array([f"{prefix}{split}-{partition:05d}-{first + i:08d}" for i in range(len(n_tokens))])
             return pa.RecordBatch.from_arrays(
                 [names, pa.array([split] * len(n_tokens)), ids, n_tokens],
                 names=["id", "split", "input_ids", "n_tokens"],

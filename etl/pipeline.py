@@ -8,9 +8,7 @@ duplicates_exact + duplicates_near exactly (clean = rows silver already held + n
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -28,19 +26,30 @@ from etl.balance import balance_partitions, balance_report, file_count
 from etl.clean import CLEAN_REASONS, clean_docs
 from etl.config import EtlConfig
 from etl.dedup import mark_exact_duplicates, with_content_hash
+from etl.gold import APPEND, GoldCommit, gold_docs, install_tokenizer, plan_gold, tokenizer_source, write_labels
 from etl.ingest import INGEST_REASONS, flag_changed_ids, flag_duplicate_ids, parse_records
-from etl.lake import TABLES, merge_new, read_table, table_digest, table_exists, write_table
-from etl.neardup import mark_near_duplicates, with_minhash_bands
+from etl.lake import (
+    TABLES,
+    added_files,
+    combine_digests,
+    commit_metadata,
+    latest_version,
+    merge_new,
+    read_table,
+    table_digest,
+    table_exists,
+    write_table,
+)
+from etl.neardup import BAND_COLUMNS, drop_near_duplicates
 from etl.pack import pack_blocks
 from etl.pii import mask_pii, pii_counts
 from etl.quality import QUALITY_REASONS, filter_quality
 from etl.sources import read_sources, with_source_line
 from etl.split import SPLITS, assign_split
-from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, save_tokenizer, tokenize_docs, train_tokenizer, vocab_size
+from etl.tokenize import TOKENIZER_FILE, tokenize_docs, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, build_data_docs, preload, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
-LABELS_FILE = "labels.json"
 REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS + QUALITY_REASONS
 SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file", "source_line")
 
@@ -133,9 +142,19 @@ def row_params(suite: str, cfg: EtlConfig) -> Callable[[int], dict] | None:
     return partial(split_bounds, cfg.split_fractions) if suite in ("silver", "gold") else None
 
 
-def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future) -> None:
-    """Validate ``df`` before it is published; a failed suite raises ``ValidationFailed``. ``gx``
-    is the future GX context (``preload``)."""
+def _gate(
+    df: DataFrame,
+    suite: str,
+    params: dict,
+    work: Path,
+    cfg: EtlConfig,
+    result: EtlResult,
+    gx: Future,
+    stored: DataFrame | None = None,
+) -> None:
+    """Validate ``df`` before it is published (``stored``: ``df`` is what is appended to that
+    published table); a failed suite raises ``ValidationFailed``. ``gx`` is the future GX context
+    (``preload``)."""
     with _stage(f"validate_{suite}", result.timings_s):
         outcome = validate_table(
             df,
@@ -147,6 +166,7 @@ def _gate(df: DataFrame, suite: str, params: dict, work: Path, cfg: EtlConfig, r
             suite_dir=cfg.expectations_dir or None,
             docs=False,  # rendered once for all suites when the run ends, passed or not
             context=gx.result(),
+            stored=stored,
         )
     result.validations.append(outcome)
     if not outcome.success:
@@ -157,7 +177,8 @@ def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) ->
     """Run every ETL stage, publishing each table only after the version it would become passed
     its suite; raise ``ValidationFailed`` at the first table that fails (nothing after it is
     written). Bronze, silver and quarantine only gain rows they do not hold (MERGE on a key), so
-    the same input twice adds nothing; gold is rebuilt from the whole silver table."""
+    the same input twice adds nothing; gold grows by silver's new rows, or is rebuilt from the
+    whole silver table (``etl.gold``)."""
     paths = {t: str(work / "lake" / t) for t in TABLES}
     stored = {t: read_table(spark, paths[t]) if table_exists(spark, paths[t]) else None for t in TABLES}
     for table, key in MERGE_KEYS.items():
@@ -191,7 +212,8 @@ def _stages(
     ``gx``: the GX context, opened in the background while the input is read."""
     bronze, ingest_rejects, read = _ingest(spark, input_path, cfg, stored["bronze"], result.timings_s)
     _publish(bronze, "bronze", paths, stored, work, cfg, result, gx)
-    counts, silver_new, quarantine = _clean(bronze, ingest_rejects, cfg, stored["silver"], result.timings_s)
+    signed = spark.sparkContext.accumulator(0)
+    counts, silver_new, quarantine = _clean(bronze, ingest_rejects, cfg, stored["silver"], result.timings_s, signed)
     bronze.unpersist()
     ingest_rejects.unpersist()
     _publish(quarantine, "quarantine", paths, stored, work, cfg, result, gx)
@@ -206,6 +228,7 @@ def _stages(
         "duplicates_near": counts["duplicates_near"],
     }
     result.rows["new"] = _publish(silver_new, "silver", paths, stored, work, cfg, result, gx)
+    result.tables["silver"]["rows_signed"] = signed.value
     silver_new.unpersist()
     silver = read_table(spark, paths["silver"], result.tables["silver"]["version"])
     split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
@@ -215,7 +238,7 @@ def _stages(
         raise ValueError(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
-    _build_gold(silver, work, cfg, paths["gold"], result, gx)
+    _build_gold(silver, work, cfg, paths, result, gx)
 
 
 def _ingest(
@@ -246,12 +269,13 @@ def _ingest(
 
 
 def _clean(
-    bronze: DataFrame, ingest_rejects: DataFrame, cfg: EtlConfig, stored: DataFrame | None, timings: dict
+    bronze: DataFrame, ingest_rejects: DataFrame, cfg: EtlConfig, stored: DataFrame | None, timings: dict, signed
 ) -> tuple[dict, DataFrame, DataFrame]:
     """Clean, filter, mask, de-duplicate and split this run's bronze rows. Return the counts
     (``stored``: rows silver already holds, ``unique_new``: rows it does not, ``duplicates_exact``,
-    ``duplicates_near``), silver's
-    new rows and the run's quarantine rows (ingest and clean), both persisted."""
+    ``duplicates_near``), silver's new rows (with their MinHash bands, for later runs) and the
+    run's quarantine rows (ingest and clean), both persisted. ``signed``: an accumulator of the
+    documents given a MinHash signature."""
     with _stage("clean", timings) as progress:
         cleaned = (
             bronze.withColumn("raw", F.col("text"))
@@ -277,10 +301,22 @@ def _clean(
         candidates = kept.where(~F.col("is_duplicate") & ~F.col("is_stored"))
         candidates_count = candidates.count()
         if cfg.near_dup_threshold > 0:
-            candidates = _drop_near_duplicates(candidates, stored, cfg)
+            candidates = drop_near_duplicates(
+                candidates,
+                stored,
+                threshold=cfg.near_dup_threshold,
+                num_perm=cfg.minhash_perm,
+                bands=cfg.minhash_bands,
+                shingle_words=cfg.shingle_words,
+                counter=signed,
+            )
+        else:  # no bands: a later run with near-duplicates on signs these rows then
+            candidates = candidates.withColumns(
+                {"minhash_bands": F.lit(None).cast("array<bigint>"), "minhash_spec": F.lit(None).cast("bigint")}
+            )
         silver_new = (
             candidates.transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt)
-            .select(*SILVER_COLUMNS)
+            .select(*SILVER_COLUMNS, *BAND_COLUMNS)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         counts = {
@@ -290,69 +326,57 @@ def _clean(
         progress["rows"] = counts["unique_new"] = silver_new.count()
         counts["duplicates_near"] = candidates_count - counts["unique_new"]
         kept.unpersist()
+        candidates.unpersist()
     return counts, silver_new, quarantine
-
-
-def _drop_near_duplicates(candidates: DataFrame, stored: DataFrame | None, cfg: EtlConfig) -> DataFrame:
-    """The candidates that are no near-duplicate of another candidate or of a stored silver row
-    (stored rows win their clusters: published documents never move)."""
-    settings = {"num_perm": cfg.minhash_perm, "bands": cfg.minhash_bands, "shingle_words": cfg.shingle_words}
-    pool = candidates.select("id", "text", F.lit(False).alias("preferred"))
-    if stored is not None:
-        pool = pool.unionByName(stored.select("id", "text", F.lit(True).alias("preferred")))
-    pool = pool.transform(with_minhash_bands, **settings).persist(StorageLevel.MEMORY_AND_DISK)
-    marked = mark_near_duplicates(pool, threshold=cfg.near_dup_threshold, shingle_words=cfg.shingle_words)
-    # the kept ids, computed once (mark_near_duplicates reads the pool three times), then the pool goes
-    keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id").localCheckpoint()
-    pool.unpersist()
-    return candidates.join(keep, "id", "left_semi")
 
 
 def _publish(
     df: DataFrame, table: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future
 ) -> int:
-    """Validate the version ``table`` would become with ``df``'s new rows, then MERGE them in;
-    return how many rows were new."""
+    """Validate the version ``table`` would become with ``df``'s new rows (the new rows against the
+    stored table, ``etl.validate``), then MERGE them in; return how many rows were new."""
     before, key = stored[table], MERGE_KEYS[table]
-    after = (
-        df
-        if before is None
-        else before.unionByName(df.join(before.select(key), key, "left_anti"), allowMissingColumns=True)
-    )
-    _gate(after, table, suite_params(table, cfg), work, cfg, result, gx)
+    new = df if before is None else df.join(before.select(key), key, "left_anti")
+    _gate(new, table, suite_params(table, cfg), work, cfg, result, gx, stored=before)
     version, inserted = merge_new(df, paths[table], key=key, metadata={"validation": "passed", "suite": table})
     result.tables[table] = {"path": paths[table], "version": version, "rows_inserted": inserted}
     return inserted
 
 
-def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, result: EtlResult, gx: Future) -> None:
-    timings = result.timings_s
-    tokenizer_dir = work / "tokenizer"
+def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, paths: dict, result: EtlResult, gx: Future) -> None:
+    """Append silver's new rows to gold, or rebuild gold from all of ``silver`` (``etl.gold``)."""
+    spark, timings, tokenizer_dir, gold_path = silver.sparkSession, result.timings_s, work / "tokenizer", paths["gold"]
+    exists = table_exists(spark, gold_path)
+    stored_meta = commit_metadata(spark, gold_path, latest_version(spark, gold_path)) if exists else None
+    labels = label_names(silver) if cfg.task == "classification" else []
+    plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
+    append = plan.mode == APPEND
+    log.info("gold: %s (%s)", plan.mode, plan.reason)
     with _stage("tokenizer", timings):
-        shutil.rmtree(tokenizer_dir, ignore_errors=True)
-        if cfg.tokenizer:
-            result.tokenizer_fingerprint = copy_tokenizer(cfg.tokenizer, tokenizer_dir)
-        else:
-            tok = train_tokenizer(
-                tokenizer_sample(silver, cfg.tokenizer_sample_docs), kind=cfg.tokenizer_kind, vocab_size=cfg.vocab_size
-            )
-            result.tokenizer_fingerprint = save_tokenizer(
-                tok, tokenizer_dir, kind=cfg.tokenizer_kind, max_len=cfg.max_len
-            )
+        sample = partial(tokenizer_sample, silver, cfg.tokenizer_sample_docs)
+        result.tokenizer_fingerprint = install_tokenizer(plan, cfg, tokenizer_dir, sample)
         result.tokenizer_dir = str(tokenizer_dir)
         result.vocab_size = vocab_size(tokenizer_dir)
-    docs = silver.select("id", "split", "text")
     if cfg.task == "classification":
-        result.labels = label_names(silver)
-        (tokenizer_dir / LABELS_FILE).write_text(json.dumps({n: i for i, n in enumerate(result.labels)}, indent=1))
-        label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(result.labels) for x in (n, i)])
-        docs = silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
+        result.labels = plan.stored.labels if append else labels
+        write_labels(tokenizer_dir, result.labels)
+    silver_version = result.tables["silver"]["version"]
+    rows = silver
+    if append:  # the rows silver gained since the version gold last took in
+        taken = read_table(spark, paths["silver"], plan.stored.silver_version).select("id")
+        rows = silver.join(taken, "id", "left_anti")
     causal = cfg.task == "causal-lm"
+    tokenized = spark.sparkContext.accumulator(0)
     with _stage("tokenize", timings) as progress:
         tokens = tokenize_docs(
-            docs, tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE), max_len=None if causal else cfg.max_len
+            gold_docs(rows, result.labels, cfg.task),
+            tokenizer_file=str(tokenizer_dir / TOKENIZER_FILE),
+            max_len=None if causal else cfg.max_len,
+            counter=tokenized,
         )
-        gold = (pack_blocks(tokens, block_len=cfg.max_len) if causal else tokens).persist(StorageLevel.MEMORY_AND_DISK)
+        prefix = f"s{silver_version}-" if append else ""  # appended blocks' ids never clash with stored ones
+        gold = pack_blocks(tokens, block_len=cfg.max_len, prefix=prefix) if causal else tokens
+        gold = gold.persist(StorageLevel.MEMORY_AND_DISK)
         totals = gold.agg(F.count(F.lit(1)).alias("rows"), F.sum("n_tokens").alias("tokens")).first()
         progress["rows"] = gold_rows = totals["rows"]
     files = file_count(totals["tokens"] or 0, target_per_file=cfg.target_file_tokens, min_files=cfg.min_files)
@@ -365,29 +389,44 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, gold_path: str, r
         }
     try:
         params = suite_params("gold", cfg, vocab_size=result.vocab_size, labels=result.labels)
-        _gate(gold, "gold", params, work, cfg, result, gx)
-        result.gold_digest = table_digest(gold)
+        _gate(gold, "gold", params, work, cfg, result, gx, stored=read_table(spark, gold_path) if append else None)
+        digest = table_digest(gold)
+        commit = GoldCommit(
+            tokenizer_fingerprint=result.tokenizer_fingerprint,
+            tokenizer_source=tokenizer_source(cfg),
+            vocab_size=result.vocab_size,
+            max_len=cfg.max_len,
+            task=cfg.task,
+            labels=result.labels,
+            split_fractions=list(cfg.split_fractions),
+            silver_version=silver_version,
+            rows=plan.stored.rows + gold_rows if append else gold_rows,
+            digest=combine_digests(plan.stored.digest, digest) if append else digest,
+            mode=plan.mode,
+        )
+        result.gold_digest = commit.digest
         with _stage("publish", timings) as progress:
             progress["rows"] = gold_rows
-            version = write_table(
-                balance_partitions(gold, weight=F.col("n_tokens"), files=files),
-                gold_path,
-                metadata={
-                    "validation": "passed",
-                    "suite": "gold",
-                    "tokenizer_fingerprint": result.tokenizer_fingerprint,
-                    "vocab_size": result.vocab_size,
-                    "max_len": cfg.max_len,
-                    "labels": result.labels,
-                    "task": cfg.task,
-                    "split_fractions": list(cfg.split_fractions),
-                    "rows": gold_rows,
-                    "digest": result.gold_digest,
-                },
-            )
-        result.partitions = balance_report(
-            gold, read_table(gold.sparkSession, gold_path, version), weight=F.col("n_tokens"), files=files
-        )
+            if append and gold_rows == 0:  # nothing new: gold stays at its version
+                version = latest_version(spark, gold_path)
+            else:
+                version = write_table(
+                    balance_partitions(gold, weight=F.col("n_tokens"), files=files),
+                    gold_path,
+                    mode="append" if append else "overwrite",
+                    metadata=commit.metadata(),
+                )
+        written = read_table(spark, gold_path, version)
+        file_name = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
+        written = written.where(file_name.isin(added_files(spark, gold_path, version)) if gold_rows else F.lit(False))
+        result.partitions = balance_report(gold, written, weight=F.col("n_tokens"), files=files)
     finally:
         gold.unpersist()
-    result.tables["gold"] = {"path": gold_path, "version": version, "digest": result.gold_digest}
+    result.tables["gold"] = {
+        "path": gold_path,
+        "version": version,
+        "digest": result.gold_digest,
+        "mode": plan.mode,
+        "mode_reason": plan.reason,
+        "rows_tokenized": tokenized.value,
+    }

@@ -160,8 +160,9 @@ def encode_texts(tok, texts: list[str]) -> tuple[pa.ListArray, pa.Array]:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)), pa.array(lengths)
 
 
-def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None) -> DataFrame:
-    """Replace ``text`` by ``input_ids`` (truncated to ``max_len`` unless None) and ``n_tokens``."""
+def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None, counter=None) -> DataFrame:
+    """Replace ``text`` by ``input_ids`` (truncated to ``max_len`` unless None) and ``n_tokens``.
+    ``counter``: a Spark accumulator that counts the documents encoded."""
     keep = [f for f in df.schema.fields if f.name != "text"]
     schema = T.StructType(
         keep
@@ -175,6 +176,8 @@ def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None) ->
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         tok = _worker_tokenizer(tokenizer_file, max_len)
         for batch in batches:
+            if counter is not None:
+                counter.add(batch.num_rows)
             ids, n_tokens = encode_texts(tok, batch.column("text").to_pylist())
             yield pa.RecordBatch.from_arrays(
                 [batch.column(n) for n in names] + [ids, n_tokens], names=names + ["input_ids", "n_tokens"]

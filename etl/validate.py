@@ -10,6 +10,10 @@ computed, with the table's ``rows``, in one Spark pass over the table (suite par
 metrics, which decide. GX's Spark engine would instead run several jobs per suite (a window
 shuffle per uniqueness check, an aggregation per domain) and cost more than tokenizing the table.
 
+Appending rows to a published table (``stored=``) costs what the append costs wherever a check
+allows it: each metric's ``scope`` says whether the new rows decide it (with the stored keys for a
+repeated count) or the whole table does (a share of rows).
+
 ``validate_table`` writes the result under the results directory (``SUITE.json``: GX's results,
 the metrics, and a few example rows for each failed count) and returns a compact summary.
 """
@@ -146,20 +150,55 @@ def _bind(df: DataFrame, sql: list[str], params: dict) -> tuple[DataFrame, list[
     return with_derived_columns(df, bound).withColumns({f"__param_{n}": F.lit(params[n]) for n in used}), bound
 
 
-def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict) -> dict:
-    """Every metric, and the table's ``rows``, from one Spark query over the table (the
-    ``repeated`` counts share its shuffle); a second query only where a repeated count is not 0."""
+def scope(spec: dict) -> str:
+    """Where a metric is computed when rows are appended to a published table: ``rows`` (the new
+    rows decide: a count of rows breaking a rule, a bound on each row; ``repeated`` counts also
+    look up the new keys among the stored ones) or ``table`` (the whole table, e.g. a share). A
+    suite says ``"scope"``; an ``aggregate`` that does not is taken as ``table``."""
+    return spec.get("scope", "table" if "aggregate" in spec else "rows")
 
-    def query(specs: dict[str, dict], exact: bool) -> dict:
-        table, sql = _bind(df, [metric_sql(spec, exact=exact) for spec in specs.values()], params)
+
+def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict, *, stored: DataFrame | None = None) -> dict:
+    """Every metric, and the table's ``rows``, from one Spark query over the table (the
+    ``repeated`` counts share its shuffle); a second query only where a repeated count is not 0.
+
+    ``stored``: ``df`` holds only the rows to be appended to ``stored`` (a published table, which
+    passed this suite). Metrics of scope ``rows`` are then computed over ``df`` (a repeated count
+    adds the new values that ``stored`` holds, looked up by their hashes first), those of scope
+    ``table`` over both, reading only the columns they name; ``rows`` counts both."""
+
+    def query(frame: DataFrame, specs: dict[str, dict], exact: bool) -> dict:
+        table, sql = _bind(frame, [metric_sql(spec, exact=exact) for spec in specs.values()], params)
         columns = [F.expr(text).alias(name) for name, text in zip(specs, sql, strict=True)]
         return table.agg(F.count(F.lit(1)).alias("rows"), *columns).first().asDict()
 
-    values = query(metrics, exact=False)
+    if stored is None:
+        values = query(df, metrics, exact=False)
+    else:
+        whole = {n: spec for n, spec in metrics.items() if scope(spec) == "table"}
+        values = query(df, {n: spec for n, spec in metrics.items() if n not in whole}, exact=False)
+        values.update(query(stored.unionByName(df, allowMissingColumns=True), whole, exact=False))
+        for name, spec in metrics.items():
+            if "repeated" in spec and name not in whole:
+                values[name] += _stored_repeats(df, stored, spec["repeated"])
     suspect = {n: spec for n, spec in metrics.items() if "repeated" in spec and values[n]}
     if suspect:  # repeated hashes: count the values themselves, so that a collision fails nothing
-        values.update(query(suspect, exact=True))
+        exact = query(df, suspect, exact=True)
+        for name, spec in suspect.items():
+            extra = 0 if stored is None else _stored_repeats(df, stored, spec["repeated"], exact=True)
+            values[name] = exact[name] + extra
     return values
+
+
+def _stored_repeats(new: DataFrame, stored: DataFrame, column: str, *, exact: bool = False) -> int:
+    """How many non-null values of ``new`` (counted with their repeats) ``stored`` holds too: what
+    they add to the table's repeated count. By the values' hashes (an upper bound) unless ``exact``."""
+
+    def keys(df: DataFrame):
+        value = with_derived_columns(df, [column]).select(F.expr(column).alias("_value")).where("_value IS NOT NULL")
+        return value if exact else value.select(F.expr(REPEATED_KEY.format("_value")).alias("_value"))
+
+    return keys(new).join(keys(stored).distinct(), "_value", "left_semi").count()
 
 
 def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:
@@ -184,6 +223,8 @@ def _check_suite(suite: str, spec: dict) -> None:
             raise ValueError(f"suite {suite!r}: metric 'rows' is reserved (every suite counts its table's rows)")
         if len(set(metric) & {"rows_where", "repeated", "aggregate"}) != 1:
             raise ValueError(f"suite {suite!r}: metric {name!r} needs one of rows_where, repeated, aggregate")
+        if metric.get("scope", "rows") not in ("rows", "table"):
+            raise ValueError(f"suite {suite!r}: metric {name!r} has scope {metric['scope']!r}, not rows or table")
     for config in spec["expectations"]:
         if config["kwargs"].get("column") not in spec["metrics"]:
             raise ValueError(f"suite {suite!r}: {expectation_name(config)} names no metric of the suite")
@@ -254,6 +295,7 @@ def validate_table(
     suite_dir: str | None = None,
     docs: bool = True,
     context=None,
+    stored: DataFrame | None = None,
 ) -> SuiteResult:
     """Run suite ``suite`` (from ``suite_dir`` or the shipped ones) over ``df`` with suite
     parameters ``params``, and those ``row_params`` gives for the table's row count (which the
@@ -261,7 +303,8 @@ def validate_table(
     name fails there), then its expectations over the metrics. With ``results_dir``, the result is
     kept there as JSON (``SUITE.json``) and in GX data docs (``data_docs_index``), rebuilt now
     unless ``docs`` is false (``build_data_docs`` renders several suites' results at once).
-    ``context``: the GX context of ``results_dir`` if the caller opened it already (``preload``)."""
+    ``context``: the GX context of ``results_dir`` if the caller opened it already (``preload``).
+    ``stored``: ``df`` is only the rows to be appended to this published table (``compute_metrics``)."""
     spec = load_suite(suite, suite_dir)
     _check_suite(suite, spec)
     out = Path(results_dir) if results_dir is not None else None
@@ -272,7 +315,7 @@ def validate_table(
     metrics = {}
     if outcomes[0].success:
         used = {c["kwargs"]["column"]: spec["metrics"][c["kwargs"]["column"]] for c in checks}
-        metrics = compute_metrics(df, used, params)
+        metrics = compute_metrics(df, used, params, stored=stored)
         judged = {**params, **(row_params(metrics["rows"]) if row_params else {})}
         metric_rows = _source(ctx, "pandas", "metrics")
         outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), judged))
@@ -282,7 +325,8 @@ def validate_table(
     counted = [
         n for n in (c["kwargs"].get("column") for c in failed) if n in metrics and "aggregate" not in spec["metrics"][n]
     ]
-    shown = {n: examples(df, spec["metrics"][n], params) for n in counted}
+    whole = df if stored is None else stored.unionByName(df, allowMissingColumns=True)
+    shown = {n: examples(whole, spec["metrics"][n], params) for n in counted}
     path = None
     if out is not None:
         path = out / f"{suite}.json"

@@ -48,6 +48,12 @@ def _etl_flags(p: argparse.ArgumentParser) -> None:
         choices=("classification", "causal-lm"),
         help="classification (labelled docs, truncated) or causal-lm (unlabelled, packed blocks)",
     )
+    p.add_argument(
+        "--rebuild-gold",
+        action="store_true",
+        default=None,
+        help="re-tokenize all of silver into gold even where gold could grow by the new rows alone",
+    )
 
 
 def _train_flags(p: argparse.ArgumentParser) -> None:
@@ -164,6 +170,7 @@ def config_from_args(args: argparse.Namespace):
             "train.epochs": getattr(args, "epochs", None),
             "etl.max_len": getattr(args, "max_len", None),
             "etl.task": getattr(args, "task", None),
+            "etl.rebuild_gold": getattr(args, "rebuild_gold", None),
             "train.batch_size": getattr(args, "batch_size", None),
             "train.num_processes": getattr(args, "num_processes", None),
             "train.local_mode": getattr(args, "local_mode", None),

@@ -3,6 +3,7 @@ rows, and no stored document changes split."""
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from etl.config import EtlConfig
 from etl.generate import CLASSES, make_document
 from etl.lake import read_table
 from etl.pipeline import run_etl
+from jobs.runner import usable_gold
 
 LABELS = sorted(CLASSES)
 CFG = EtlConfig(vocab_size=300, min_files=1)
@@ -54,11 +56,14 @@ def test_same_input_twice_adds_nothing_and_a_new_file_adds_its_new_rows(spark, t
     expected = {"read": 123, "clean": 120, "new": 120, "quarantined": 1, "duplicates_exact": 1, "duplicates_near": 1}
     assert {k: one.rows[k] for k in expected} == expected
     assert _counts(spark, one) == {"bronze": 122, "quarantine": 1, "silver": 120, "gold": 120}
+    assert _work(one) == ("rebuild", 121, 120)  # signed: every row past exact de-duplication
 
     two = run_etl(spark, str(corpus), work, CFG)  # the same input again
     assert {k: two.rows[k] for k in expected} == {**expected, "new": 0}
     assert _counts(spark, two) == _counts(spark, one)
     assert _splits(spark, two) == _splits(spark, one)
+    assert _work(two) == ("append", 1, 0)  # only a-near is new to silver (and a near-duplicate again)
+    assert two.tables["gold"]["version"] == one.tables["gold"]["version"]  # nothing new: no commit
 
     second = _docs("b", 30, seed=2)
     again = {"id": "b-dup", "text": first[5]["text"], "label": first[5]["label"]}  # stored content, new id
@@ -73,11 +78,39 @@ def test_same_input_twice_adds_nothing_and_a_new_file_adds_its_new_rows(spark, t
     splits = _splits(spark, three)
     assert {i: splits[i] for i in _splits(spark, one)} == _splits(spark, one)  # nothing moved
     assert _counts(spark, three) == {"bronze": 122 + 32, "quarantine": 3, "silver": 150, "gold": 150}
+    # signed: the appended file's 30 new rows, its near copy and a-near again; tokenized: the 30
+    assert _work(three) == ("append", 32, 30)
+    assert three.tokenizer_fingerprint == one.tokenizer_fingerprint  # kept, not trained again
+    gold, _ = usable_gold(spark, work, None)  # the combined digest is the table's
+    assert gold["digest"] == three.tables["gold"]["digest"] and gold["digest"].startswith("150:")
+    gold_ids = read_table(spark, gold["path"], gold["version"]).select("id").distinct().count()
+    assert gold_ids == 150
 
-    four = run_etl(spark, str(corpus / "b.jsonl"), work, CFG)  # only the new file, again
+    four = run_etl(spark, str(corpus / "b.jsonl"), work, replace(CFG, rebuild_gold=True))  # the new file, again
     assert four.rows["new"] == 0 and _counts(spark, four) == _counts(spark, three)
     r = four.rows
     assert r["read"] == r["clean"] + r["quarantined"] + r["duplicates_exact"] + r["duplicates_near"]
+    assert _work(four) == ("rebuild", 1, 150)  # b-near, a near copy again
+    assert four.tables["gold"]["mode_reason"] == "rebuild_gold asked for"
+
+
+def _work(result) -> tuple[str, int, int]:
+    """Gold's mode, and how many documents this run signed (MinHash) and tokenized."""
+    return (
+        result.tables["gold"]["mode"],
+        result.tables["silver"]["rows_signed"],
+        result.tables["gold"]["rows_tokenized"],
+    )
+
+
+def test_gold_is_rebuilt_when_the_tokenizer_settings_or_max_len_change(spark, tmp_path):
+    corpus, work = tmp_path / "a.jsonl", tmp_path / "work"
+    _write(corpus, _docs("a", 40, seed=3))
+    run_etl(spark, str(corpus), work, CFG)
+    _write(tmp_path / "b.jsonl", _docs("b", 10, seed=4))
+    longer = run_etl(spark, str(tmp_path / "b.jsonl"), work, replace(CFG, max_len=64))
+    assert _work(longer) == ("rebuild", 10, 50) and longer.tables["gold"]["mode_reason"] == "max_len changed"
+    assert read_table(spark, longer.tables["gold"]["path"]).count() == 50
 
 
 def test_a_table_from_an_older_layout_is_a_clear_error(spark, tmp_path):

@@ -269,3 +269,38 @@ def test_an_expectation_over_an_undefined_metric_is_an_error(spark, tmp_path):
 def test_unknown_suite_is_a_clear_error(spark):
     with pytest.raises(KeyError, match="no expectation suite 'platinum'"):
         validate_table(spark.createDataFrame(GOLD, GOLD_SCHEMA), "platinum", params={})
+
+
+def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_shares(spark):
+    """``stored=``: per-row rules read the new rows only (the stored ones passed when published),
+    a repeated key counts the new rows' values that the stored table holds, and a share (scope
+    ``table``) is taken over stored and new rows together."""
+    stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
+    new = [(f"n{i}", f"new {i}", "pos", "train", f"{100 + i:064x}", "f") for i in range(2)]
+    metrics = {name: spec for name, spec in etl.validate.load_suite("silver", None)["metrics"].items()}
+    frame = spark.createDataFrame(new, SILVER_SCHEMA)
+    values = compute_metrics(frame, metrics, {}, stored=stored)
+    assert values["rows"] == 12 and values["train_share"] == 10 / 12
+    assert values["repeated_id"] == 0 and values["repeated_content_sha256"] == 0
+
+    clash = new + [("s3", "changed", "pos", "train", f"{3:064x}", "f"), ("n0", "again", "pos", "test", SHA, "f")]
+    values = compute_metrics(spark.createDataFrame(clash, SILVER_SCHEMA), metrics, {}, stored=stored)
+    assert (values["repeated_id"], values["repeated_content_sha256"]) == (2, 1)  # s3 stored; n0 twice; sha of s3
+
+    # a stored row that breaks a per-row rule is not judged again, a new one is
+    bad_stored = stored.unionByName(spark.createDataFrame([("s99", "", "pos", "train", SHA, "f")], SILVER_SCHEMA))
+    assert compute_metrics(frame, metrics, {}, stored=bad_stored)["null_or_empty_text"] == 0
+    bad_new = spark.createDataFrame([("n9", "", "pos", "train", SHA, "f")], SILVER_SCHEMA)
+    result = validate_table(bad_new, "silver", params={}, row_params=row_params("silver", CFG), stored=stored)
+    assert not result.success
+    assert result.failed_expectations == ["expect_column_values_to_be_between(null_or_empty_text)"]
+
+
+def test_a_repeated_hash_in_an_append_is_recounted_over_the_values(spark, monkeypatch):
+    monkeypatch.setattr(etl.validate, "REPEATED_KEY", "length({})")  # every id of one length "collides"
+    stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
+    new = spark.createDataFrame([("n1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
+    metrics = {"repeated_id": {"repeated": "id"}}
+    assert compute_metrics(new, metrics, {}, stored=stored)["repeated_id"] == 0
+    again = spark.createDataFrame([("s1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
+    assert compute_metrics(again, metrics, {}, stored=stored)["repeated_id"] == 1
