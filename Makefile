@@ -10,19 +10,22 @@ SAMPLE ?= data/sample.jsonl
 SAMPLE_DOCS ?= 4000
 WORK ?= work
 PYTEST_ARGS ?=
+# the datatrove peer's environment (benchmarks/peer-requirements.txt): numpy >= 2, unlike ours
+PEER_VENV ?= $(HOME)/.cache/tokenlake/peer-venv
+PEER_STAMP := $(PEER_VENV)/.peer-$(shell cat benchmarks/peer-requirements.txt | sha256sum | cut -c1-16)
 
-.PHONY: run test bench java venv delta-jars lint clean
+.PHONY: run test bench java venv peer-venv delta-jars lint clean
 
 run: venv delta-jars $(SAMPLE)
 	$(VENV)/bin/tokenlake run --input $(SAMPLE) --work $(WORK)
 
-test: venv delta-jars
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: venv delta-jars peer-venv
+	TOKENLAKE_PEER_PYTHON=$(PEER_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 # Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
 BENCH_MB ?= 200
-bench: venv delta-jars
-	$(PY) -m benchmarks.run --mb $(BENCH_MB)
+bench: venv delta-jars peer-venv
+	$(PY) -m benchmarks.run --mb $(BENCH_MB) --peer-python $(PEER_VENV)/bin/python
 
 lint: venv
 	$(VENV)/bin/ruff check etl training jobs expectations tests benchmarks
@@ -33,6 +36,13 @@ java:
 	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "error: Java 17+ is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
 
 venv: java $(STAMP)
+
+peer-venv: $(PEER_STAMP)
+
+$(PEER_STAMP):
+	@test -x $(PEER_VENV)/bin/python || python3 -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q -r benchmarks/peer-requirements.txt
+	@rm -f $(PEER_VENV)/.peer-* && touch $@
 
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)

@@ -17,7 +17,7 @@ import logging
 import random
 from pathlib import Path
 
-from benchmarks.measure import corpus_docs, emit, file_mb, median, run_child
+from benchmarks.measure import emit, file_mb, make_corpus, median, run_child
 
 log = logging.getLogger("tokenlake.bench")
 COPY_RATE = 0.02  # exact copies, and as many near copies, of stored documents per new document
@@ -30,22 +30,32 @@ def _near(text: str, rng: random.Random) -> str:
     return " ".join(words)
 
 
-def append_file(path: Path, lake_corpus: Path, mb: float, seed: int) -> Path:
-    """About ``mb`` MB of new documents, with ``COPY_RATE`` exact and near copies of lake documents."""
-    from etl.generate import generate_corpus
+def _documents(lake_corpus: Path, n: int) -> list[dict]:
+    """The first ``n`` well-formed documents of the lake's corpus."""
+    docs = []
+    with lake_corpus.open("rb") as fh:
+        for line in fh:
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("text"), str) and doc["text"].strip():
+                docs.append(doc)
+            if len(docs) >= n:
+                break
+    return docs
 
-    generate_corpus(path, corpus_docs(mb, 330), seed=seed)  # ids doc-SEED-N: never the lake's
+
+def append_file(path: Path, lake_corpus: Path, mb: float, seed: int, kind: str = "web") -> Path:
+    """About ``mb`` MB of new documents like the lake's (ids ``doc-SEED-N``: never the lake's), and
+    ``COPY_RATE`` exact and as many near copies of lake documents under new ids."""
+    path.unlink(missing_ok=True)
+    make_corpus(path, mb, seed, kind=kind)
     new = path.read_text().splitlines()
     rng = random.Random(seed)
-    stored = []
-    with lake_corpus.open() as fh:
-        for i, line in enumerate(fh):
-            if i >= 20 * len(new):
-                break
-            stored.append(line)
+    stored = _documents(lake_corpus, 20 * len(new))
     copies = []
-    for k, line in enumerate(rng.sample(stored, 2 * max(1, int(COPY_RATE * len(new))))):
-        doc = json.loads(line)
+    for k, doc in enumerate(rng.sample(stored, 2 * max(1, int(COPY_RATE * len(new))))):
         doc["id"] = f"copy-{seed}-{k}"
         if k % 2:
             doc["text"] = _near(doc["text"], rng)
@@ -54,11 +64,13 @@ def append_file(path: Path, lake_corpus: Path, mb: float, seed: int) -> Path:
     return path
 
 
-def append_runs(lake_corpus: Path, lake_work: Path, work: Path, mb: float, repeats: int, cores: int) -> dict:
+def append_runs(
+    lake_corpus: Path, lake_work: Path, work: Path, mb: float, repeats: int, cores: int, *, kind: str = "web"
+) -> dict:
     """Each repeat: a new file appended to the lake in ``lake_work``, then alone in an empty dir."""
     runs = {"append": [], "alone": []}
     for r in range(repeats):
-        path = append_file(work / f"append_{r}.jsonl", lake_corpus, mb, seed=1000 + r)
+        path = append_file(work / f"append_{kind}_{r}.jsonl", lake_corpus, mb, seed=1000 + r, kind=kind)
         for key, target, keep in (("append", lake_work, ["--keep"]), ("alone", work / "append_alone", [])):
             args = ["benchmarks.etl_once", "--input", str(path), "--work", str(target), "--cores", str(cores), *keep]
             result, _ = run_child(args)
@@ -79,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mb", type=float, default=1.0, help="size of each appended file")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--kind", choices=("web", "short"), default="web", help="the appended documents' kind")
     args = p.parse_args(argv)
     from jobs.cli import setup_logging
 
@@ -91,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
             ["benchmarks.etl_once", "--input", str(corpus), "--work", str(lake), "--cores", str(args.cores)]
         )
         log.info("lake built from %.1f MB in %.1f s", file_mb(corpus), built["seconds"])
-    result = append_runs(corpus, lake, work, args.mb, args.repeats, args.cores)
+    result = append_runs(corpus, lake, work, args.mb, args.repeats, args.cores, kind=args.kind)
     emit(result)
     print(f"append_vs_alone_ratio {result['ratio']:.3f} (alone: {result['alone_seconds']:.1f} s)")
 

@@ -39,13 +39,16 @@ def _driver_processes(root):
     return procs
 
 
-def run_child(args: list[str], *, env: dict | None = None, interval_s: float = 0.05) -> tuple[dict, int]:
-    """Run ``python -m ARGS``; return the JSON it printed after ``RESULT_PREFIX`` and the peak sum of
-    the RSS of its driver processes (Python + JVM), sampled every ``interval_s``."""
+def run_child(
+    args: list[str], *, env: dict | None = None, interval_s: float = 0.05, python: str | None = None
+) -> tuple[dict, int]:
+    """Run ``python -m ARGS`` (this interpreter unless ``python``); return the JSON it printed after
+    ``RESULT_PREFIX`` and the peak sum of the RSS of its driver processes (Python + JVM), sampled
+    every ``interval_s``."""
     import psutil
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", *args],
+        [python or sys.executable, "-m", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -91,7 +94,7 @@ def machine() -> dict:
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()
     versions = {}
     for package in ("pyspark", "delta-spark", "petastorm", "pyarrow", "torch", "tokenizers", "transformers",
-                    "datasets", "great-expectations", "mlflow"):  # fmt: skip
+                    "great-expectations", "mlflow"):  # fmt: skip
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -108,6 +111,32 @@ def machine() -> dict:
 
 def corpus_docs(mb: float, bytes_per_doc: float) -> int:
     return max(200, round(mb * 1e6 / bytes_per_doc))
+
+
+CORPUS_KINDS = {
+    # the dirt the ETL exists for, at once, and lengths like crawled pages (mean over 2 KB)
+    "web": {
+        "dup_rate": 0.03,
+        "near_dup_rate": 0.03,
+        "pii_rate": 0.1,
+        "noise_rate": 0.1,
+        "bad_rate": 0.01,
+        "web_lengths": True,
+    },
+    "short": {},  # short clean documents
+}
+
+
+def make_corpus(path: Path, mb: float, seed: int, *, kind: str = "web") -> Path:
+    """A generated corpus of about ``mb`` MB of ``CORPUS_KINDS[kind]`` (deterministic per seed)."""
+    from etl.generate import generate_corpus
+
+    if not path.exists():
+        probe = generate_corpus(path.with_suffix(".probe"), 2000, seed, **CORPUS_KINDS[kind])
+        per_doc = probe.stat().st_size / 2000
+        probe.unlink()
+        generate_corpus(path, corpus_docs(mb, per_doc), seed, **CORPUS_KINDS[kind])
+    return path
 
 
 def file_mb(path: Path) -> float:

@@ -2,6 +2,9 @@
 
 python -m benchmarks.run [--mb 200] [--repeats 3] [--out benchmarks/results/latest.json]
 
+The corpora carry the dirt the ETL exists for (exact and near copies, PII, noise, bad lines) and
+web-like lengths (a long tail, mean over 2 KB); ``--short`` uses today's short clean documents.
+
 Every ratio is taken between two measurements made in this one run, repeated (median), after a
 warm-up, so that the noise of a shared machine cancels. The ETL runs each get a process of their
 own (their driver's peak memory is sampled from outside); the rest runs in this process's Spark
@@ -18,14 +21,17 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks.measure import corpus_docs, file_mb, machine, median, run_child
+from benchmarks.append import append_runs
+from benchmarks.measure import file_mb, machine, make_corpus, median, run_child
 
 log = logging.getLogger("tokenlake.bench")
 
 # key: (comparison, target) -- printed and stored beside each result
 TARGETS = {
     "tokenize_ratio": (">=", 0.8),
-    "etl_vs_hf_datasets": (">=", 0.7),
+    "etl_vs_datatrove": (">=", 3.0),
+    "etl_mb_per_s_per_core": (">=", 0.75),
+    "append_vs_alone_ratio": ("<=", 1.3),
     "loader_ratio": (">=", 0.5),
     "loader_vs_train": (">=", 5.0),
     "train_overhead_ratio": (">=", 0.9),
@@ -38,21 +44,9 @@ TARGETS = {
 }
 
 
-def make_corpus(path: Path, mb: float, seed: int) -> Path:
-    """A generated corpus of about ``mb`` MB (the generator is deterministic per seed)."""
-    from etl.generate import generate_corpus
-
-    if not path.exists():
-        probe = generate_corpus(path.with_suffix(".probe"), 2000, seed)
-        per_doc = probe.stat().st_size / 2000
-        probe.unlink()
-        generate_corpus(path, corpus_docs(mb, per_doc), seed)
-    return path
-
-
-def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int) -> dict:
-    """tokenlake's ETL on the 1x and 4x corpora and the HF datasets peer on the 4x one, interleaved."""
-    runs = {"1x": [], "4x": [], "hf": []}
+def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int, peer_python: str) -> dict:
+    """tokenlake's ETL on the 1x and 4x corpora and the datatrove peer on the 1x one, interleaved."""
+    runs = {"1x": [], "4x": [], "datatrove": []}
     for r in range(repeats):
         for key, corpus in (("1x", base), ("4x", main)):
             result, rss = run_child(
@@ -70,24 +64,15 @@ def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int) -> di
                 {**result, "driver_peak_rss_bytes": rss, "docs_per_s": result["rows"]["read"] / result["seconds"]}
             )
             log.info("etl %s run %d: %.1f s, driver peak %.2f GiB", key, r + 1, result["seconds"], rss / 2**30)
-        tokenizer = str(Path(runs["4x"][-1]["tokenizer_dir"]) / "tokenizer.json")
-        hf, _ = run_child(
-            [
-                "benchmarks.hf_peer",
-                "--input",
-                str(main),
-                "--tokenizer",
-                tokenizer,
-                "--out",
-                str(work / "hf"),
-                "--num-proc",
-                str(cores),
-            ]
-        )
-        shutil.rmtree(work / "hf", ignore_errors=True)
-        # the same documents the 4x ETL read (every input line counts there, rejected or not)
-        runs["hf"].append({**hf, "docs_per_s": runs["4x"][-1]["rows"]["read"] / hf["seconds"]})
-        log.info("hf datasets run %d: %.1f s", r + 1, hf["seconds"])
+        tokenizer = str(Path(runs["1x"][-1]["tokenizer_dir"]) / "tokenizer.json")
+        peer, _ = run_child(
+            ["benchmarks.datatrove_peer", "--input", str(base), "--tokenizer", tokenizer,
+             "--out", str(work / "datatrove"), "--workers", str(cores)],
+            python=peer_python,
+        )  # fmt: skip
+        shutil.rmtree(work / "datatrove", ignore_errors=True)
+        runs["datatrove"].append(peer)
+        log.info("datatrove run %d: %.1f s", r + 1, peer["seconds"])
     return runs
 
 
@@ -301,18 +286,22 @@ def run(args) -> dict:
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     base_mb = args.mb / 4
-    base = make_corpus(work / f"corpus_{base_mb:g}mb.jsonl", base_mb, seed=11)
-    main = make_corpus(work / f"corpus_{args.mb:g}mb.jsonl", args.mb, seed=12)
+    kind = "short" if args.short else "web"
+    base = make_corpus(work / f"corpus_{kind}_{base_mb:g}mb.jsonl", base_mb, seed=11, kind=kind)
+    main = make_corpus(work / f"corpus_{kind}_{args.mb:g}mb.jsonl", args.mb, seed=12, kind=kind)
     log.info("corpora: %.1f MB and %.1f MB", file_mb(base), file_mb(main))
 
-    runs = etl_runs(base, main, work, args.repeats, args.cores)
+    runs = etl_runs(base, main, work, args.repeats, args.cores, args.peer_python)
+    # a lake built from the 4x corpus (the last 4x run's) takes a small file, against that file alone
+    append = append_runs(main, work / "etl_4x", work, args.append_mb, args.repeats, args.cores, kind=kind)
     t1, t4 = (median([r["seconds"] for r in runs[k]]) for k in ("1x", "4x"))
     m1, m4 = (median([r["driver_peak_rss_bytes"] for r in runs[k]]) for k in ("1x", "4x"))
     gx = [
         sum(v for k, v in r["timings_s"].items() if k.startswith("validate_")) / r["timings_s"]["tokenize"]
         for r in runs["4x"]
     ]
-    etl_hf = [a["docs_per_s"] / b["docs_per_s"] for a, b in zip(runs["4x"], runs["hf"], strict=True)]
+    etl_peer = [b["seconds"] / a["seconds"] for a, b in zip(runs["1x"], runs["datatrove"], strict=True)]
+    mb_per_s_per_core = [file_mb(main) / r["seconds"] / args.cores for r in runs["4x"]]
 
     spark = get_spark("tokenlake-bench", master=f"local[{args.cores}]")
     spark.conf.set("petastorm.spark.converter.parentCacheDirUrl", (work / "petastorm_cache").resolve().as_uri())
@@ -337,7 +326,9 @@ def run(args) -> dict:
 
     results = {
         "tokenize_ratio": tok["ratio"],
-        "etl_vs_hf_datasets": median(etl_hf),
+        "etl_vs_datatrove": median(etl_peer),
+        "etl_mb_per_s_per_core": median(mb_per_s_per_core),
+        "append_vs_alone_ratio": append["ratio"],
         "loader_ratio": loader["ratio"],
         "loader_vs_train": loader["petastorm_samples_per_s"] / train["train_samples_per_s"],
         "train_overhead_ratio": train["ratio"],
@@ -353,11 +344,15 @@ def run(args) -> dict:
         "targets": {k: {"op": op, "value": v, "met": _met(results[k], op, v)} for k, (op, v) in TARGETS.items()},
         "machine": machine(),
         "raw": {
-            "command": f"python -m benchmarks.run --mb {args.mb:g} --repeats {args.repeats}",
+            "command": f"python -m benchmarks.run --mb {args.mb:g} --repeats {args.repeats}"
+            + (" --short" if args.short else ""),
+            "corpus": kind,
             "corpus_mb": {"1x": file_mb(base), "4x": file_mb(main)},
-            "etl": {k: [_etl_summary(r) for r in v] for k, v in runs.items() if k != "hf"},
-            "hf_datasets": runs["hf"],
-            "etl_vs_hf_datasets": etl_hf,
+            "etl": {k: [_etl_summary(r) for r in v] for k, v in runs.items() if k != "datatrove"},
+            "datatrove": runs["datatrove"],
+            "etl_vs_datatrove": etl_peer,
+            "etl_mb_per_s_per_core": mb_per_s_per_core,
+            "append": {"fixed_cost_s": append["alone_seconds"], **append["raw"]},
             "gx_vs_tokenize_time": gx,
             "tokenize": tok["raw"],
             "packing": pack["raw"],
@@ -401,6 +396,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cores", type=int, default=os.cpu_count())
     p.add_argument("--loader-rows", type=int, default=50_000, help="rows the loader benchmarks read")
     p.add_argument("--train-steps", type=int, default=60, help="optimizer steps per training measurement")
+    p.add_argument("--append-mb", type=float, default=1.0, help="size of the file appended to the 4x lake")
+    p.add_argument("--short", action="store_true", help="short clean documents instead of the dirty web-like corpus")
+    p.add_argument(
+        "--peer-python",
+        default=os.environ.get("TOKENLAKE_PEER_PYTHON", str(Path.home() / ".cache/tokenlake/peer-venv/bin/python")),
+        help="the interpreter of the datatrove peer's environment (make peer-venv)",
+    )
     p.add_argument("--work", default="benchmarks/work")
     p.add_argument("--out", default="benchmarks/results/latest.json")
     args = p.parse_args(argv)

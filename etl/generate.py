@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import math
 import random
 import re
 from dataclasses import dataclass, field
@@ -120,8 +121,12 @@ def _sentence(words: list[str]) -> list[str]:
     return [words[0].capitalize(), *words[1:-1], words[-1] + "."]
 
 
-def _length_scale(rng: random.Random, skew: float) -> int:
-    """1 without skew; else Pareto: most documents short, a few 20-50 times longer."""
+def _length_scale(rng: random.Random, skew: float, web: bool = False) -> int:
+    """1 without skew; else Pareto: most documents short, a few 20-50 times longer. ``web``: lengths
+    like crawled pages, log-normal (median 5.5, mean about 9 times a short document: over 2 KB),
+    with a tail up to 300 times."""
+    if web:
+        return max(1, min(300, round(rng.lognormvariate(math.log(5.5), 1.0))))
     return 1 if skew <= 0 else min(50, int(rng.paretovariate(1.5 / skew)))  # skew 0.8: 1 in 4 longer
 
 
@@ -477,10 +482,17 @@ class Line:
 
 
 def _base(
-    rng: random.Random, i: int, seed: int, labels: list[str], lang: Language, contrast: float, skew: float
+    rng: random.Random,
+    i: int,
+    seed: int,
+    labels: list[str],
+    lang: Language,
+    contrast: float,
+    skew: float,
+    web: bool = False,
 ) -> Line:
     label = labels[rng.randrange(len(labels))]
-    scale = _length_scale(rng, skew)
+    scale = _length_scale(rng, skew, web)
     if rng.random() < contrast:
         other = rng.choice([k for k in labels if k != label])
         sentences = contrast_sentences(rng, label, other, lang, scale)
@@ -489,10 +501,12 @@ def _base(
     return Line(f"doc-{seed}-{i:08d}", label, sentences=sentences, order=(i, 0))
 
 
-def base_lines(rng: random.Random, docs: int, seed: int, contrast: float, lang: Language, skew: float):
+def base_lines(
+    rng: random.Random, docs: int, seed: int, contrast: float, lang: Language, skew: float, web: bool = False
+):
     """The ``docs`` base documents, in order (the first draws of ``rng``: a clean corpus streams them)."""
     labels = sorted(lang.classes)
-    return (_base(rng, i, seed, labels, lang, contrast, skew) for i in range(docs))
+    return (_base(rng, i, seed, labels, lang, contrast, skew, web) for i in range(docs))
 
 
 def _plant(rng: random.Random, line: Line, lang: str, pii: bool) -> None:
@@ -555,7 +569,7 @@ def _json_line(line: Line, text: str) -> bytes:
 def build_lines(docs: int, seed: int, contrast: float, opts: dict) -> list[Line]:
     """Every corpus line in order, with its ground truth (``opts``: the rates, skew and lang)."""
     rng, lang = random.Random(seed), opts["lang"]
-    lines = list(base_lines(rng, docs, seed, contrast, LANGUAGES[lang], opts["skew"]))
+    lines = list(base_lines(rng, docs, seed, contrast, LANGUAGES[lang], opts["skew"], opts.get("web", False)))
     _mark_bad(rng, lines, opts["bad_rate"])
     clean = [line for line in lines if line.kind == "clean"]
     _plant_all(rng, clean, opts["pii_rate"], lang)
@@ -609,6 +623,7 @@ def generate_corpus(
     skew: float = 0.0,
     files: int = 1,
     lang: str = "en",
+    web_lengths: bool = False,
 ) -> Path:
     """Write ``docs`` labelled documents to ``out`` (JSON Lines; a directory of ``part-NNNNN.jsonl``
     with ``files`` > 1), a ``contrast`` share of them order-dependent; same arguments, same bytes.
@@ -616,7 +631,8 @@ def generate_corpus(
     ``bad_rate`` of the ``docs`` lines are bad; ``pii_rate`` and ``noise_rate`` of the clean
     ones carry PII (and decoys) and noise; ``dup_rate * docs`` exact and ``near_dup_rate * docs``
     near copies of clean documents come on top, each after its original. With any of these or
-    ``files`` > 1, the ground truth goes to ``truth_path(out)``. Returns ``out``.
+    ``files`` > 1, the ground truth goes to ``truth_path(out)``. ``web_lengths``: document lengths
+    like crawled pages (a long tail, mean over 2 KB) instead of short ones. Returns ``out``.
     """
     rates = {"dup_rate": dup_rate, "near_dup_rate": near_dup_rate, "pii_rate": pii_rate}
     rates |= {"noise_rate": noise_rate, "bad_rate": bad_rate}
@@ -625,11 +641,11 @@ def generate_corpus(
     if not any(r > 0 for r in rates.values()) and skew == 0 and files == 1:  # clean: streamed, no truth
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as fh:
-            for line in base_lines(random.Random(seed), docs, seed, contrast, LANGUAGES[lang], skew):
+            for line in base_lines(random.Random(seed), docs, seed, contrast, LANGUAGES[lang], skew, web_lengths):
                 fh.write(_json_line(line, render(line.sentences)) + b"\n")
         truth_path(out).unlink(missing_ok=True)  # a stale truth file would describe another corpus
         return out
-    lines = build_lines(docs, seed, contrast, {**rates, "skew": skew, "lang": lang})
+    lines = build_lines(docs, seed, contrast, {**rates, "skew": skew, "lang": lang, "web": web_lengths})
     truth = _write_files(out, lines, files, skew)
     truth_path(out).write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in truth), encoding="utf-8")
     return out

@@ -118,10 +118,15 @@ def flag_duplicate_ids(df: DataFrame) -> DataFrame:
 
 def flag_changed_ids(df: DataFrame, *, stored: DataFrame) -> DataFrame:
     """Mark usable rows whose id ``stored`` (bronze) already holds with another text as
-    ``duplicate_id``: the stored document stays, the changed one is quarantined, not merged."""
-    known = stored.select(F.col("id").alias("_stored_id"), F.col("text").alias("_stored_text"))
-    joined = df.join(known, df["id"] == known["_stored_id"], "left")
-    clash = F.col("reject_reason").isNull() & F.col("_stored_id").isNotNull() & (F.col("_stored_text") != F.col("text"))
+    ``duplicate_id``: the stored document stays, the changed one is quarantined, not merged.
+
+    The clashing ids come from an inner join, so that a small input (``df``: persist it, it is read
+    twice) is sent to every task and the stored table is only scanned, never shuffled."""
+    usable = df.where(F.col("reject_reason").isNull()).select("id", "text")
+    known = stored.select("id", F.col("text").alias("_stored_text"))
+    clashes = usable.join(known, "id").where(F.col("_stored_text") != F.col("text")).select("id").distinct()
+    joined = df.join(clashes.withColumn("_clash", F.lit(True)), "id", "left")
+    clash = F.col("reject_reason").isNull() & F.coalesce(F.col("_clash"), F.lit(False))
     return joined.withColumn(
         "reject_reason", F.when(clash, F.lit(DUPLICATE_ID)).otherwise(F.col("reject_reason"))
-    ).drop("_stored_id", "_stored_text")
+    ).drop("_clash")

@@ -294,6 +294,8 @@ def mark_near_duplicates(
 
 BAND_COLUMNS = ("minhash_bands", "minhash_spec")
 """What a stored row keeps so that later runs need not sign it again."""
+BROADCAST_BUCKETS = 4_000_000
+"""Up to this many new (band, bucket) pairs are sent to every task rather than shuffled with the lake's."""
 
 
 def _stored_bands(stored: DataFrame, spec: int, sign) -> DataFrame:
@@ -337,13 +339,16 @@ def drop_near_duplicates(
     signed = sign(new).withColumn("minhash_spec", F.lit(spec)).persist(StorageLevel.MEMORY_AND_DISK)
     pool = signed.select("id", "text", "minhash_bands", F.lit(False).alias("preferred"))
     if stored is not None:
-        # stored rows that share a bucket with a new row: found on the band column alone, and
-        # only those are read whole
-        old = _stored_bands(stored, spec, sign)
+        # stored rows that share a bucket with a new row: found on the band column alone, and only
+        # those are read whole. A small append's buckets go to every task (no shuffle of the lake's).
+        small = signed.count() * bands <= BROADCAST_BUCKETS
         buckets = signed.select(F.posexplode("minhash_bands").alias("band", "bucket")).distinct()
+        old = _stored_bands(stored, spec, sign)
         near = old.select("id", F.posexplode("minhash_bands").alias("band", "bucket"))
-        near = near.join(buckets, ["band", "bucket"], "left_semi").select("id").distinct()
-        pool = pool.unionByName(old.join(near, "id", "left_semi").withColumn("preferred", F.lit(True)))
+        near = near.join(F.broadcast(buckets) if small else buckets, ["band", "bucket"], "left_semi")
+        near = near.select("id").distinct()
+        neighbours = old.join(F.broadcast(near) if small else near, "id", "left_semi")
+        pool = pool.unionByName(neighbours.withColumn("preferred", F.lit(True)))
     pool = pool.persist(StorageLevel.MEMORY_AND_DISK)  # mark_near_duplicates reads it three times
     marked = mark_near_duplicates(pool, threshold=threshold, shingle_words=shingle_words)
     keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id")

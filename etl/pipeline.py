@@ -252,10 +252,13 @@ def _ingest(
             text_column=cfg.text_column,
             require_label=cfg.task == "classification",
         ).transform(flag_duplicate_ids)
-        if stored is not None:
-            parsed = parsed.transform(flag_changed_ids, stored=stored)
         parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
         progress["rows"] = read = parsed.count()
+        if stored is not None:  # ids bronze holds with another text, looked up for this input only
+            flagged = parsed.transform(flag_changed_ids, stored=stored).persist(StorageLevel.MEMORY_AND_DISK)
+            flagged.count()
+            parsed.unpersist()
+            parsed = flagged
         located = with_source_line(parsed)
         bronze = (
             located.where(F.col("reject_reason").isNull())
@@ -271,12 +274,12 @@ def _ingest(
 def _clean(
     bronze: DataFrame, ingest_rejects: DataFrame, cfg: EtlConfig, stored: DataFrame | None, timings: dict, signed
 ) -> tuple[dict, DataFrame, DataFrame]:
-    """Clean, filter, mask, de-duplicate and split this run's bronze rows. Return the counts
-    (``stored``: rows silver already holds, ``unique_new``: rows it does not, ``duplicates_exact``,
-    ``duplicates_near``), silver's new rows (with their MinHash bands, for later runs) and the
-    run's quarantine rows (ingest and clean), both persisted. ``signed``: an accumulator of the
-    documents given a MinHash signature."""
-    with _stage("clean", timings) as progress:
+    """Clean, filter, mask, de-duplicate and split this run's bronze rows, each step a stage timed
+    under its own name. Return the counts (``stored``: rows silver already holds, ``unique_new``:
+    rows it does not, ``duplicates_exact``, ``duplicates_near``), silver's new rows (with their
+    MinHash bands, for later runs) and the run's quarantine rows (ingest and clean), both
+    persisted. ``signed``: an accumulator of the documents given a MinHash signature."""
+    with _stage("clean", timings) as progress:  # cleaning and the quality rules: one pass
         cleaned = (
             bronze.withColumn("raw", F.col("text"))
             .withColumn("reject_reason", F.lit(None).cast("string"))
@@ -285,21 +288,34 @@ def _clean(
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         progress["rows"] = cleaned.count()
-        kept = (
-            cleaned.where(F.col("reject_reason").isNull())
-            .transform(mask_pii, pseudonymise=cfg.pseudonymise_pii)
-            .transform(with_content_hash)
-            .transform(mark_exact_duplicates, stored=stored)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
         quarantine = ingest_rejects.unionByName(_quarantine_rows(cleaned, "clean", "raw", cfg.raw_keep_chars))
         quarantine = quarantine.transform(with_reject_id).persist(StorageLevel.MEMORY_AND_DISK)
         quarantine.count()
-        kept.count()  # kept and quarantine read the cleaned rows: both are materialised before they go
+    with _stage("pii", timings) as progress:
+        masked = (
+            cleaned.where(F.col("reject_reason").isNull())
+            .drop("raw", "reject_reason")
+            .transform(mask_pii, pseudonymise=cfg.pseudonymise_pii)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        progress["rows"] = masked.count()
         cleaned.unpersist()
-    with _stage("dedup", timings) as progress:
+    with _stage("dedup_exact", timings) as progress:
+        kept = (
+            masked.transform(with_content_hash)
+            .transform(mark_exact_duplicates, stored=stored)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        tally = kept.agg(
+            F.count_if("is_stored").alias("stored"),
+            F.count_if("is_duplicate").alias("duplicates_exact"),
+            F.count_if(~F.col("is_stored") & ~F.col("is_duplicate")).alias("candidates"),
+        ).first()
+        counts = {"stored": tally["stored"], "duplicates_exact": tally["duplicates_exact"]}
+        progress["rows"] = tally["candidates"]
+        masked.unpersist()
+    with _stage("dedup_near", timings) as progress:
         candidates = kept.where(~F.col("is_duplicate") & ~F.col("is_stored"))
-        candidates_count = candidates.count()
         if cfg.near_dup_threshold > 0:
             candidates = drop_near_duplicates(
                 candidates,
@@ -314,17 +330,15 @@ def _clean(
             candidates = candidates.withColumns(
                 {"minhash_bands": F.lit(None).cast("array<bigint>"), "minhash_spec": F.lit(None).cast("bigint")}
             )
+        progress["rows"] = tally["candidates"]
+    with _stage("split", timings) as progress:
         silver_new = (
             candidates.transform(assign_split, fractions=cfg.split_fractions, salt=cfg.split_salt)
             .select(*SILVER_COLUMNS, *BAND_COLUMNS)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        counts = {
-            "stored": kept.where("is_stored").count(),
-            "duplicates_exact": kept.where("is_duplicate").count(),
-        }
         progress["rows"] = counts["unique_new"] = silver_new.count()
-        counts["duplicates_near"] = candidates_count - counts["unique_new"]
+        counts["duplicates_near"] = tally["candidates"] - counts["unique_new"]
         kept.unpersist()
         candidates.unpersist()
     return counts, silver_new, quarantine
@@ -336,9 +350,16 @@ def _publish(
     """Validate the version ``table`` would become with ``df``'s new rows (the new rows against the
     stored table, ``etl.validate``), then MERGE them in; return how many rows were new."""
     before, key = stored[table], MERGE_KEYS[table]
-    new = df if before is None else df.join(before.select(key), key, "left_anti")
-    _gate(new, table, suite_params(table, cfg), work, cfg, result, gx, stored=before)
-    version, inserted = merge_new(df, paths[table], key=key, metadata={"validation": "passed", "suite": table})
+    new = df
+    if before is not None:  # the rows to judge: computed once, read by every query of the suite
+        new = df.join(before.select(key), key, "left_anti").persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        _gate(new, table, suite_params(table, cfg), work, cfg, result, gx, stored=before)
+        with _stage(f"publish_{table}", result.timings_s):
+            version, inserted = merge_new(new, paths[table], key=key, metadata={"validation": "passed", "suite": table})
+    finally:
+        if new is not df:
+            new.unpersist()
     result.tables[table] = {"path": paths[table], "version": version, "rows_inserted": inserted}
     return inserted
 
@@ -405,7 +426,7 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, paths: dict, resu
             mode=plan.mode,
         )
         result.gold_digest = commit.digest
-        with _stage("publish", timings) as progress:
+        with _stage("publish_gold", timings) as progress:
             progress["rows"] = gold_rows
             if append and gold_rows == 0:  # nothing new: gold stays at its version
                 version = latest_version(spark, gold_path)

@@ -177,28 +177,40 @@ def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict, *, st
     else:
         whole = {n: spec for n, spec in metrics.items() if scope(spec) == "table"}
         values = query(df, {n: spec for n, spec in metrics.items() if n not in whole}, exact=False)
+        new_rows = values["rows"]
         values.update(query(stored.unionByName(df, allowMissingColumns=True), whole, exact=False))
         for name, spec in metrics.items():
             if "repeated" in spec and name not in whole:
-                values[name] += _stored_repeats(df, stored, spec["repeated"])
+                values[name] += _stored_repeats(df, stored, spec["repeated"], new_rows=new_rows)
     suspect = {n: spec for n, spec in metrics.items() if "repeated" in spec and values[n]}
     if suspect:  # repeated hashes: count the values themselves, so that a collision fails nothing
         exact = query(df, suspect, exact=True)
         for name, spec in suspect.items():
-            extra = 0 if stored is None else _stored_repeats(df, stored, spec["repeated"], exact=True)
+            extra = 0 if stored is None else _stored_repeats(df, stored, spec["repeated"], exact=True, new_rows=None)
             values[name] = exact[name] + extra
     return values
 
 
-def _stored_repeats(new: DataFrame, stored: DataFrame, column: str, *, exact: bool = False) -> int:
-    """How many non-null values of ``new`` (counted with their repeats) ``stored`` holds too: what
-    they add to the table's repeated count. By the values' hashes (an upper bound) unless ``exact``."""
+BROADCAST_ROWS = 2_000_000
+"""Appends of up to this many rows look their keys up in the stored table without shuffling it."""
 
-    def keys(df: DataFrame):
+
+def _stored_repeats(
+    new: DataFrame, stored: DataFrame, column: str, *, exact: bool = False, new_rows: int | None = None
+) -> int:
+    """How many non-null values of ``new`` (counted with their repeats) ``stored`` holds too: what
+    they add to the table's repeated count. By the values' hashes (an upper bound) unless ``exact``.
+    With ``new_rows`` small, the new values are sent to every task and the stored ones are only
+    scanned, never shuffled."""
+
+    def keys(df: DataFrame) -> DataFrame:
         value = with_derived_columns(df, [column]).select(F.expr(column).alias("_value")).where("_value IS NOT NULL")
         return value if exact else value.select(F.expr(REPEATED_KEY.format("_value")).alias("_value"))
 
-    return keys(new).join(keys(stored).distinct(), "_value", "left_semi").count()
+    counts = keys(new).groupBy("_value").count()
+    small = new_rows is not None and new_rows <= BROADCAST_ROWS
+    held = keys(stored).join(F.broadcast(counts) if small else counts, "_value", "left_semi").distinct()
+    return int(counts.join(held, "_value").agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
 
 
 def examples(df: DataFrame, spec: dict, params: dict) -> list[dict]:

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--skew", type=float, default=0.0, help="in (0, 1): Pareto lengths; first file's share of rows")
     gen.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
     gen.add_argument("--lang", choices=("en", "es"), default="en")
+    gen.add_argument(
+        "--web-lengths", action="store_true", help="lengths like crawled pages (long tail, mean over 2 KB)"
+    )
     for command in FLAGS:
         add_flags(sub.add_parser(command, help=HELP[command]), command)
     ui = sub.add_parser("ui", help="serve the work dir's MLflow store on 127.0.0.1")
@@ -280,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
 
         contrast = CONTRAST if args.contrast is None else args.contrast
         dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
+        dirt += ("web_lengths",)
         try:
             print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
         except ValueError as exc:

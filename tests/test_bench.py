@@ -58,7 +58,7 @@ def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
     out = tmp_path / "latest.json"
     subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--mb", "0.4", "--repeats", "1", "--loader-rows", "2000",
-         "--train-steps", "4", "--work", str(tmp_path / "work"), "--out", str(out)],
+         "--train-steps", "4", "--append-mb", "0.05", "--work", str(tmp_path / "work"), "--out", str(out)],
         check=True,
         timeout=900,
     )  # fmt: skip
@@ -68,6 +68,10 @@ def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
         assert key in result["targets"]
     assert result["machine"]["cores"] >= 1 and result["machine"]["versions"]["pyspark"]
     raw = result["raw"]
-    assert raw["tokenize"]["tokens"] > 0 and len(raw["hf_datasets"]) == 1
+    assert raw["tokenize"]["tokens"] > 0 and len(raw["datatrove"]) == 1 and raw["datatrove"][0]["docs_in"] > 0
+    assert raw["corpus"] == "web" and raw["append"]["fixed_cost_s"] > 0
+    (appended,) = raw["append"]["append"]
+    assert appended["tables"]["gold"]["mode"] == "append"  # the small file grew the 4x lake's gold
+    assert appended["tables"]["gold"]["rows_tokenized"] == appended["rows"]["new"]
     assert raw["scale"]["driver_peak_rss_bytes_1x"] > 0 and raw["etl"]["4x"][0]["rows"]["read"] > 0
     assert 0 < result["padding_real_token_fraction"] <= result["bucketing_real_token_fraction"] <= 1

@@ -277,3 +277,13 @@ def test_cli_generate_flags(tmp_path, capsys):
     assert (defaults.dup_rate, defaults.pii_rate, defaults.files, defaults.skew, defaults.lang) == (0, 0, 1, 0, "en")
     assert main(["generate", "--out", str(tmp_path / "y.jsonl"), "--docs", "5", "--pii-rate", "2"]) == 2
     assert "--pii-rate must be in [0, 1]" in capsys.readouterr().err
+
+
+def test_web_lengths_have_a_long_tail_and_a_mean_over_2_kb(tmp_path):
+    path = generate_corpus(tmp_path / "web.jsonl", 3000, seed=4, web_lengths=True)
+    sizes = sorted(len(line) for line in path.read_bytes().splitlines())
+    assert sum(sizes) / len(sizes) > 2000
+    assert sizes[len(sizes) // 2] < 0.75 * sum(sizes) / len(sizes)  # skewed: the median well below the mean
+    assert sizes[-1] > 20 * sizes[len(sizes) // 2]
+    short = generate_corpus(tmp_path / "short.jsonl", 3000, seed=4)
+    assert sum(len(line) for line in short.read_bytes().splitlines()) / 3000 < 500

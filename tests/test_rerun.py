@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from etl.config import EtlConfig
 from etl.generate import CLASSES, make_document
@@ -124,3 +125,16 @@ def test_a_table_from_an_older_layout_is_a_clear_error(spark, tmp_path):
     _write(tmp_path / "a.jsonl", _docs("a", 3, seed=1))
     with pytest.raises(StoredTableMismatch, match=r"older tokenlake \(no reject_id column"):
         run_etl(spark, str(tmp_path / "a.jsonl"), tmp_path / "work", CFG)
+
+
+def test_causal_lm_gold_appends_new_blocks_under_ids_of_their_own(spark, tmp_path):
+    cfg = replace(CFG, task="causal-lm", max_len=32)
+    _write(tmp_path / "a.jsonl", _docs("a", 40, seed=5))
+    one = run_etl(spark, str(tmp_path / "a.jsonl"), tmp_path / "work", cfg)
+    _write(tmp_path / "b.jsonl", _docs("b", 12, seed=6))
+    two = run_etl(spark, str(tmp_path / "b.jsonl"), tmp_path / "work", cfg)
+    assert _work(two) == ("append", 12, 12)
+    gold = read_table(spark, two.tables["gold"]["path"], two.tables["gold"]["version"])
+    blocks = one.packing["blocks"] + two.packing["blocks"]
+    assert gold.count() == gold.select("id").distinct().count() == blocks
+    assert gold.where(F.col("id").startswith(f"s{two.tables['silver']['version']}-")).count() == two.packing["blocks"]
