@@ -214,21 +214,32 @@ def with_minhash_bands(
 
 
 def _candidate_edges(df: DataFrame) -> DataFrame:
-    """(src, dst): every row of a shared bucket linked to the bucket's smallest id, once per pair."""
-    buckets = df.select("id", F.posexplode("minhash_bands").alias("band", "bucket"))
-    root = F.min("id").over(Window.partitionBy("band", "bucket"))
-    linked = buckets.select(F.col("id").alias("src"), root.alias("dst"))
-    return linked.where(F.col("src") != F.col("dst")).distinct()
+    """(src, dst): every row of a shared bucket linked to the bucket's smallest id, once per pair;
+    never two preferred rows (published rows are never marked, so such an edge decides nothing)."""
+    pref = F.coalesce(F.col("preferred"), F.lit(False))
+    buckets = df.select("id", pref.alias("pref"), F.posexplode("minhash_bands").alias("band", "bucket"))
+    bucket = Window.partitionBy("band", "bucket")
+    root = F.min("id").over(bucket)
+    root_pref = F.min_by("pref", "id").over(bucket)
+    linked = buckets.select(F.col("id").alias("src"), root.alias("dst"), (F.col("pref") & root_pref).alias("both"))
+    return linked.where((F.col("src") != F.col("dst")) & ~F.col("both")).select("src", "dst").distinct()
 
 
 def _verified_edges(df: DataFrame, *, text_col: str, threshold: float, shingle_words: int) -> DataFrame:
-    """Candidate edges whose exact shingle Jaccard is >= threshold, with both ends' ``preferred``."""
-    docs = df.select("id", F.col(text_col).alias("text"), F.coalesce(F.col("preferred"), F.lit(False)).alias("pref"))
+    """Candidate edges whose exact shingle Jaccard is >= threshold, with both ends' ``preferred``.
+    Each document's shingles are computed once, for the documents that have a candidate edge."""
+    edges = _candidate_edges(df).localCheckpoint()  # read three times below: computed once
+    ends = edges.select(F.col("src").alias("id")).union(edges.select(F.col("dst").alias("id"))).distinct()
+    docs = df.join(ends, "id", "left_semi").select(
+        "id",
+        shingles(F.col(text_col), shingle_words).alias("sh"),
+        F.coalesce(F.col("preferred"), F.lit(False)).alias("pref"),
+    )
     side = {end: docs.select(*(F.col(c).alias(f"{end}_{c}") for c in docs.columns)) for end in ("src", "dst")}
-    pairs = _candidate_edges(df).join(side["src"], F.col("src") == F.col("src_id"))
-    pairs = pairs.join(side["dst"], F.col("dst") == F.col("dst_id"))
-    sim = jaccard(shingles(F.col("src_text"), shingle_words), shingles(F.col("dst_text"), shingle_words))
-    return pairs.where(sim >= threshold).select("src", "dst", "src_pref", "dst_pref")
+    pairs = edges.join(side["src"], F.col("src") == F.col("src_id")).join(side["dst"], F.col("dst") == F.col("dst_id"))
+    return pairs.where(jaccard(F.col("src_sh"), F.col("dst_sh")) >= threshold).select(
+        "src", "dst", "src_pref", "dst_pref"
+    )
 
 
 def _components(edges: DataFrame, *, max_iterations: int) -> DataFrame:
@@ -305,11 +316,10 @@ def _stored_bands(stored: DataFrame, spec: int, sign) -> DataFrame:
     if not set(BAND_COLUMNS) <= set(stored.columns):
         return sign(rows)
     fresh = F.coalesce(F.col("minhash_spec") == F.lit(spec), F.lit(False))
-    return (
-        stored.where(fresh)
-        .select("id", "text", "minhash_bands")
-        .unionByName(sign(stored.where(~fresh).select(*rows.columns)))
-    )
+    kept = stored.where(fresh).select("id", "text", "minhash_bands")
+    if stored.where(~fresh).select("minhash_spec").isEmpty():  # the usual case: no text read for it
+        return kept
+    return kept.unionByName(sign(stored.where(~fresh).select(*rows.columns)))
 
 
 def drop_near_duplicates(

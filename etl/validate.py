@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from etl.pii import first_card, first_email
@@ -177,16 +177,29 @@ def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict, *, st
     else:
         whole = {n: spec for n, spec in metrics.items() if scope(spec) == "table"}
         values = query(df, {n: spec for n, spec in metrics.items() if n not in whole}, exact=False)
-        new_rows = values["rows"]
-        values.update(query(stored.unionByName(df, allowMissingColumns=True), whole, exact=False))
-        for name, spec in metrics.items():
-            if "repeated" in spec and name not in whole:
-                values[name] += _stored_repeats(df, stored, spec["repeated"], new_rows=new_rows)
+        repeated = {n: spec["repeated"] for n, spec in metrics.items() if "repeated" in spec and n not in whole}
+        hits = {n: f"__stored_{n}" for n in repeated}
+        # one more query, over the whole table: the table-scope metrics, the rows, and for each
+        # repeated count how many new values the stored rows hold (by hash)
+        stored_side = stored
+        for name, column in repeated.items():
+            counts = _keys(df, column).groupBy("_value").agg(F.count(F.lit(1)).alias(hits[name]))
+            small = values["rows"] <= BROADCAST_ROWS  # the new rows: sent to every task, the lake only scanned
+            stored_side = with_derived_columns(stored_side, [column])
+            stored_side = stored_side.withColumn("_value", _key(stored_side, column)).join(
+                F.broadcast(counts) if small else counts, "_value", "left"
+            )
+        both = stored_side.drop("_value").unionByName(df, allowMissingColumns=True)
+        extra = {hits[n]: {"aggregate": f"coalesce(sum({hits[n]}), 0)"} for n in repeated}
+        table = query(both, {**whole, **extra}, exact=False)
+        values.update({n: table[n] for n in ("rows", *whole)})
+        for name in repeated:
+            values[name] += table[hits[name]]
     suspect = {n: spec for n, spec in metrics.items() if "repeated" in spec and values[n]}
     if suspect:  # repeated hashes: count the values themselves, so that a collision fails nothing
         exact = query(df, suspect, exact=True)
         for name, spec in suspect.items():
-            extra = 0 if stored is None else _stored_repeats(df, stored, spec["repeated"], exact=True, new_rows=None)
+            extra = 0 if stored is None else _stored_repeats(df, stored, spec["repeated"])
             values[name] = exact[name] + extra
     return values
 
@@ -195,21 +208,23 @@ BROADCAST_ROWS = 2_000_000
 """Appends of up to this many rows look their keys up in the stored table without shuffling it."""
 
 
-def _stored_repeats(
-    new: DataFrame, stored: DataFrame, column: str, *, exact: bool = False, new_rows: int | None = None
-) -> int:
-    """How many non-null values of ``new`` (counted with their repeats) ``stored`` holds too: what
-    they add to the table's repeated count. By the values' hashes (an upper bound) unless ``exact``.
-    With ``new_rows`` small, the new values are sent to every task and the stored ones are only
-    scanned, never shuffled."""
+def _key(df: DataFrame, column: str, *, exact: bool = False) -> Column:
+    """What a ``repeated`` count compares for ``column`` of ``df``: its hash (or, ``exact``, the value)."""
+    value = F.expr(column)
+    return value if exact else F.when(value.isNotNull(), F.expr(REPEATED_KEY.format(column)))
 
-    def keys(df: DataFrame) -> DataFrame:
-        value = with_derived_columns(df, [column]).select(F.expr(column).alias("_value")).where("_value IS NOT NULL")
-        return value if exact else value.select(F.expr(REPEATED_KEY.format("_value")).alias("_value"))
 
-    counts = keys(new).groupBy("_value").count()
-    small = new_rows is not None and new_rows <= BROADCAST_ROWS
-    held = keys(stored).join(F.broadcast(counts) if small else counts, "_value", "left_semi").distinct()
+def _keys(df: DataFrame, column: str, *, exact: bool = False) -> DataFrame:
+    """``_value``: the non-null keys of ``column`` in ``df``, one row per row."""
+    keyed = with_derived_columns(df, [column])
+    return keyed.select(_key(keyed, column, exact=exact).alias("_value")).where("_value IS NOT NULL")
+
+
+def _stored_repeats(new: DataFrame, stored: DataFrame, column: str) -> int:
+    """How many non-null values of ``new`` (counted with their repeats) ``stored`` holds too,
+    compared by value: what they add to the table's repeated count (the exact recount)."""
+    counts = _keys(new, column, exact=True).groupBy("_value").count()
+    held = _keys(stored, column, exact=True).join(counts, "_value", "left_semi").distinct()
     return int(counts.join(held, "_value").agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0])
 
 
