@@ -12,12 +12,13 @@ two is the price of the lake's size; the second figure alone is a run's fixed co
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import random
 from pathlib import Path
 
-from benchmarks.measure import emit, file_mb, make_corpus, median, run_child
+from benchmarks.measure import emit, file_mb, make_corpus, median, run_child, well_formed
 
 log = logging.getLogger("tokenlake.bench")
 COPY_RATE = 0.02  # exact copies, and as many near copies, of stored documents per new document
@@ -31,19 +32,8 @@ def _near(text: str, rng: random.Random) -> str:
 
 
 def _documents(lake_corpus: Path, n: int) -> list[dict]:
-    """The first ``n`` well-formed documents of the lake's corpus."""
-    docs = []
-    with lake_corpus.open("rb") as fh:
-        for line in fh:
-            try:
-                doc = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("text"), str) and doc["text"].strip():
-                docs.append(doc)
-            if len(docs) >= n:
-                break
-    return docs
+    """The first ``n`` well-formed, non-blank documents of the lake's corpus."""
+    return list(itertools.islice((d for d in well_formed(lake_corpus) if d["text"].strip()), n))
 
 
 def append_file(path: Path, lake_corpus: Path, mb: float, seed: int, kind: str = "web") -> Path:
@@ -51,7 +41,7 @@ def append_file(path: Path, lake_corpus: Path, mb: float, seed: int, kind: str =
     ``COPY_RATE`` exact and as many near copies of lake documents under new ids."""
     path.unlink(missing_ok=True)
     make_corpus(path, mb, seed, kind=kind)
-    new = path.read_text().splitlines()
+    new = path.read_bytes().splitlines()  # bytes: the generator's bad lines include invalid UTF-8
     rng = random.Random(seed)
     stored = _documents(lake_corpus, 20 * len(new))
     copies = []
@@ -59,8 +49,8 @@ def append_file(path: Path, lake_corpus: Path, mb: float, seed: int, kind: str =
         doc["id"] = f"copy-{seed}-{k}"
         if k % 2:
             doc["text"] = _near(doc["text"], rng)
-        copies.append(json.dumps(doc))
-    path.write_text("\n".join(new + copies) + "\n")
+        copies.append(json.dumps(doc).encode())
+    path.write_bytes(b"\n".join(new + copies) + b"\n")
     return path
 
 

@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks.measure import emit
+from benchmarks.measure import emit, well_formed
 
 
 def well_formed_parts(corpus: Path, out: Path, parts: int) -> int:
@@ -33,15 +33,10 @@ def well_formed_parts(corpus: Path, out: Path, parts: int) -> int:
     out.mkdir(parents=True)
     files = [(out / f"part-{i:05d}.jsonl").open("w", encoding="utf-8") for i in range(parts)]
     kept = 0
-    with corpus.open("rb") as fh:
-        for raw in fh:
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and isinstance(doc.get("text"), str) and isinstance(doc.get("id"), str):
-                files[kept % parts].write(json.dumps({"id": doc["id"], "text": doc["text"]}) + "\n")
-                kept += 1
+    for doc in well_formed(corpus):
+        if isinstance(doc.get("id"), str):
+            files[kept % parts].write(json.dumps({"id": doc["id"], "text": doc["text"]}) + "\n")
+            kept += 1
     for f in files:
         f.close()
     return kept

@@ -109,6 +109,19 @@ def machine() -> dict:
     }
 
 
+def well_formed(path: Path):
+    """The corpus lines that parse as a JSON object with a string ``text``, as dicts (the
+    generator's bad lines, invalid UTF-8 among them, do not)."""
+    with path.open("rb") as fh:
+        for raw in fh:
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and isinstance(doc.get("text"), str):
+                yield doc
+
+
 def corpus_docs(mb: float, bytes_per_doc: float) -> int:
     return max(200, round(mb * 1e6 / bytes_per_doc))
 

@@ -37,7 +37,9 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     gold_meta = commit_metadata(spark, report["tables"]["gold"]["path"], report["tables"]["gold"]["version"])
     assert gold_meta["validation"] == "passed"
     assert gold_meta["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
-    assert report["training"]["data"] == report["tables"]["gold"]
+    published = report["tables"]["gold"]
+    assert report["training"]["data"] == {k: published[k] for k in ("path", "version", "digest")}
+    assert (published["mode"], published["rows_tokenized"]) == ("rebuild", 2001)
     assert report["validation"]["success"] is True and report["validation"]["failed_expectations"] == []
     assert set(report["validation"]["suites"]) == {"bronze", "silver", "gold", "quarantine"}
     assert report["validation"]["data_docs"].endswith("local_site/index.html")

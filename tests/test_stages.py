@@ -315,7 +315,8 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
     gold = work_copy / "lake" / "gold"
     before = set(gold.glob("*.parquet"))
     rows_before = read_table(spark, str(gold), 0).count()
-    args = ["etl", "--input", str(corpus), "--work", str(work_copy), "--set", "etl.vocab_size=1000"]
+    # the same input adds no row, so gold would not be written again unless it is rebuilt
+    args = ["etl", "--input", str(corpus), "--work", str(work_copy), "--set", "etl.vocab_size=1000", "--rebuild-gold"]
     caught = None
     for _attempt in range(3):  # the window between the files and the commit is short; rarely missed
         proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], start_new_session=True,
