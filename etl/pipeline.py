@@ -238,7 +238,7 @@ def _stages(
         raise ValueError(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
-    _build_gold(silver, work, cfg, paths, result, gx)
+    _build_gold(silver, stored["gold"], work, cfg, paths, result, gx)
 
 
 def _ingest(
@@ -364,11 +364,19 @@ def _publish(
     return inserted
 
 
-def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, paths: dict, result: EtlResult, gx: Future) -> None:
+def _build_gold(
+    silver: DataFrame,
+    stored: DataFrame | None,
+    work: Path,
+    cfg: EtlConfig,
+    paths: dict,
+    result: EtlResult,
+    gx: Future,
+) -> None:
     """Append silver's new rows to gold, or rebuild gold from all of ``silver`` (``etl.gold``)."""
     spark, timings, tokenizer_dir, gold_path = silver.sparkSession, result.timings_s, work / "tokenizer", paths["gold"]
-    exists = table_exists(spark, gold_path)
-    stored_meta = commit_metadata(spark, gold_path, latest_version(spark, gold_path)) if exists else None
+    # ``stored``: the gold table as the run found it (``run_etl`` read every table once)
+    stored_meta = None if stored is None else commit_metadata(spark, gold_path, latest_version(spark, gold_path))
     labels = label_names(silver) if cfg.task == "classification" else []
     plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
     append = plan.mode == APPEND
@@ -410,7 +418,7 @@ def _build_gold(silver: DataFrame, work: Path, cfg: EtlConfig, paths: dict, resu
         }
     try:
         params = suite_params("gold", cfg, vocab_size=result.vocab_size, labels=result.labels)
-        _gate(gold, "gold", params, work, cfg, result, gx, stored=read_table(spark, gold_path) if append else None)
+        _gate(gold, "gold", params, work, cfg, result, gx, stored=stored if append else None)
         digest = table_digest(gold)
         commit = GoldCommit(
             tokenizer_fingerprint=result.tokenizer_fingerprint,
