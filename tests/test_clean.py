@@ -87,3 +87,18 @@ def test_quality_rules_name_the_first_failed_rule(spark):
     off = EtlConfig(**dict.fromkeys(QUALITY_FIELDS, 0))
     df = spark.createDataFrame(rows, "id string, text string").select(quality_reason(F.col("text"), off).alias("r"))
     assert {r["r"] for r in df.collect()} == {None}  # every rule can be switched off
+
+
+def test_repeated_trigram_share_is_exact(spark):
+    """The share of word 3-grams that repeat an earlier one, counted over whole 3-grams."""
+    from etl.quality import _repeated_share, _word_trigrams, words_of
+
+    rows = [
+        ("cycle", "a b c a b c"),  # abc bca cab abc: one repeat in four
+        ("joined", "ab c d a bc d"),  # "ab c d" and "a bc d" are different 3-grams
+        ("lines", "x y\nz x y\nz"),  # a line break separates words like a space
+        ("short", "two words"),  # no 3-gram: nothing repeats
+    ]
+    share = _repeated_share(_word_trigrams(words_of(F.col("text"))))
+    got = dict(spark.createDataFrame(rows, "id string, text string").select("id", share).collect())
+    assert got == {"cycle": 0.25, "joined": 0.0, "lines": 0.25, "short": 0.0}
