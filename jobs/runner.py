@@ -290,8 +290,13 @@ def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spar
         "epochs": result["history"],
         "stopped_early": len(result["history"]) < cfg.train.epochs,
         "best_epoch": min(result["history"], key=lambda h: h["val_loss"])["epoch"],
+        "startup_s": result["startup_s"],
+        "data_copy_bytes": result["data_path"]["copy_bytes"],
+        "data_path": result["data_path"],
     }
     mlflow.set_tags({k: str(training[k]).lower() for k in ("stopped_early", "best_epoch")})
+    if training["startup_s"] is not None:
+        mlflow.log_metric("startup_s", training["startup_s"])
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
     report = update_report(work, training=training, timings_s=timings)
     mlflow.log_dict(report, "report.json")

@@ -162,7 +162,7 @@ def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_
     import pyarrow.parquet as pq
     from petastorm.etl import dataset_metadata
 
-    from training.data import sort_petastorm_row_groups
+    from training.gold_reader import sort_petastorm_row_groups
 
     for i in range(4):
         pq.write_table(pa.table({"x": [i, i]}), tmp_path / f"part-{i:05d}.parquet", row_group_size=1)

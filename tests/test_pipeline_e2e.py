@@ -82,7 +82,12 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = json.loads((work / "tokenizer/labels.json").read_text())
     assert labels == {"finance": 0, "food": 1, "science": 2, "sports": 3}
-    assert not (work / "petastorm_cache").exists()
+    # gold was read in place: nothing copied, each rank's share counted from gold's row groups
+    training = report["training"]
+    assert training["data_copy_bytes"] == 0 and not (work / "petastorm_cache").exists()
+    assert sum(training["data_path"]["rows_per_rank"]["train"]) == rows["train"]
+    assert 0 < training["startup_s"] < report["timings_s"]["train"]
+    assert run.data.metrics["startup_s"] == pytest.approx(training["startup_s"])
 
 
 @pytest.mark.slow

@@ -214,7 +214,7 @@ def _gold_meta(spark, work):
     return gold, commit_metadata(spark, gold["path"], gold["version"])
 
 
-def test_failed_training_removes_the_petastorm_cache(spark, work_copy):
+def test_failed_training_leaves_no_model_and_no_copy(spark, work_copy):
     from training.config import TrainConfig
     from training.launch import launch_training
 
@@ -226,36 +226,49 @@ def test_failed_training_removes_the_petastorm_cache(spark, work_copy):
     assert not (work_copy / "model" / "config.json").exists()
 
 
-def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy, monkeypatch):
+def _relaid_gold(spark, gold, path, frame_of):
+    """Gold's rows written again as another Delta table, laid out by ``frame_of(rows)``."""
+    from etl.lake import read_table, write_table
+
+    rows = read_table(spark, gold["path"], gold["version"])
+    return {"path": str(path), "version": write_table(frame_of(rows), str(path))}
+
+
+def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy):
     from pyspark.sql import functions as F
 
     from training import launch
     from training.config import TrainConfig
 
-    even = launch.padded_frame
-    sizes = {}
-
-    def uneven(gold, split, max_len, partitions):
-        if split != "train":
-            return even(gold, split, max_len, partitions)
-        frame = even(gold, split, max_len, 1)
-        # two files, about 90% and 10% of the rows: rank 0 reads one, rank 1 the other
-        skewed = (
-            frame.withColumn("_k", (F.monotonically_increasing_id() % 10 == 0).cast("int"))
-            .repartitionByRange(2, "_k")
-            .drop("_k")
-        )
-        sizes["train"] = skewed.rdd.glom().map(len).collect()
-        return skewed
-
-    monkeypatch.setattr(launch, "padded_frame", uneven)
     gold, meta = _gold_meta(spark, work_copy)
-    result = launch.launch_training(spark, gold, work_copy, TrainConfig(epochs=1, checkpoint_steps=0),
+
+    def skewed(rows):  # two files, about 90% and 10% of the rows: rank 0 reads one, rank 1 the other
+        key = (F.xxhash64("id") % 10 == 0).cast("int")
+        return rows.withColumn("_k", key).repartitionByRange(2, "_k").drop("_k")
+
+    table = _relaid_gold(spark, gold, work_copy / "skewed_gold", skewed)
+    result = launch.launch_training(spark, table, work_copy, TrainConfig(epochs=1, checkpoint_steps=0),
                                     task="classification", labels=meta["labels"], vocab_size=meta["vocab_size"],
                                     max_len=meta["max_len"])  # fmt: skip
-    small, large = sorted(sizes["train"])
+    small, large = sorted(result["data_path"]["rows_per_rank"]["train"])
     assert small * 5 < large  # the shards really were uneven
     assert result["ranks_confirmed"] == 2 and result["steps_per_epoch"] == (small + large) // (32 * 2)
+    assert result["data_path"]["copy_bytes"] == 0 and result["data_path"]["files"] == 2
+    assert 0 < result["startup_s"] < result["train_seconds"] + 600
+
+
+def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy):
+    from training.config import TrainConfig
+    from training.launch import TrainingFailed, launch_training
+
+    gold, meta = _gold_meta(spark, work_copy)
+    table = _relaid_gold(spark, gold, work_copy / "one_file_gold", lambda rows: rows.coalesce(1))
+    (work_copy / "model").mkdir()
+    (work_copy / "model" / "config.json").write_text("{}")  # the last run's model
+    with pytest.raises(TrainingFailed, match=r"train split is in 1 of gold's 1 row groups.*2 processes"):
+        launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), task="classification",
+                        labels=meta["labels"], vocab_size=meta["vocab_size"], max_len=meta["max_len"])  # fmt: skip
+    assert (work_copy / "model" / "config.json").read_text() == "{}"  # refused before anything was removed
 
 
 NO_SPARK_CHECK = """

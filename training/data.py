@@ -77,25 +77,3 @@ def passes(open_pass: Callable[[int], AbstractContextManager], batch_size: int) 
                 carry = batch if batch["n_tokens"].shape[0] else None
         if rows == 0:
             raise ValueError(f"pass {n} of the training data had no rows")
-
-
-def sort_petastorm_row_groups() -> None:
-    """Make a rank's shard and its seeded order name the same files in every process.
-
-    Petastorm 0.12 lists a dataset that has no summary metadata (every converter cache) in the
-    order pyarrow's threaded directory listing returns, so row group i is a different file from one
-    process to the next. Sort them by path and row group, as its summary-metadata code path does.
-    """
-    import functools
-
-    from petastorm.etl import dataset_metadata
-
-    listed = dataset_metadata._split_row_groups_from_footers
-    if hasattr(listed, "__wrapped__"):  # already sorted
-        return
-
-    @functools.wraps(listed)
-    def by_path(dataset):
-        return sorted(listed(dataset), key=lambda piece: (piece.path, piece.row_group))
-
-    dataset_metadata._split_row_groups_from_footers = by_path

@@ -47,12 +47,14 @@ def progress_printer(epoch: int, epochs: int, steps: int, world: int, stream=Non
     return on_step
 
 
-def _rank0_steps(epoch: int, epochs: int, steps: int, world: int, step_log: list, points: int = 50):
+def _rank0_steps(epoch: int, epochs: int, steps: int, world: int, step_log: list, first: dict, points: int = 50):
     """Rank 0's step hook: the progress line, and about ``points`` per-step rows per epoch (loss,
-    learning rate, whole-job samples/s and tokens/s) kept for MLflow."""
+    learning rate, whole-job samples/s and tokens/s) kept for MLflow; ``first["at"]``: the wall
+    clock at the end of this process's first optimizer step."""
     printer, every = progress_printer(epoch + 1, epochs, steps, world), max(1, steps // points)
 
     def on_step(step: int, m: dict) -> None:
+        first.setdefault("at", time.time())
         printer(step, m)
         if (step + 1) % every == 0 or step + 1 == steps:
             step_log.append(
@@ -68,14 +70,14 @@ def _rank0_steps(epoch: int, epochs: int, steps: int, world: int, step_log: list
     return on_step
 
 
-def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
+def _evaluate_split(model, split, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
     """Every rank evaluates its shard; the sums are all-reduced once (no per-batch collective, so
     uneven shards cannot hang), then turned into metrics."""
     import torch.distributed as dist
 
     from training.loop import evaluate, evaluate_lm, lm_metrics, metrics
 
-    with converter.make_torch_dataloader(
+    with split.make_torch_dataloader(
         batch_size=spec["eval_batch_size"],
         num_epochs=1,
         cur_shard=rank,
@@ -99,8 +101,9 @@ def _evaluate_split(model, converter, spec: dict, rank: int, world: int, device,
 EVAL_KEYS = {"classification": ("loss", "accuracy", "macro_f1"), "causal-lm": ("loss", "perplexity")}
 
 
-def train_fn(spec: dict, converters: dict) -> dict:
-    """Train on ``converters["train"]``, evaluate on validation each epoch and on test at the end.
+def train_fn(spec: dict, splits: dict) -> dict:
+    """Train on ``splits["train"]``, evaluate on validation each epoch and on test at the end
+    (``splits``: each split's reader, ``gold_reader.GoldSplit`` or ``gold_files.TensorSplit``).
 
     ``spec`` holds the train config (``asdict(TrainConfig)``) plus what the data defines
     (``task``, ``labels``, ``vocab_size``, ``max_len``, ``train_rows``, ``model_dir``).
@@ -113,11 +116,10 @@ def train_fn(spec: dict, converters: dict) -> dict:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from training import checkpoint
-    from training.data import length_bucketed, passes, sort_petastorm_row_groups, steps_per_epoch
+    from training.data import length_bucketed, passes, steps_per_epoch
     from training.loop import fit_epoch, make_optimizer, precision, stop_early
     from training.model import build_model
 
-    sort_petastorm_row_groups()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = _device(spec["use_gpu"])
     dist.init_process_group(
@@ -141,7 +143,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
     )
     amp_dtype = precision(spec["mixed_precision"], device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    history, step_log, start = [], [], time.perf_counter()
+    history, step_log, stepped, start = [], [], {}, time.perf_counter()
     parts = {"model": model, "opt": opt, "sched": sched}
     where = checkpoint.position(spec["resume_from"]) if spec["resume_from"] else {"epoch": 0, "step": 0}
     first_epoch, first_step = where["epoch"], where["step"]
@@ -156,7 +158,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
         return lambda step: save(epoch, step + 1) if every and (epoch * steps + step + 1) % every == 0 else None
 
     def open_pass(n: int):
-        return converters["train"].make_torch_dataloader(
+        return splits["train"].make_torch_dataloader(
             batch_size=spec["batch_size"],
             num_epochs=1,
             cur_shard=rank,
@@ -194,11 +196,11 @@ def train_fn(spec: dict, converters: dict) -> dict:
                 max_grad_norm=spec["max_grad_norm"],
                 amp_dtype=amp_dtype,
                 scaler=scaler,
-                on_step=_rank0_steps(epoch, spec["epochs"], steps, world, step_log) if rank == 0 else None,
+                on_step=_rank0_steps(epoch, spec["epochs"], steps, world, step_log, stepped) if rank == 0 else None,
                 start_step=first_step if epoch == first_epoch else 0,
                 after_step=after_step(epoch),
             )
-            val = _evaluate_split(model, converters["validation"], spec, rank, world, device, amp_dtype)
+            val = _evaluate_split(model, splits["validation"], spec, rank, world, device, amp_dtype)
             history.append(
                 {
                     "epoch": epoch + 1,
@@ -213,7 +215,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
             if rank == 0:
                 print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
             save(epoch + 1, 0)
-    test = _evaluate_split(model, converters["test"], spec, rank, world, device, amp_dtype)
+    test = _evaluate_split(model, splits["test"], spec, rank, world, device, amp_dtype)
     if rank == 0:
         model.save_pretrained(spec["model_dir"])
     result = [
@@ -224,6 +226,7 @@ def train_fn(spec: dict, converters: dict) -> dict:
             "history": history,
             "steps": step_log,
             "train_seconds": time.perf_counter() - start,
+            "first_step_at": stepped.get("at"),
             "test": test,
         }
     ]

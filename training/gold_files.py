@@ -64,7 +64,7 @@ def delta_files(table: str | Path, version: int | None = None, *, check_sizes: b
 
 
 class TensorSplit:
-    """One split in memory, offering what training uses of a Petastorm converter: ``len()`` and
+    """One split in memory, offering what training uses of a ``gold_reader.GoldSplit``: ``len()`` and
     a one-pass ``make_torch_dataloader`` (sharded by rank, shuffled when seeded)."""
 
     def __init__(self, data: dict):
@@ -93,6 +93,8 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
     import pyarrow.parquet as pq
     import torch
 
+    from training.gold_reader import pad_rows
+
     tables = [pq.read_table(f) for f in delta_files(table, version, check_sizes=True)]
     data = pa.concat_tables(tables) if tables else None
     if data is None or data.num_rows == 0:
@@ -101,12 +103,7 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
         data = data.filter(pc.equal(data["split"], split))
     n_tokens = data["n_tokens"].to_numpy()
     width = max_len or int(n_tokens.max())
-    ids = np.zeros((data.num_rows, width), dtype=np.int32)
-    flat = pc.list_flatten(data["input_ids"]).to_numpy()
-    rows = np.repeat(np.arange(data.num_rows), n_tokens)
-    cols = np.arange(len(flat)) - np.repeat(np.cumsum(n_tokens) - n_tokens, n_tokens)
-    keep = cols < width
-    ids[rows[keep], cols[keep]] = flat[keep]
+    ids = pad_rows(pc.list_flatten(data["input_ids"]).to_numpy(), n_tokens, width)
     out = {
         "input_ids": torch.from_numpy(ids),
         "n_tokens": torch.from_numpy(np.minimum(n_tokens, width).astype(np.int32)),

@@ -1,25 +1,26 @@
-"""Driver side of training: gold Delta version -> Petastorm converters -> TorchDistributor.
+"""Driver side of training: gold Delta version -> its Parquet files read in place -> TorchDistributor.
 
-The gold table is read at the version the ETL published (time travel), each split is
-materialised once by Petastorm under the work dir, and the cache is deleted afterwards, also when
-training fails. A result is trusted only if every rank confirmed rank 0's broadcast.
+The gold table is read at the version the ETL published (time travel): the ranks read that
+version's own files (``training.gold_reader``), so no copy of the data is written before the first
+step. A result is trusted only if every rank confirmed rank 0's broadcast.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from pyspark.sql import SparkSession
 
 from etl.lake import read_table
 from etl.split import SPLITS
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import steps_per_epoch
+from training.gold_reader import GoldSplit, row_groups, shard_rows
 
 log = logging.getLogger("tokenlake.train")
 
@@ -28,19 +29,29 @@ class TrainingFailed(RuntimeError):
     """Training did not produce a result that every rank confirmed."""
 
 
-def padded_frame(gold: DataFrame, split: str, max_len: int, partitions: int) -> DataFrame:
-    """One split as fixed-length ``input_ids`` (zero-padded to ``max_len``), ``n_tokens`` and, for
-    classification, ``label``. Rows go to partitions (so Petastorm files and shards) by a hash of
-    their id and are sorted by it inside each, so a gold version always yields the same files
-    whatever order Spark read it in: the seed alone then decides the training order."""
-    pad = F.array_repeat(F.lit(0), F.lit(max_len) - F.col("n_tokens"))
-    label = ["label"] if "label" in gold.columns else []
-    return (
-        gold.where(F.col("split") == split)
-        .repartition(partitions, F.xxhash64("id"))
-        .sortWithinPartitions("id")
-        .select(F.concat("input_ids", pad).alias("input_ids"), "n_tokens", *label)
-    )
+def gold_splits(
+    files: list[str], *, max_len: int, labelled: bool, world: int, names: tuple[str, ...] = SPLITS
+) -> tuple[dict, dict]:
+    """Each split (``names``) of the gold files as a ``GoldSplit`` read in place, and what the report says
+    about the data path. Refuse, before any rank starts, a layout that leaves a rank without
+    training rows (a rank reads whole row groups) or a split without rows."""
+    groups = row_groups(files)
+    splits, per_rank = {}, {}
+    for split in names:
+        per_rank[split] = shard_rows(groups, split, world)
+        holding = sum(1 for g in groups if g.rows.get(split))
+        if split == "train" and (holding < world or min(per_rank[split]) == 0):
+            raise TrainingFailed(
+                f"the train split is in {holding} of gold's {len(groups)} row groups (rows per rank: "
+                f"{per_rank[split]}); {world} processes need one at least each: rebuild gold with more files "
+                f"(--set etl.min_files={world} or a smaller etl.target_file_tokens) or use fewer processes"
+            )
+        if sum(per_rank[split]) == 0:
+            raise TrainingFailed(f"the {split} split of gold has no rows")
+        splits[split] = GoldSplit(tuple(files), split, max_len, labelled, tuple(per_rank[split]))
+    data = {"read": "in_place", "files": len(files), "row_groups": len(groups), "rows_per_rank": per_rank,
+            "copy_bytes": 0}  # fmt: skip
+    return splits, data
 
 
 CHECKPOINTS = "checkpoints"
@@ -121,6 +132,7 @@ def train_without_spark(
     from training.distributed import train_fn
     from training.gold_files import TensorSplit, load_gold
 
+    started = time.time()
     if "RANK" not in os.environ:  # a single process is a world of one
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))  # fmt: skip
@@ -136,7 +148,9 @@ def train_without_spark(
     log.info("training %s on %d rows, rank %d of %d, without Spark", cfg.model, len(splits["train"]), rank,
              cfg.num_processes)  # fmt: skip
     result = train_fn(spec, splits)
-    return verify(result, cfg, work / "model") if rank == 0 else result
+    if rank != 0:
+        return result
+    return started_result(verify(result, cfg, work / "model"), started, {"read": "in_memory", "copy_bytes": 0})
 
 
 def _free_port() -> int:
@@ -161,41 +175,39 @@ def launch_training(
 ) -> dict:
     """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result.
     With ``cfg.resume``, continue from the latest checkpoint; otherwise old checkpoints are removed."""
-    from petastorm.spark import SparkDatasetConverter, make_spark_converter
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from training.distributed import train_fn
 
+    started = time.time()
     check_task_slots(spark, cfg)
-    resume_from = resume_point(work / CHECKPOINTS, cfg, gold)
-    cache, model_dir = work / "petastorm_cache", work / "model"
-    shutil.rmtree(cache, ignore_errors=True)  # left behind by a killed driver
-    cache.mkdir(parents=True)
-    shutil.rmtree(model_dir, ignore_errors=True)
-    spark.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF, cache.resolve().as_uri())
     table = read_table(spark, gold["path"], gold["version"])
-    converters = {}
-    try:
-        for split in SPLITS:
-            converters[split] = make_spark_converter(padded_frame(table, split, max_len, 2 * cfg.num_processes))
-            if len(converters[split]) < 2 * cfg.num_processes:
-                raise TrainingFailed(
-                    f"the {split} split has {len(converters[split])} rows; "
-                    f"{2 * cfg.num_processes} at least are needed for {cfg.num_processes} ranks"
-                )
-        try:  # the ranks would refuse it too, but only after starting; say it here, as a clear error
-            steps_per_epoch(len(converters["train"]), cfg.batch_size, cfg.num_processes)
-        except ValueError as exc:
-            raise TrainingFailed(f"{exc}; lower --batch-size") from None
-        spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
-                             "max_len": max_len, "train_rows": len(converters["train"])},
-                             resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
-        log.info("training %s on %d rows with %d processes", cfg.model, spec["train_rows"], cfg.num_processes)
-        result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
-            train_fn, spec, converters
-        )
-        return verify(result, cfg, model_dir)
-    finally:
-        for converter in converters.values():
-            converter.delete()
-        shutil.rmtree(cache, ignore_errors=True)
+    splits, data_path = gold_splits(
+        sorted(table.inputFiles()), max_len=max_len, labelled="label" in table.columns, world=cfg.num_processes
+    )
+    try:  # the ranks would refuse it too, but only after starting; say it here, as a clear error
+        steps_per_epoch(len(splits["train"]), cfg.batch_size, cfg.num_processes)
+    except ValueError as exc:
+        raise TrainingFailed(f"{exc}; lower --batch-size") from None
+    # the data is usable: only now are the last run's checkpoints (unless resuming) and model removed
+    resume_from = resume_point(work / CHECKPOINTS, cfg, gold)
+    model_dir = work / "model"
+    shutil.rmtree(work / "petastorm_cache", ignore_errors=True)  # the per-run copy of older versions
+    shutil.rmtree(model_dir, ignore_errors=True)
+    spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
+                         "max_len": max_len, "train_rows": len(splits["train"])},
+                         resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
+    log.info("training %s on %d rows with %d processes, reading %d row groups of gold in place (rows per rank: %s)",
+             cfg.model, spec["train_rows"], cfg.num_processes, data_path["row_groups"],
+             data_path["rows_per_rank"]["train"])  # fmt: skip
+    result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
+        train_fn, spec, splits
+    )
+    return started_result(verify(result, cfg, model_dir), started, data_path)
+
+
+def started_result(result: dict, started: float, data_path: dict) -> dict:
+    """Rank 0's result with the data path and ``startup_s``: from ``started`` (``time.time()`` when
+    training began) to the end of the first optimizer step (``first_step_at``, rank 0's clock)."""
+    first = result.get("first_step_at")
+    return {**result, "data_path": data_path, "startup_s": round(first - started, 3) if first else None}
