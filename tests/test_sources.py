@@ -84,3 +84,21 @@ def test_missing_input_is_a_clear_error(spark, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="no input files"):
         read_sources(spark, str(tmp_path / "nothing-*.jsonl"))
+
+
+def test_source_lines_keep_the_rows_where_they_are(spark, tmp_path):
+    """Lines are numbered with a broadcast look-up of each file split's start, never by shuffling
+    the rows on their (file, split): a key with a few values would put them all in one partition,
+    and every later stage on one core."""
+    from pyspark import StorageLevel
+
+    from etl.sources import with_source_line
+
+    path = tmp_path / "one.jsonl"
+    path.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(4000)))
+    records = read_sources(spark, str(path)).repartition(4).persist(StorageLevel.MEMORY_AND_DISK)
+    located = with_source_line(records)
+    sizes = located.rdd.glom().map(len).collect()
+    assert sorted(sizes) == sorted(records.rdd.glom().map(len).collect()) and min(sizes) > 0
+    assert sorted(r["source_line"] for r in located.select("source_line").collect()) == list(range(4000))
+    records.unpersist()
