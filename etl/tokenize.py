@@ -32,7 +32,9 @@ _SPECIALS = {
 
 def train_tokenizer(texts: Iterable[str], *, kind: str = "wordpiece", vocab_size: int = 8000):
     """A new tokenizer trained on ``texts``; the pad token has id 0, documents get [CLS] ... [SEP]
-    (WordPiece) or <s> ... </s> (byte-level BPE)."""
+    (WordPiece) or <s> ... </s> (byte-level BPE). Not reproducible to the byte: HF's trainers break
+    ties between equally frequent pairs in hash-map order (tokenizers issue 1794), so two trainings
+    on the same sample can differ in a few tokens and in ids; the fingerprint tells them apart."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     specials = list(_SPECIALS[kind].values())
@@ -133,7 +135,10 @@ def load_tokenizer(path: str, max_len: int | None):
     truncation, for packing), never padding."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(path)
+    return _limited(Tokenizer.from_file(path), max_len)
+
+
+def _limited(tok, max_len: int | None):
     if max_len is None:
         tok.no_truncation()
     else:
@@ -142,11 +147,14 @@ def load_tokenizer(path: str, max_len: int | None):
     return tok
 
 
-def _worker_tokenizer(path: str, max_len: int | None):
-    """The tokenizer for this Python worker, loaded on first use only."""
-    key = (path, max_len)
+def _worker_tokenizer(shipped, max_len: int | None):
+    """The tokenizer for this Python worker (``shipped``: a broadcast of its fingerprint and JSON),
+    built on first use only."""
+    from tokenizers import Tokenizer
+
+    key = (shipped.value[0], max_len)
     if key not in _WORKER_CACHE:
-        _WORKER_CACHE[key] = load_tokenizer(path, max_len)
+        _WORKER_CACHE[key] = _limited(Tokenizer.from_str(shipped.value[1]), max_len)
     return _WORKER_CACHE[key]
 
 
@@ -162,7 +170,10 @@ def encode_texts(tok, texts: list[str]) -> tuple[pa.ListArray, pa.Array]:
 
 def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None, counter=None) -> DataFrame:
     """Replace ``text`` by ``input_ids`` (truncated to ``max_len`` unless None) and ``n_tokens``.
-    ``counter``: a Spark accumulator that counts the documents encoded."""
+    ``counter``: a Spark accumulator that counts the documents encoded. The tokenizer is read here,
+    on the driver, and broadcast: executors on other hosts need no copy of the file."""
+    text = Path(tokenizer_file).read_text()
+    shipped = df.sparkSession.sparkContext.broadcast((hashlib.sha256(text.encode()).hexdigest(), text))
     keep = [f for f in df.schema.fields if f.name != "text"]
     schema = T.StructType(
         keep
@@ -174,7 +185,7 @@ def tokenize_docs(df: DataFrame, *, tokenizer_file: str, max_len: int | None, co
     names = [f.name for f in keep]
 
     def encode(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        tok = _worker_tokenizer(tokenizer_file, max_len)
+        tok = _worker_tokenizer(shipped, max_len)
         for batch in batches:
             if counter is not None:
                 counter.add(batch.num_rows)
