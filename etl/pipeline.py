@@ -46,6 +46,7 @@ from etl.pii import mask_pii, pii_counts
 from etl.quality import QUALITY_REASONS, filter_quality
 from etl.sources import read_sources, with_source_line
 from etl.split import SPLITS, assign_split
+from etl.storage import WorkDir
 from etl.tokenize import TOKENIZER_FILE, tokenize_docs, vocab_size
 from etl.validate import SuiteResult, ValidationFailed, build_data_docs, preload, split_bounds, validate_table
 
@@ -146,7 +147,7 @@ def _gate(
     df: DataFrame,
     suite: str,
     params: dict,
-    work: Path,
+    work: WorkDir,
     cfg: EtlConfig,
     result: EtlResult,
     gx: Future,
@@ -162,7 +163,7 @@ def _gate(
             params=params,
             row_params=row_params(suite, cfg),
             task=cfg.task,
-            results_dir=work / "validation",
+            results_dir=work.local / "validation",
             suite_dir=cfg.expectations_dir or None,
             docs=False,  # rendered once for all suites when the run ends, passed or not
             context=gx.result(),
@@ -173,35 +174,36 @@ def _gate(
         raise ValidationFailed(outcome, result)
 
 
-def run_etl(spark: SparkSession, input_path: str, work: Path, cfg: EtlConfig) -> EtlResult:
+def run_etl(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: EtlConfig) -> EtlResult:
     """Run every ETL stage, publishing each table only after the version it would become passed
     its suite; raise ``ValidationFailed`` at the first table that fails (nothing after it is
     written). Bronze, silver and quarantine only gain rows they do not hold (MERGE on a key), so
     the same input twice adds nothing; gold grows by silver's new rows, or is rebuilt from the
     whole silver table (``etl.gold``)."""
-    paths = {t: str(work / "lake" / t) for t in TABLES}
+    work = WorkDir.of(work)
+    paths = {t: work.path("lake", t) for t in TABLES}
     stored = {t: read_table(spark, paths[t]) if table_exists(spark, paths[t]) else None for t in TABLES}
     for table, key in MERGE_KEYS.items():
         if stored[table] is not None and key not in stored[table].columns:
             raise StoredTableMismatch(
                 f"{paths[table]} was written by an older tokenlake (no {key} column to merge on): "
-                f"use another --work directory or delete {work / 'lake'}"
+                f"use another --work directory or delete {work.path('lake')}"
             )
     result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
-    gx = preload(work / "validation")
+    gx = preload(work.local / "validation")
     try:
         _stages(spark, input_path, work, cfg, paths, stored, result, gx)
     finally:
         if result.validations:  # the data docs show every suite that ran, passed or failed
             with _stage("validate_docs", result.timings_s):
-                build_data_docs(work / "validation", gx.result())
+                build_data_docs(work.local / "validation", gx.result())
     return result
 
 
 def _stages(
     spark: SparkSession,
     input_path: str,
-    work: Path,
+    work: WorkDir,
     cfg: EtlConfig,
     paths: dict,
     stored: dict,
@@ -345,7 +347,7 @@ def _clean(
 
 
 def _publish(
-    df: DataFrame, table: str, paths: dict, stored: dict, work: Path, cfg: EtlConfig, result: EtlResult, gx: Future
+    df: DataFrame, table: str, paths: dict, stored: dict, work: WorkDir, cfg: EtlConfig, result: EtlResult, gx: Future
 ) -> int:
     """Validate the version ``table`` would become with ``df``'s new rows (the new rows against the
     stored table, ``etl.validate``), then MERGE them in; return how many rows were new."""
@@ -367,14 +369,15 @@ def _publish(
 def _build_gold(
     silver: DataFrame,
     stored: DataFrame | None,
-    work: Path,
+    work: WorkDir,
     cfg: EtlConfig,
     paths: dict,
     result: EtlResult,
     gx: Future,
 ) -> None:
     """Append silver's new rows to gold, or rebuild gold from all of ``silver`` (``etl.gold``)."""
-    spark, timings, tokenizer_dir, gold_path = silver.sparkSession, result.timings_s, work / "tokenizer", paths["gold"]
+    spark, timings, gold_path = silver.sparkSession, result.timings_s, paths["gold"]
+    tokenizer_dir = work.local / "tokenizer"
     # ``stored``: the gold table as the run found it (``run_etl`` read every table once)
     stored_meta = None if stored is None else commit_metadata(spark, gold_path, latest_version(spark, gold_path))
     labels = label_names(silver) if cfg.task == "classification" else []

@@ -24,9 +24,21 @@ EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 2, 3, 4, 5
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--work", default="work", help="work directory: lake/, tokenizer/, model/, report.json")
+    p.add_argument(
+        "--work",
+        default="work",
+        help="work directory: lake/, tokenizer/, checkpoints/, model/, report.json; a path or a URI "
+        "(s3a://bucket/prefix, hdfs://...; S3 credentials and endpoint from the AWS_* variables)",
+    )
     p.add_argument("--config", help="YAML file with etl: and train: sections")
     p.add_argument("--master", help="Spark master for a local run (default local[*]; ignored under spark-submit)")
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, e.g. --conf spark.sql.shuffle.partitions=64 (under spark-submit: runtime ones only)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -183,15 +195,37 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
-def _dispatch(args: argparse.Namespace, cfg) -> dict:
-    from jobs import runner
-    from jobs.session import get_spark
+def spark_conf(pairs: list[str]) -> dict[str, str]:
+    """``--conf KEY=VALUE`` flags as a dict; a malformed one is a ``ValueError``."""
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--conf {pair!r}: expected KEY=VALUE")
+        conf[key.strip()] = value
+    return conf
 
-    # Executors resolve relative paths against their own working directories: hand them absolute ones.
-    work = Path(args.work).resolve()
+
+def _dispatch(args: argparse.Namespace, cfg, work) -> dict:
+    """Run the command with the work dir's staged files pulled first and pushed back after,
+    whether it succeeded or not (a failure's report says what ran)."""
+    work.pull()
+    try:
+        return _run_command(args, cfg, work)
+    finally:
+        work.push()
+
+
+def _run_command(args: argparse.Namespace, cfg, work) -> dict:
+    from jobs import runner
+    from jobs.session import get_spark, storage_settings
+
     if getattr(args, "no_spark", False):
         return runner.run_train_without_spark(work, cfg, args.data_version, args.mlflow_uri, args.data)
-    spark = get_spark("tokenlake", master=args.master)
+    uris = [work.uri, *(getattr(args, "input", None) or "").split(",")]
+    storage_conf, packages = storage_settings([u.strip() for u in uris])
+    spark = get_spark("tokenlake", master=args.master, conf={**storage_conf, **spark_conf(args.conf)},
+                      packages=packages)  # fmt: skip
     if args.command == "etl":
         return runner.run_etl_stage(spark, args.input, work, cfg)
     if args.command == "validate":
@@ -212,6 +246,7 @@ def _has_credentials(uri: str) -> bool:
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
     from etl.pipeline import StoredTableMismatch
+    from etl.storage import WorkDir
     from etl.validate import ValidationFailed
     from jobs.runner import GoldRefused
     from jobs.session import DeltaJarsMissing
@@ -220,8 +255,17 @@ def execute(args: argparse.Namespace) -> int:
 
     try:
         cfg = config_from_args(args)
+        spark_conf(args.conf)
     except (ValueError, TypeError, OSError) as exc:
         return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    # Executors resolve relative paths against their own working directories: hand them absolute ones.
+    work = WorkDir.of(args.work)
+    if _has_credentials(args.work) or any(_has_credentials(p) for p in (getattr(args, "input", None) or "").split(",")):
+        return _fail(  # not echoed: it holds a secret
+            "--work and --input must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "in the environment (or use a profile or role) instead",
+            EXIT_CONFIG,
+        )
     if getattr(args, "mlflow_uri", None) and _has_credentials(args.mlflow_uri):
         return _fail(  # the URI is not echoed: it holds a secret
             "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and "
@@ -240,7 +284,7 @@ def execute(args: argparse.Namespace) -> int:
     if missing:
         return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
     try:
-        report = _dispatch(args, cfg)
+        report = _dispatch(args, cfg, work)
     except DeltaJarsMissing as exc:
         return _fail(str(exc), EXIT_DELTA)
     except StoredTableMismatch as exc:
@@ -251,7 +295,7 @@ def execute(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_VALIDATION)
     except TrainingFailed as exc:
         return _fail(f"training failed: {exc}", EXIT_TRAINING)
-    print_summary(report, Path(args.work))
+    print_summary(report, work.uri)
     return 0
 
 
@@ -290,8 +334,10 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(str(exc), EXIT_CONFIG)
         return 0
     if args.command == "ui":
-        work = Path(args.work)
-        command = mlflow_server_command(work / "mlflow.db", work / "mlartifacts", args.port)
+        from etl.storage import WorkDir
+
+        local = WorkDir.of(args.work).local  # a remote work dir's MLflow store is in its local copy
+        command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", args.port)
         print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
         os.execv(command[0], command)
     return execute(args)

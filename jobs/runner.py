@@ -1,6 +1,10 @@
 """The stages as the CLI and the jobs run them: ``etl``, ``validate``, ``train``, and ``run`` (all
 three in one MLflow run). Each stage merges its part into ``WORK/report.json``, so separate
-scheduled tasks (etl -> validate -> train) leave the same report as one ``tokenlake run``."""
+scheduled tasks (etl -> validate -> train) leave the same report as one ``tokenlake run``.
+
+``work`` is a ``WorkDir`` (or a path, made one): the lake, checkpoints and model at its URI, the
+report, tokenizer and validation results in its local copy (``etl.storage``), which the caller
+pulls before a command and pushes after it."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pyspark.sql import SparkSession
 
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
 from etl.pipeline import EtlResult, row_params, run_etl, suite_params
+from etl.storage import WorkDir, exists
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import (
     SuiteResult,
@@ -39,29 +44,32 @@ class GoldRefused(RuntimeError):
     """The gold version asked for is not one that training may use."""
 
 
-def default_mlflow_uri(work: Path) -> str:
-    return f"sqlite:///{(work / 'mlflow.db').resolve()}"
+def default_mlflow_uri(work: WorkDir | Path | str) -> str:
+    """A sqlite store in the work dir, or in its local copy when the work dir is remote."""
+    return f"sqlite:///{WorkDir.of(work).local / 'mlflow.db'}"
 
 
-def read_report(work: Path) -> dict:
-    path = work / "report.json"
+def read_report(work: WorkDir | Path | str) -> dict:
+    path = WorkDir.of(work).local / "report.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def update_report(work: Path, **parts) -> dict:
+def update_report(work: WorkDir | Path | str, **parts) -> dict:
     """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report."""
-    work.mkdir(parents=True, exist_ok=True)
+    work = WorkDir.of(work)
+    work.local.mkdir(parents=True, exist_ok=True)
     report = {**read_report(work), **parts}
-    tmp = work / "report.json.tmp"
+    tmp = work.local / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    tmp.replace(work / "report.json")
+    tmp.replace(work.local / "report.json")
     return report
 
 
-def validation_summary(results: list[SuiteResult], work: Path) -> dict:
-    docs = data_docs_index(work / "validation")
+def validation_summary(results: list[SuiteResult], work: WorkDir) -> dict:
+    """Suite results as the report shows them, with paths under the work dir (its URI)."""
+    docs = data_docs_index(work.local / "validation")
     return {
-        "data_docs": str(docs) if docs.is_file() else None,
+        "data_docs": work.published(docs) if docs.is_file() else None,
         "success": all(r.success for r in results) and bool(results),
         "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
         "suites": {
@@ -69,14 +77,14 @@ def validation_summary(results: list[SuiteResult], work: Path) -> dict:
                 "success": r.success,
                 "evaluated": r.evaluated,
                 "unexpected": r.unexpected,
-                "result_path": r.result_path,
+                "result_path": work.published(r.result_path) if r.result_path else None,
             }
             for r in results
         },
     }
 
 
-def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
+def _etl_report(input_path: str, work: WorkDir, etl: EtlResult) -> dict:
     return {
         "input": input_path,
         "rows": etl.rows,
@@ -88,13 +96,18 @@ def _etl_report(input_path: str, work: Path, etl: EtlResult) -> dict:
         **({"packing": etl.packing} if etl.packing else {}),
         "timings_s": dict(etl.timings_s),
         "training": None,
-        "tokenizer": {"path": etl.tokenizer_dir, "fingerprint": etl.tokenizer_fingerprint, "labels": etl.labels},
+        "tokenizer": {
+            "path": work.published(etl.tokenizer_dir) if etl.tokenizer_dir else None,
+            "fingerprint": etl.tokenizer_fingerprint,
+            "labels": etl.labels,
+        },
     }
 
 
-def run_etl_stage(spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig) -> dict:
+def run_etl_stage(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: PipelineConfig) -> dict:
     """Ingest to a validated, published gold table. On a failed suite the report is written first,
     then ``ValidationFailed`` propagates (carrying the report)."""
+    work = WorkDir.of(work)
     try:
         etl = run_etl(spark, input_path, work, cfg.etl)
     except ValidationFailed as failure:
@@ -103,18 +116,21 @@ def run_etl_stage(spark: SparkSession, input_path: str, work: Path, cfg: Pipelin
     return update_report(work, **_etl_report(input_path, work, etl))
 
 
-def gold_path(work: Path) -> str:
-    return str(work / "lake" / "gold")
+def gold_path(work: WorkDir | Path) -> str:
+    return WorkDir.of(work).path("lake", "gold")
 
 
-def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
+def run_validate_stage(
+    spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, version: int | None = None
+) -> dict:
     """Re-validate published tables: gold at ``version`` alone if given, else every table of the
     last ETL report at its reported version. ``ValidationFailed`` if any no longer passes."""
+    work = WorkDir.of(work)
     tables = read_report(work).get("tables", {})
     if version is not None or not tables:
         path = gold_path(work)
         tables = {"gold": {"path": path, "version": latest_version(spark, path) if version is None else version}}
-    results, start, gx = [], time.perf_counter(), gx_context(work / "validation")
+    results, start, gx = [], time.perf_counter(), gx_context(work.local / "validation")
     for name, table in sorted(tables.items()):
         df = read_table(spark, table["path"], table["version"])
         etl_cfg, extra = cfg.etl, {}
@@ -134,13 +150,13 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
                 params=suite_params(name, etl_cfg, **extra),
                 row_params=row_params(name, etl_cfg),
                 task=etl_cfg.task,
-                results_dir=work / "validation",
+                results_dir=work.local / "validation",
                 suite_dir=cfg.etl.expectations_dir or None,
                 docs=False,
                 context=gx,
             )
         )
-    build_data_docs(work / "validation", gx)
+    build_data_docs(work.local / "validation", gx)
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
     report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
     failed = next((r for r in results if not r.success), None)
@@ -151,27 +167,27 @@ def run_validate_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, ver
     return report
 
 
-def _check_commit(work: Path, path: str, version: int, meta: dict) -> None:
+def _check_commit(work: WorkDir, path: str, version: int, meta: dict) -> None:
     """A gold commit training may use: it records a passed validation and ``WORK/tokenizer``."""
     if meta.get("validation") != "passed":
         raise GoldRefused(
             f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
         )
-    tokenizer_fp = fingerprint(work / "tokenizer")
+    tokenizer_fp = fingerprint(work.local / "tokenizer")
     if meta.get("tokenizer_fingerprint") != tokenizer_fp:
         raise GoldRefused(
             f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
-            f"but {work / 'tokenizer'} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
+            f"but {work.path('tokenizer')} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
         )
 
 
-def usable_gold(spark: SparkSession, work: Path, version: int | None) -> tuple[dict, dict]:
+def usable_gold(spark: SparkSession, work: WorkDir, version: int | None) -> tuple[dict, dict]:
     """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
     validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
     recorded when it was published; ``GoldRefused`` otherwise."""
     path = gold_path(work)
-    if not (Path(path) / "_delta_log").is_dir():
-        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work}` first")
+    if not exists(f"{path}/_delta_log"):
+        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work.uri}` first")
     version = latest_version(spark, path) if version is None else int(version)
     meta = commit_metadata(spark, path, version)
     _check_commit(work, path, version, meta)
@@ -203,8 +219,9 @@ def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
         )
 
 
-def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None) -> dict:
+def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, version: int | None = None) -> dict:
     """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
+    work = WorkDir.of(work)
     gold, meta = usable_gold(spark, work, version)
     check_model_tokenizer(cfg, meta)
 
@@ -214,7 +231,7 @@ def train_stage(spark: SparkSession, work: Path, cfg: PipelineConfig, version: i
     return _train(work, cfg, gold, meta, launch, spark)
 
 
-def usable_gold_files(work: Path, path: str, version: int | None) -> tuple[dict, dict]:
+def usable_gold_files(work: WorkDir, path: str, version: int | None) -> tuple[dict, dict]:
     """``usable_gold`` without Spark: the commit must record a passed validation and this work
     dir's tokenizer, and every file must have the size its commit recorded (the row digest needs
     Spark's hash, so ``--no-spark`` checks sizes instead)."""
@@ -229,10 +246,15 @@ def usable_gold_files(work: Path, path: str, version: int | None) -> tuple[dict,
 
 
 def run_train_without_spark(
-    work: Path, cfg: PipelineConfig, version: int | None = None, mlflow_uri: str | None = None, data: str | None = None
+    work: WorkDir | Path,
+    cfg: PipelineConfig,
+    version: int | None = None,
+    mlflow_uri: str | None = None,
+    data: str | None = None,
 ) -> dict:
     """``tokenlake train --no-spark [--data DIR]``: the same training loop on the gold files, in this
     process or as a ``torchrun`` rank; rank 0 alone logs to MLflow and writes the report."""
+    work = WorkDir.of(work)
     gold, meta = usable_gold_files(work, str(data or gold_path(work)), version)
     check_model_tokenizer(cfg, meta)
 
@@ -247,7 +269,7 @@ def run_train_without_spark(
         return _train(work, cfg, gold, meta, launch, None)
 
 
-def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spark: SparkSession | None) -> dict:
+def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, spark: SparkSession | None) -> dict:
     import mlflow
 
     report = read_report(work)
@@ -256,11 +278,12 @@ def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spar
     if report.get("validation"):
         mlflow.log_dict(report["validation"], "validation/summary.json")
     for suite in (report.get("validation") or {}).get("suites", {}).values():
-        if suite.get("result_path") and Path(suite["result_path"]).is_file():
-            mlflow.log_artifact(suite["result_path"], artifact_path="validation")
-    docs = (report.get("validation") or {}).get("data_docs")
-    if docs and Path(docs).is_file():
-        mlflow.log_artifacts(str(Path(docs).parent), artifact_path="validation/data_docs")
+        result_file = work.staged(suite.get("result_path"))
+        if result_file and result_file.is_file():
+            mlflow.log_artifact(str(result_file), artifact_path="validation")
+    docs = work.staged((report.get("validation") or {}).get("data_docs"))
+    if docs and docs.is_file():
+        mlflow.log_artifacts(str(docs.parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
     task = meta.get("task", "classification")
     result = launch(
@@ -270,7 +293,7 @@ def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spar
         max_len=meta["max_len"],
         mlflow_run_id=mlflow.active_run().info.run_id,
     )
-    log_training(result, task, work / "model", work / "tokenizer", meta["labels"])
+    log_training(result, task, work.path("model"), work.local / "tokenizer", meta["labels"])
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
     silver = report.get("tables", {}).get("silver")
@@ -303,11 +326,11 @@ def _train(work: Path, cfg: PipelineConfig, gold: dict, meta: dict, launch, spar
     return report
 
 
-def _interrupted_run(work: Path) -> str | None:
+def _interrupted_run(work: WorkDir) -> str | None:
     """The MLflow run that wrote the latest checkpoint, if the tracking store still has it."""
     import mlflow
 
-    found = checkpoint.latest(work / CHECKPOINTS)
+    found = checkpoint.latest(work.path(CHECKPOINTS))
     run_id = checkpoint.position(found).get("mlflow_run_id") if found else None
     try:
         return run_id if run_id and mlflow.get_run(run_id) else None
@@ -315,15 +338,16 @@ def _interrupted_run(work: Path) -> str | None:
         return None
 
 
-def _mlflow_run(uri: str | None, work: Path, spark: SparkSession | None, cfg: PipelineConfig):
+def _mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig):
     import mlflow
 
+    work.local.mkdir(parents=True, exist_ok=True)
+    if uri is None and work.remote:
+        log.info("MLflow: no --mlflow-uri, so the tracking store is local: %s", default_mlflow_uri(work))
     mlflow.set_tracking_uri(uri or default_mlflow_uri(work))
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         local = (uri or default_mlflow_uri(work)).startswith("sqlite:")
-        mlflow.create_experiment(
-            EXPERIMENT, artifact_location=(work / "mlartifacts").resolve().as_uri() if local else None
-        )
+        mlflow.create_experiment(EXPERIMENT, artifact_location=(work.local / "mlartifacts").as_uri() if local else None)
     mlflow.set_experiment(EXPERIMENT)
     interrupted = _interrupted_run(work) if cfg.train.resume else None
     if interrupted:  # the killed run continues: same params, one history
@@ -339,26 +363,32 @@ def _mlflow_run(uri: str | None, work: Path, spark: SparkSession | None, cfg: Pi
 
 
 def run_train(
-    spark: SparkSession, work: Path, cfg: PipelineConfig, version: int | None = None, mlflow_uri: str | None = None
+    spark: SparkSession,
+    work: WorkDir | Path,
+    cfg: PipelineConfig,
+    version: int | None = None,
+    mlflow_uri: str | None = None,
 ) -> dict:
     """``tokenlake train``: one MLflow run that trains on gold (latest or ``version``)."""
+    work = WorkDir.of(work)
     with _mlflow_run(mlflow_uri, work, spark, cfg):
         return train_stage(spark, work, cfg, version)
 
 
 def run_pipeline(
-    spark: SparkSession, input_path: str, work: Path, cfg: PipelineConfig, mlflow_uri: str | None = None
+    spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: PipelineConfig, mlflow_uri: str | None = None
 ) -> dict:
     """``tokenlake run``: ETL, gate and training in one MLflow run, which ends FAILED if any fails."""
     import mlflow
 
+    work = WorkDir.of(work)
     report = read_report(work)
     gold = report.get("tables", {}).get("gold")
     if cfg.train.resume and gold and (report.get("validation") or {}).get("success"):
         log.info("--resume: training continues on gold v%s; the ETL is not run again", gold["version"])
         with _mlflow_run(mlflow_uri, work, spark, cfg):
             return train_stage(spark, work, cfg, gold["version"])
-    (work / "report.json").unlink(missing_ok=True)
+    (work.local / "report.json").unlink(missing_ok=True)
     start = time.perf_counter()
     with _mlflow_run(mlflow_uri, work, spark, cfg):
         try:
@@ -371,5 +401,6 @@ def run_pipeline(
             )
             raise
         mlflow.log_metrics({f"rows_{k}": v for k, v in report["rows"].items()})
+        work.push()  # the published lake's report and tokenizer, before training starts
         report = train_stage(spark, work, cfg, report["tables"]["gold"]["version"])
         return update_report(work, timings_s={**report["timings_s"], "total": round(time.perf_counter() - start, 3)})

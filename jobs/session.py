@@ -5,6 +5,10 @@ session is taken as it is (never forcing a master) and only checked for Delta. I
 process (``tokenlake run``, tests) a local session is built and Delta's JARs are resolved through
 Spark's Ivy (local ~/.m2 first, then the Maven repository).
 
+Where the work directory or the input is on S3 (``s3a://``), ``hadoop-aws`` matching Spark's own
+Hadoop client is added the same way, and s3a gets the endpoint and region of the standard
+variables (``storage_settings``); the credentials stay with the AWS SDK's chain.
+
 ``python -m jobs.session --resolve-delta`` resolves the JARs once (the Makefile calls it).
 """
 
@@ -58,16 +62,69 @@ def _delta_version() -> str:
     return version("delta-spark")
 
 
+def hadoop_version() -> str:
+    """The Hadoop client version pip's PySpark carries (its ``hadoop-client-api`` JAR)."""
+    import glob
+
+    import pyspark
+
+    jars = glob.glob(os.path.join(os.path.dirname(pyspark.__file__), "jars", "hadoop-client-api-*.jar"))
+    if not jars:
+        raise DeltaJarsMissing("no hadoop-client-api JAR in this PySpark: cannot pick a matching hadoop-aws")
+    return os.path.basename(jars[0])[len("hadoop-client-api-") : -len(".jar")]
+
+
+def storage_settings(uris: list[str]) -> tuple[dict[str, str], list[str]]:
+    """``(Spark settings, Maven packages)`` for reading and writing ``uris``: for ``s3a://``,
+    hadoop-aws and the endpoint/region of ``AWS_ENDPOINT_URL``/``AWS_REGION`` (path-style access
+    for an S3-compatible store). Keys are not copied into Spark's settings: s3a's default chain
+    reads ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, profiles and instance roles itself."""
+    from urllib.parse import urlsplit
+
+    if not any(urlsplit(u).scheme == "s3a" for u in uris):
+        return {}, []
+    conf = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf |= {
+            "spark.hadoop.fs.s3a.endpoint": endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https:")).lower(),
+        }
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return conf, [f"org.apache.hadoop:hadoop-aws:{hadoop_version()}"]
+
+
+def apply_conf(spark: SparkSession, conf: dict[str, str]) -> None:
+    """Settings for a session that already runs: ``spark.hadoop.*`` into its Hadoop configuration,
+    the rest as runtime SQL settings (a static one is an error: give it to spark-submit)."""
+    for key, value in conf.items():
+        if key.startswith("spark.hadoop."):
+            spark.sparkContext._jsc.hadoopConfiguration().set(key[len("spark.hadoop.") :], value)
+        elif spark.conf.get(key, None) != value:
+            if not spark.conf.isModifiable(key):
+                raise ValueError(f"--conf {key}: Spark cannot change it in a running session; pass it to spark-submit")
+            spark.conf.set(key, value)
+
+
 def get_spark(
-    app_name: str = "tokenlake", master: str | None = None, conf: dict[str, str] | None = None
+    app_name: str = "tokenlake",
+    master: str | None = None,
+    conf: dict[str, str] | None = None,
+    packages: list[str] | None = None,
 ) -> SparkSession:
-    """The active session under spark-submit/Databricks; otherwise a local one with Delta."""
+    """The active session under spark-submit/Databricks (``conf`` applied where Spark allows it);
+    otherwise a local one with Delta, ``conf`` and the Maven ``packages``."""
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook, a test run, or a second call in this process
+        apply_conf(active, conf or {})
         return active
     if _running_in_a_launched_jvm():
         spark = SparkSession.builder.appName(app_name).getOrCreate()
         _check_delta(spark)
+        apply_conf(spark, conf or {})
         return spark
     from delta import configure_spark_with_delta_pip
 
@@ -77,13 +134,13 @@ def get_spark(
     # Spark's launcher needs to run the workers with this interpreter (STACK.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
-        spark = configure_spark_with_delta_pip(builder).getOrCreate()
+        spark = configure_spark_with_delta_pip(builder, extra_packages=packages or []).getOrCreate()
     except Exception as exc:
         if "JAVA_GATEWAY_EXITED" in str(exc) or "Java gateway process exited" in str(exc):
             raise DeltaJarsMissing(
-                f"Spark could not start; usually Delta's JARs (io.delta:delta-spark_2.13:{_delta_version()}) "
-                "could not be resolved. Run `make delta-jars` (fills ~/.m2 with mvn dependency:get) "
-                "or check that `java -version` is 17+."
+                f"Spark could not start; usually Delta's JARs (io.delta:delta-spark_2.13:{_delta_version()}"
+                f"{''.join(', ' + p for p in packages or [])}) could not be resolved. Run `make delta-jars` "
+                "(fills ~/.m2 with mvn dependency:get) or check that `java -version` is 17+."
             ) from exc
         raise
     _check_delta(spark)

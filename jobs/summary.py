@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from etl.storage import join
 
-def summary_lines(report: dict, work: Path) -> list[str]:
+
+def summary_lines(report: dict, work: str | Path) -> list[str]:
     lines = ["", "tokenlake: done"]
     rows = report.get("rows")
     if rows:
@@ -34,9 +36,9 @@ def summary_lines(report: dict, work: Path) -> list[str]:
                 "  (MLlib TF-IDF + logistic regression, same test split)"
             )
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
-    lines.append(f"  report      {work / 'report.json'}")
+    lines.append(f"  report      {join(work, 'report.json')}")
     return lines
 
 
-def print_summary(report: dict, work: Path) -> None:
+def print_summary(report: dict, work: str | Path) -> None:
     print("\n".join(summary_lines(report, work)), flush=True)

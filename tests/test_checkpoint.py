@@ -1,6 +1,7 @@
 """Checkpoints: atomic, complete or absent, restored exactly (weights_only loads)."""
 
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ def test_save_then_load_restores_model_optimizer_schedule_and_rngs(tmp_path):
     _step(model, opt, sched)  # the original moves on; the restored copy must not have seen this
 
     found = checkpoint.latest(tmp_path)
-    assert found.name == "step-00000003" and not list(tmp_path.glob(".*.tmp"))
+    assert Path(found).name == "step-00000003" and not list(tmp_path.glob(".*.tmp"))
     copy = _model()
     copy_opt, copy_sched = make_optimizer(copy, lr=1e-2, weight_decay=0.01, total_steps=20, warmup_ratio=0.2)
     position = checkpoint.load(found, rank=0, model=copy, opt=copy_opt, sched=copy_sched, device="cpu")
@@ -62,8 +63,14 @@ def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
         where = {"epoch": 0, "step": step, "global_step": step, "history": [], "steps": [], "lineage": {}}
         checkpoint.save(tmp_path, rank=0, barrier=lambda: None, model=model, opt=opt, sched=sched, where=where)
     assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000004", "step-00000006", "step-00000008"]
-    # a crash between writing and renaming leaves a .tmp directory that nothing points at
-    (tmp_path / ".step-00000010.tmp").mkdir()
-    assert checkpoint.latest(tmp_path).name == "step-00000008"
-    (checkpoint.latest(tmp_path) / "state.pt").unlink()  # an incomplete checkpoint is not offered
+    # a kill before the pointer moved leaves a partial step that nothing points at ...
+    (tmp_path / "step-00000010").mkdir()
+    (tmp_path / "step-00000010" / "rng-0.pt").write_bytes(b"partial")
+    assert Path(checkpoint.latest(tmp_path)).name == "step-00000008"
+    # ... and the next save of that step starts it afresh
+    where = {"epoch": 0, "step": 10, "global_step": 10, "history": [], "steps": [], "lineage": {}}
+    checkpoint.save(tmp_path, rank=0, barrier=lambda: None, model=model, opt=opt, sched=sched, where=where)
+    assert Path(checkpoint.latest(tmp_path)).name == "step-00000010"
+    assert checkpoint.position(checkpoint.latest(tmp_path)) == where
+    (Path(checkpoint.latest(tmp_path)) / "state.pt").unlink()  # an incomplete checkpoint is not offered
     assert checkpoint.latest(tmp_path) is None

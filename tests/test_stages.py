@@ -348,7 +348,7 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
 
     # the table is readable at its previous version; the half-written files are not part of it
     assert latest_version(gold) == 0 and read_table(spark, str(gold)).count() == rows_before
-    assert not caught & set(delta_files(gold))
+    assert not caught & {Path(f) for f in delta_files(gold)}
     # the re-run completes, and gold holds each document once
     assert main(args) == 0
     rerun = read_table(spark, str(gold))
@@ -397,7 +397,7 @@ def test_secrets_from_the_environment_never_reach_logs_report_or_mlflow(work_cop
 def test_train_without_spark_refuses_a_file_changed_behind_deltas_back(work_copy, capsys):
     from training.gold_files import delta_files
 
-    victim = delta_files(work_copy / "lake" / "gold")[0]
+    victim = Path(delta_files(work_copy / "lake" / "gold")[0])
     victim.write_bytes(victim.read_bytes() + b"\0")
     assert main(["train", "--work", str(work_copy), "--no-spark"]) == EXIT_VALIDATION
     assert "changed outside Delta" in capsys.readouterr().err

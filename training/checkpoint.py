@@ -1,33 +1,36 @@
-"""Checkpoints that survive a kill: written to a temporary directory, then renamed into place, and
-only then named by the ``latest`` pointer (itself replaced atomically). A checkpoint holds the
-model, optimizer and scheduler states (rank 0), each rank's RNG states, and the position (epoch,
-step within it, history so far) plus the data it was trained on. Loaded with
+"""Checkpoints that survive a kill, in a local directory or on object storage (``etl.storage``):
+a checkpoint's files are written under ``step-N/``, and only then named by the ``latest``
+pointer, which is replaced atomically (a rename locally, one PUT on an object store): a kill at
+any moment leaves ``latest`` naming a complete checkpoint. A checkpoint holds the model,
+optimizer and scheduler states (rank 0), each rank's RNG states, and the position (epoch, step
+within it, history so far) plus the data it was trained on. Loaded with
 ``torch.load(weights_only=True)``: nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
 import random
-import shutil
 from pathlib import Path
+
+from etl import storage
 
 KEEP = 2  # checkpoints kept besides the one being written
 
 
-def latest(root: str | Path) -> Path | None:
+def latest(root: str | Path) -> str | None:
     """The newest complete checkpoint under ``root``, or None."""
-    root = Path(root)
-    pointer = root / "latest"
-    if not pointer.is_file():
+    pointer = storage.join(root, "latest")
+    if not storage.is_file(pointer):
         return None
-    path = root / pointer.read_text().strip()
-    return path if (path / "state.pt").is_file() and (path / "position.json").is_file() else None
+    path = storage.join(root, storage.read_text(pointer).strip())
+    done = all(storage.is_file(storage.join(path, name)) for name in ("state.pt", "position.json"))
+    return path if done else None
 
 
 def position(path: str | Path) -> dict:
-    return json.loads((Path(path) / "position.json").read_text())
+    return json.loads(storage.read_text(storage.join(path, "position.json")))
 
 
 def _rng_state() -> dict:
@@ -54,46 +57,48 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype("uint32"), n["pos"], n["has_gauss"], n["gauss"]))
 
 
-def save(root: str | Path, *, rank: int, barrier, model, opt, sched, where: dict) -> None:
-    """Called by every rank at the same step; ``where`` is JSON (epoch, step, history, lineage)."""
+def _save_tensors(obj, where: str) -> None:
     import torch
 
-    root = Path(root)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    storage.write_bytes(where, buffer.getvalue())
+
+
+def _load_tensors(where: str, device=None):
+    import torch
+
+    return torch.load(io.BytesIO(storage.read_bytes(where)), map_location=device, weights_only=True)
+
+
+def save(root: str | Path, *, rank: int, barrier, model, opt, sched, where: dict) -> None:
+    """Called by every rank at the same step; ``where`` is JSON (epoch, step, history, lineage)."""
     name = f"step-{where['global_step']:08d}"
-    tmp = root / f".{name}.tmp"
+    path = storage.join(root, name)
     if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        storage.remove(path)  # what a killed run left of this step, never named by ``latest``
     barrier()
-    torch.save(_rng_state(), tmp / f"rng-{rank}.pt")
+    _save_tensors(_rng_state(), storage.join(path, f"rng-{rank}.pt"))
     if rank == 0:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
-                   tmp / "state.pt")  # fmt: skip
-        (tmp / "position.json").write_text(json.dumps(where))
+        _save_tensors({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()},
+                      storage.join(path, "state.pt"))  # fmt: skip
+        storage.write_text(storage.join(path, "position.json"), json.dumps(where))
     barrier()
     if rank == 0:
-        final = root / name
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        pointer = root / "latest.tmp"
-        pointer.write_text(name)
-        os.replace(pointer, root / "latest")
-        for old in sorted(p for p in root.glob("step-*") if p.name != name)[:-KEEP]:
-            shutil.rmtree(old, ignore_errors=True)
+        storage.write_text(storage.join(root, "latest"), name)
+        for old in [n for n in storage.names(root) if n.startswith("step-") and n != name][:-KEEP]:
+            storage.remove(storage.join(root, old))
     barrier()
 
 
 def load(path: str | Path, *, rank: int, model, opt, sched, device) -> dict:
     """Restore the states saved by ``save`` into ``model``/``opt``/``sched`` and this rank's RNGs;
     return the position."""
-    import torch
-
-    path = Path(path)
-    state = torch.load(path / "state.pt", map_location=device, weights_only=True)
+    state = _load_tensors(storage.join(path, "state.pt"), device)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
-    rng = path / f"rng-{rank}.pt"
-    if rng.is_file():  # a different world size restores the model but not the data order
-        _set_rng_state(torch.load(rng, weights_only=True))
+    rng = storage.join(path, f"rng-{rank}.pt")
+    if storage.is_file(rng):  # a different world size restores the model but not the data order
+        _set_rng_state(_load_tensors(rng))
     return position(path)

@@ -115,6 +115,7 @@ def train_fn(spec: dict, splits: dict) -> dict:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    from etl.storage import local_dir
     from training import checkpoint
     from training.data import length_bucketed, passes, steps_per_epoch
     from training.loop import fit_epoch, make_optimizer, precision, stop_early
@@ -217,7 +218,8 @@ def train_fn(spec: dict, splits: dict) -> dict:
             save(epoch + 1, 0)
     test = _evaluate_split(model, splits["test"], spec, rank, world, device, amp_dtype)
     if rank == 0:
-        model.save_pretrained(spec["model_dir"])
+        with local_dir(spec["model_dir"]) as out:
+            model.save_pretrained(out)
     result = [
         {
             "rank": rank,

@@ -5,19 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from pathlib import Path
 from urllib.parse import unquote
 
+from etl import storage
 
-def _commits(table: str | Path) -> list[Path]:
-    log = Path(table) / "_delta_log"
-    commits = sorted(log.glob("[0-9]*.json"))
-    if not commits:
+
+def _commits(table: str | Path) -> list[tuple[int, str]]:
+    """``(version, path)`` of every JSON commit of ``table``, local or at a URI."""
+    log = storage.join(table, "_delta_log")
+    versions = sorted(int(n[:-5]) for n in storage.names(log) if re.fullmatch(r"[0-9]+\.json", n))
+    if not versions:
         raise FileNotFoundError(f"{table} is not a Delta table (no {log}/*.json)")
-    versions = [int(c.stem) for c in commits]
     if versions != list(range(len(versions))):
         raise ValueError(f"{table}: commit log is not complete from version 0 (log cleaned up?); read it with Spark")
-    return commits
+    return [(v, storage.join(log, f"{v:020d}.json")) for v in versions]
 
 
 def _actions(table: str | Path, version: int | None):
@@ -26,9 +29,9 @@ def _actions(table: str | Path, version: int | None):
     if version is not None and not 0 <= version <= last:
         raise ValueError(f"{table} has versions 0..{last}, not {version}")
     version = last if version is None else version
-    for commit in commits[: version + 1]:
-        for line in commit.read_text().splitlines():
-            yield int(commit.stem), json.loads(line)
+    for v, commit in commits[: version + 1]:
+        for line in storage.read_text(commit).splitlines():
+            yield v, json.loads(line)
 
 
 def latest_version(table: str | Path) -> int:
@@ -44,7 +47,7 @@ def commit_metadata(table: str | Path, version: int) -> dict:
     return {}
 
 
-def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[Path]:
+def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[str]:
     """The data files of ``table`` at ``version`` (default: the latest), replaying its commits.
     ``check_sizes``: every file must still have the size its commit recorded (a file replaced
     behind Delta's back usually does not)."""
@@ -54,10 +57,11 @@ def delta_files(table: str | Path, version: int | None = None, *, check_sizes: b
             files[unquote(action["add"]["path"])] = action["add"].get("size", -1)
         elif "remove" in action:
             files.pop(unquote(action["remove"]["path"]), None)
-    paths = [Path(table) / f for f in files]
+    paths = [storage.join(table, f) for f in files]
     if check_sizes:
         for path, size in zip(paths, files.values(), strict=True):
-            actual = path.stat().st_size if path.is_file() else None
+            fs, inner = storage.filesystem(path)
+            actual = fs.size(inner) if fs.isfile(inner) else None
             if actual != size:
                 raise ValueError(f"{path} is {actual} bytes, its Delta commit recorded {size}: changed outside Delta")
     return paths
@@ -95,7 +99,11 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
 
     from training.gold_reader import pad_rows
 
-    tables = [pq.read_table(f) for f in delta_files(table, version, check_sizes=True)]
+    tables = []
+    for path in delta_files(table, version, check_sizes=True):
+        fs, inner = storage.filesystem(path)
+        with fs.open(inner, "rb") as handle:
+            tables.append(pq.read_table(handle))
     data = pa.concat_tables(tables) if tables else None
     if data is None or data.num_rows == 0:
         raise ValueError(f"{table}: no rows")

@@ -18,6 +18,8 @@ import functools
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from etl.storage import S3_SCHEMES, filesystem, is_remote
+
 SPLIT_COLUMN = "split"
 
 
@@ -31,11 +33,26 @@ class RowGroup:
 
 
 def local_path(url: str) -> str:
-    """``file:/x``, ``file:///x`` or ``/x`` -> ``/x``; other schemes are not read here."""
+    """``file:/x``, ``file:///x`` or ``/x`` -> ``/x``; other schemes are not local."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return parsed.path
-    raise ValueError(f"{url}: only local files (file:) are read in place, not {parsed.scheme}:")
+    raise ValueError(f"{url}: not a local file")
+
+
+def reader_urls(files: tuple[str, ...] | list[str]) -> tuple[list[str], dict]:
+    """What Petastorm's ``make_batch_reader`` is given for ``files``: ``file://`` URLs for local
+    files; for S3, the URIs and the file system of ``etl.storage`` (endpoint, region; keys from the
+    SDK's chain) wrapped as the legacy pyarrow file system Petastorm's pyarrow-12 dataset code
+    needs (an fsspec one sends it down pyarrow's new dataset API, which it cannot use). Other
+    schemes (``hdfs://``) Petastorm resolves itself."""
+    if urlparse(files[0]).scheme in S3_SCHEMES:
+        from pyarrow.filesystem import S3FSWrapper
+
+        return list(files), {"filesystem": S3FSWrapper(filesystem(files[0])[0])}
+    if is_remote(files[0]):
+        return list(files), {}
+    return [f"file://{local_path(f)}" for f in files], {}
 
 
 def row_groups(files: list[str]) -> list[RowGroup]:
@@ -45,11 +62,13 @@ def row_groups(files: list[str]) -> list[RowGroup]:
     import pyarrow.parquet as pq
 
     groups = []
-    for path in sorted(local_path(f) for f in files):
-        parquet = pq.ParquetFile(path)
-        for i in range(parquet.num_row_groups):
-            counts = pc.value_counts(parquet.read_row_group(i, columns=[SPLIT_COLUMN]).column(0))
-            groups.append(RowGroup(path, i, {c["values"].as_py(): c["counts"].as_py() for c in counts}))
+    for url in sorted(files):
+        fs, path = filesystem(url)
+        with fs.open(path, "rb") as handle:
+            parquet = pq.ParquetFile(handle)
+            for i in range(parquet.num_row_groups):
+                counts = pc.value_counts(parquet.read_row_group(i, columns=[SPLIT_COLUMN]).column(0))
+                groups.append(RowGroup(url, i, {c["values"].as_py(): c["counts"].as_py() for c in counts}))
     return groups
 
 
@@ -122,8 +141,9 @@ class GoldSplit:
             edit_fields=[("input_ids", np.int32, (self.max_len,), False), ("n_tokens", np.int32, (), False)],
             removed_fields=[SPLIT_COLUMN],
         )
-        urls = [f"file://{local_path(f)}" for f in self.files]
-        reader = make_batch_reader(urls, schema_fields=fields, num_epochs=1, transform_spec=transform, **reader_kwargs)
+        urls, where = reader_urls(self.files)
+        reader = make_batch_reader(urls, schema_fields=fields, num_epochs=1, transform_spec=transform,
+                                   **where, **reader_kwargs)  # fmt: skip
         try:
             yield DataLoader(reader, batch_size=batch_size, shuffling_queue_capacity=shuffling_queue_capacity)
         finally:

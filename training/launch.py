@@ -8,15 +8,16 @@ step. A result is trusted only if every rank confirmed rank 0's broadcast.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from etl import storage
 from etl.lake import read_table
 from etl.split import SPLITS
+from etl.storage import WorkDir
 from training import checkpoint
 from training.config import TrainConfig
 from training.data import steps_per_epoch
@@ -57,11 +58,11 @@ def gold_splits(
 CHECKPOINTS = "checkpoints"
 
 
-def resume_point(root: Path, cfg: TrainConfig, gold: dict) -> str | None:
+def resume_point(root: str, cfg: TrainConfig, gold: dict) -> str | None:
     """The checkpoint to resume from (``cfg.resume``), after checking it belongs to this data and
     these settings; a fresh run clears ``root`` instead."""
     if not cfg.resume:
-        shutil.rmtree(root, ignore_errors=True)
+        storage.remove(root)
         return None
     found = checkpoint.latest(root)
     if found is None:
@@ -71,7 +72,7 @@ def resume_point(root: Path, cfg: TrainConfig, gold: dict) -> str | None:
         differ = {k: (saved.get(k), v) for k, v in cfg.lineage(gold).items() if saved.get(k) != v}
         raise TrainingFailed(f"--resume: {found} was trained with other settings (saved, now): {differ}")
     log.info("resuming from %s", found)
-    return str(found)
+    return found
 
 
 def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
@@ -83,7 +84,7 @@ def check_task_slots(spark: SparkSession, cfg: TrainConfig) -> None:
         raise TrainingFailed(f"num_processes={cfg.num_processes} exceeds the cluster's {slots} task slots")
 
 
-def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
+def verify(result: dict | None, cfg: TrainConfig, model_dir: str) -> dict:
     """Rank 0's result, if every rank confirmed it and the model was written."""
     if (
         not result
@@ -91,13 +92,13 @@ def verify(result: dict | None, cfg: TrainConfig, model_dir: Path) -> dict:
         or result.get("world_size") != cfg.num_processes
     ):
         raise TrainingFailed(f"training returned no confirmed result from all {cfg.num_processes} ranks: {result!r}")
-    if not (model_dir / "config.json").is_file():
+    if not storage.is_file(storage.join(model_dir, "config.json")):
         raise TrainingFailed(f"training finished but wrote no model to {model_dir}")
     return result
 
 
 def training_spec(
-    cfg: TrainConfig, gold: dict, work: Path, *, data: dict, resume_from: str | None, mlflow_run_id: str | None
+    cfg: TrainConfig, gold: dict, work: WorkDir, *, data: dict, resume_from: str | None, mlflow_run_id: str | None
 ) -> dict:
     """What ``train_fn`` gets: the config, what the data defines (``data``: task, labels,
     vocab_size, max_len, train_rows) and where to write."""
@@ -105,8 +106,8 @@ def training_spec(
         **asdict(cfg),
         **data,
         "lr": cfg.peak_lr,
-        "model_dir": str(work / "model"),
-        "checkpoint_dir": str(work / CHECKPOINTS),
+        "model_dir": work.path("model"),
+        "checkpoint_dir": work.path(CHECKPOINTS),
         "resume_from": resume_from,
         "lineage": cfg.lineage(gold),
         "mlflow_run_id": mlflow_run_id,
@@ -115,7 +116,7 @@ def training_spec(
 
 def train_without_spark(
     gold: dict,
-    work: Path,
+    work: WorkDir | Path,
     cfg: TrainConfig,
     *,
     task: str,
@@ -132,15 +133,15 @@ def train_without_spark(
     from training.distributed import train_fn
     from training.gold_files import TensorSplit, load_gold
 
-    started = time.time()
+    started, work = time.time(), WorkDir.of(work)
     if "RANK" not in os.environ:  # a single process is a world of one
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))  # fmt: skip
     rank = int(os.environ["RANK"])
     cfg = replace(cfg, num_processes=int(os.environ["WORLD_SIZE"]))
-    resume_from = resume_point(work / CHECKPOINTS, cfg, gold) if rank == 0 or cfg.resume else None
+    resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold) if rank == 0 or cfg.resume else None
     if rank == 0:
-        shutil.rmtree(work / "model", ignore_errors=True)
+        storage.remove(work.path("model"))
     splits = {s: TensorSplit(load_gold(gold["path"], gold["version"], split=s, max_len=max_len)) for s in SPLITS}
     data = {"task": task, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
             "train_rows": len(splits["train"])}  # fmt: skip
@@ -150,7 +151,7 @@ def train_without_spark(
     result = train_fn(spec, splits)
     if rank != 0:
         return result
-    return started_result(verify(result, cfg, work / "model"), started, {"read": "in_memory", "copy_bytes": 0})
+    return started_result(verify(result, cfg, work.path("model")), started, {"read": "in_memory", "copy_bytes": 0})
 
 
 def _free_port() -> int:
@@ -164,7 +165,7 @@ def _free_port() -> int:
 def launch_training(
     spark: SparkSession,
     gold: dict,
-    work: Path,
+    work: WorkDir | Path,
     cfg: TrainConfig,
     *,
     task: str,
@@ -179,7 +180,7 @@ def launch_training(
 
     from training.distributed import train_fn
 
-    started = time.time()
+    started, work = time.time(), WorkDir.of(work)
     check_task_slots(spark, cfg)
     table = read_table(spark, gold["path"], gold["version"])
     splits, data_path = gold_splits(
@@ -190,10 +191,10 @@ def launch_training(
     except ValueError as exc:
         raise TrainingFailed(f"{exc}; lower --batch-size") from None
     # the data is usable: only now are the last run's checkpoints (unless resuming) and model removed
-    resume_from = resume_point(work / CHECKPOINTS, cfg, gold)
-    model_dir = work / "model"
-    shutil.rmtree(work / "petastorm_cache", ignore_errors=True)  # the per-run copy of older versions
-    shutil.rmtree(model_dir, ignore_errors=True)
+    resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold)
+    model_dir = work.path("model")
+    storage.remove(work.path("petastorm_cache"))  # the per-run copy of older versions
+    storage.remove(model_dir)
     spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
                          "max_len": max_len, "train_rows": len(splits["train"])},
                          resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip

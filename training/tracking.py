@@ -12,6 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from etl.storage import local_dir
+
 
 def flatten(prefix: str, config: dict) -> dict[str, str]:
     """``{"etl.max_len": "128", ...}``: MLflow params from a config dict."""
@@ -94,7 +96,7 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
     return fig
 
 
-def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path, labels: list[str]) -> None:
+def log_training(result: dict, task: str, model_dir: str, tokenizer_dir: Path, labels: list[str]) -> None:
     """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, the
     model (reloadable with ``mlflow.pytorch.load_model``) and the tokenizer, into the active run."""
     import mlflow
@@ -113,7 +115,8 @@ def log_training(result: dict, task: str, model_dir: Path, tokenizer_dir: Path, 
         _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
     _log_figure(curve_figure(result), "plots/training_curve.png")
     auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(str(model_dir))
+    with local_dir(model_dir, read=True) as local:
+        model = auto.from_pretrained(str(local))
     mlflow.pytorch.log_model(
         model,
         name="model",
