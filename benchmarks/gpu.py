@@ -1,24 +1,39 @@
-"""The pure training loop (no Spark, no Java) on a gold table's Parquet files: tokens/s and model
-FLOPs utilisation for the tiny/small/base models, in bf16 on a CUDA device, else fp32 on the CPU.
+"""Training throughput on the path ``tokenlake train`` takes: TorchDistributor (``use_gpu`` and
+NCCL on a CUDA machine, gloo on the CPU) running ``train_fn`` over a gold table read in place by
+the gold reader, batches moved to the device per step. For each model size: real (non-padding)
+tokens/s after warm-up, and model FLOPs utilisation over those real tokens.
 
-python -m benchmarks.gpu --gold WORK/lake/gold [--models tiny,small,base] [--steps 30] [--out F.json]
+python -m benchmarks.gpu --gold WORK/lake/gold [--version N] [--models tiny,small,base]
+    [--steps 60] [--processes N] [--batch-size 32] [--max-len 128] [--peak-tflops T] [--out F.json]
 
-MFU = achieved model FLOPs / peak: 6 x non-embedding parameters x tokens plus the attention
-matmuls (12 x layers x width x hidden per token), over the card's dense bf16 peak (a table of
-known cards, or --peak-tflops); on a CPU, over a measured fp32 matmul rate.
+``--processes`` defaults to the number of GPUs (1 on a CPU). Each model trains one epoch on the
+first ``steps x batch x processes`` train rows of gold (a Delta table of their own, so the reader
+does what it does on all of gold); the rate is the median per-step rate after the first
+``WARMUP_STEPS`` logged steps (``benchmarks.run.steady_rate``).
+
+MFU = real tokens/s x model FLOPs per token / peak. FLOPs per token: 6 x non-embedding
+parameters, plus the attention matmuls (12 x layers x width x ``--max-len``, an upper bound of
+the context). Peak: the card's dense bf16 figure (a table of known cards, or ``--peak-tflops``)
+times the processes; on a CPU a measured one-thread fp32 matmul rate times the processes
+(TorchDistributor runs each with one thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import tempfile
 import time
 from pathlib import Path
+
+log = logging.getLogger("tokenlake.bench")
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 
 
 def peak_flops(device, override_tflops: float | None) -> tuple[float, str]:
+    """One device's peak FLOP/s and where the figure comes from."""
     import torch
 
     if override_tflops:
@@ -29,109 +44,129 @@ def peak_flops(device, override_tflops: float | None) -> tuple[float, str]:
             if key in name:
                 return tflops * 1e12, f"{name}: dense bf16 spec"
         raise SystemExit(f"unknown card {name!r}: pass --peak-tflops")
-    a = torch.randn(1024, 1024)
-    a @ a  # warm-up
-    start, n = time.perf_counter(), 20
-    for _ in range(n):
-        a @ a
-    return 2 * 1024**3 * n / (time.perf_counter() - start), "measured fp32 matmul"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a = torch.randn(1024, 1024)
+        a @ a  # warm-up
+        start, n = time.perf_counter(), 20
+        for _ in range(n):
+            a @ a
+        return 2 * 1024**3 * n / (time.perf_counter() - start), "measured one-thread fp32 matmul"
+    finally:
+        torch.set_num_threads(threads)
 
 
-def flops_per_step(model, batch: int, width: int) -> float:
+def flops_per_token(model, context: int) -> float:
+    """Training FLOPs per token: 6 x non-embedding parameters + the attention matmuls."""
     cfg = model.config
     embedding = sum(
         p.numel() for n, p in model.named_parameters() if "embeddings" in n or n.endswith(("wte.weight", "wpe.weight"))
     )
     params = sum(p.numel() for p in model.parameters()) - embedding
-    tokens = batch * width
-    return 6 * params * tokens + 12 * cfg.num_hidden_layers * cfg.hidden_size * width * tokens
+    return 6 * params + 12 * cfg.num_hidden_layers * cfg.hidden_size * context
 
 
-def bench_model(size: str, data: dict, *, device, steps: int, batch_size: int, max_len: int, peak: float) -> dict:
+def first_rows(gold, path: str, train_rows: int, eval_rows: int, *, files: int) -> dict:
+    """The first rows of each split of ``gold`` as a Delta table of ``files`` files (each rank reads
+    whole row groups: every one of them gets some)."""
+    from etl.lake import write_table
+
+    parts = [gold.where(f"split = '{s}'").limit(train_rows if s == "train" else eval_rows)
+             for s in ("train", "validation", "test")]  # fmt: skip
+    frame = parts[0].unionByName(parts[1]).unionByName(parts[2]).repartition(files)
+    return {"path": path, "version": write_table(frame, path)}
+
+
+def bench_model(spark, table: dict, size: str, *, data: dict, work: Path, processes: int, use_gpu: bool,
+                batch_size: int, peak: float) -> dict:  # fmt: skip
+    """One epoch of ``size`` through ``launch_training`` on ``table``; its steady rates and MFU."""
     import torch
 
-    from training.data import to_model_inputs
-    from training.loop import make_optimizer
+    from benchmarks.run import steady_rate
+    from training.config import TrainConfig
+    from training.launch import launch_training
+    from training.loop import precision
     from training.model import build_model
 
-    task = "classification" if "label" in data else "causal-lm"
-    labels = [str(i) for i in range(int(data["label"].max()) + 1)] if "label" in data else []
-    vocab = int(data["input_ids"].max()) + 1
-    torch.manual_seed(0)
-    model = build_model(task, size, vocab_size=vocab, labels=labels, max_len=max_len).to(device)
-    opt, sched = make_optimizer(model, lr=1e-4, weight_decay=0.01, total_steps=steps + 3, warmup_ratio=0.0)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    rows = data["input_ids"].shape[0]
-    order = torch.randperm(rows, generator=torch.Generator().manual_seed(0))
-
-    def step(i: int) -> tuple[int, int]:
-        idx = order[(i * batch_size) % max(rows - batch_size, 1) :][:batch_size]
-        inputs = to_model_inputs({k: v[idx] for k, v in data.items()}, device)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            loss = model(**inputs).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        return int(inputs["attention_mask"].sum()), inputs["input_ids"].shape[1]
-
-    for i in range(3):  # warm-up: kernels, allocator
-        step(i)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    real = flops = 0
-    start = time.perf_counter()
-    for i in range(steps):
-        tokens, width = step(i)
-        real += tokens
-        flops += flops_per_step(model, batch_size, width)
-    sync()
-    seconds = time.perf_counter() - start
+    cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size, num_processes=processes, use_gpu=use_gpu,
+                      local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
+    result = launch_training(spark, table, work / size, cfg, **data)
+    tokens_per_s = steady_rate([s["tokens_per_s"] for s in result["steps"]])
+    model = build_model(data["task"], size, vocab_size=data["vocab_size"], labels=data["labels"],
+                        max_len=data["max_len"])  # fmt: skip
+    amp = precision(cfg.mixed_precision, torch.device("cuda" if use_gpu else "cpu"))
     return {
         "model": size,
-        "task": task,
+        "task": data["task"],
         "params": sum(p.numel() for p in model.parameters()),
-        "precision": "bf16" if amp else "fp32",
-        "tokens_per_s": real / seconds,
-        "samples_per_s": steps * batch_size / seconds,
-        "mfu": flops / seconds / peak,
+        "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
+        "processes": processes,
+        "steps": result["steps_per_epoch"],
+        "tokens_per_s": tokens_per_s,
+        "samples_per_s": steady_rate([s["samples_per_s"] for s in result["steps"]]),
+        "mfu": tokens_per_s * flops_per_token(model, data["max_len"]) / (peak * processes),
+        "startup_s": result["startup_s"],
+        "data_copy_bytes": result["data_path"]["copy_bytes"],
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     import torch
+    from pyspark.sql import functions as F
 
-    from training.gold_files import load_gold
+    from etl.lake import read_table
+    from jobs.session import get_spark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--gold", required=True, help="gold Delta table directory")
+    p.add_argument("--gold", required=True, help="gold Delta table (a path or a URI)")
     p.add_argument("--version", type=int)
     p.add_argument("--models", default="tiny,small,base")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=60, help="optimizer steps per model")
+    p.add_argument("--processes", type=int, help="DDP processes (default: the GPUs, else 1)")
+    p.add_argument("--batch-size", type=int, default=32, help="samples per process per step")
     p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--peak-tflops", type=float)
+    p.add_argument("--peak-tflops", type=float, help="one device's peak, if the card is not in the table")
     p.add_argument("--out")
     args = p.parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    use_gpu = torch.cuda.is_available()
+    processes = args.processes or (torch.cuda.device_count() if use_gpu else 1)
+    device = torch.device("cuda", 0) if use_gpu else torch.device("cpu")
     peak, peak_source = peak_flops(device, args.peak_tflops)
-    data = load_gold(args.gold, args.version, split="train", max_len=args.max_len)
-    results = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "peak_flops": peak,
-        "peak_source": peak_source,
-        "rows": int(data["input_ids"].shape[0]),
-        "models": [
-            bench_model(
-                m, data, device=device, steps=args.steps, batch_size=args.batch_size, max_len=args.max_len, peak=peak
-            )
-            for m in args.models.split(",")
-        ],
+
+    spark = get_spark("tokenlake-gpu-bench", driver_gpus=processes if use_gpu else 0)
+    gold = read_table(spark, args.gold, args.version)
+    labelled = "label" in gold.columns
+    stats = gold.agg(F.max(F.array_max("input_ids")).alias("vocab"),
+                     F.max("label" if labelled else F.lit(None)).alias("label")).first()  # fmt: skip
+    data = {
+        "task": "classification" if labelled else "causal-lm",
+        "labels": [str(i) for i in range(int(stats["label"]) + 1)] if labelled else [],
+        "vocab_size": int(stats["vocab"]) + 1,
+        "max_len": args.max_len,
     }
+    with tempfile.TemporaryDirectory(prefix="tokenlake-gpu-") as tmp:
+        work = Path(tmp)
+        rows = args.steps * args.batch_size * processes
+        table = first_rows(gold, str(work / "gold"), rows, 2 * args.batch_size * processes, files=2 * processes)
+
+        def bench(size: str) -> dict:
+            return bench_model(spark, table, size, data=data, work=work, processes=processes, use_gpu=use_gpu,
+                               batch_size=args.batch_size, peak=peak)  # fmt: skip
+
+        results = {
+            "device": torch.cuda.get_device_name(device) if use_gpu else "cpu",
+            "path": "TorchDistributor" + (" + NCCL" if use_gpu else " + gloo") + " + gold read in place",
+            "peak_flops_per_device": peak,
+            "peak_source": peak_source,
+            "train_rows": rows,
+            "models": [bench(m) for m in args.models.split(",")],
+        }
     for r in results["models"]:
         print(
-            f"{results['device']:>24s} {r['model']:5s} {r['precision']} "
-            f"{r['tokens_per_s']:>12,.0f} tokens/s  MFU {r['mfu']:.3f}"
+            f"{results['device']:>24s} x{r['processes']} {r['model']:5s} {r['precision']} "
+            f"{r['tokens_per_s']:>12,.0f} real tokens/s  MFU {r['mfu']:.3f}  start-up {r['startup_s']:.1f} s"
         )
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1) + "\n")

@@ -321,7 +321,6 @@ def run(args) -> dict:
     mb_per_s_per_core = [file_mb(main) / r["seconds"] / args.cores for r in runs["4x"]]
 
     spark = get_spark("tokenlake-bench", master=f"local[{args.cores}]")
-    spark.conf.set("petastorm.spark.converter.parentCacheDirUrl", (work / "petastorm_cache").resolve().as_uri())
     ref = runs["1x"][-1]  # the 1x work dir holds the last 1x run's tables
     silver = read_table(spark, ref["tables"]["silver"]["path"], ref["tables"]["silver"]["version"])
     gold = read_table(spark, ref["tables"]["gold"]["path"], ref["tables"]["gold"]["version"]).persist()

@@ -223,9 +223,14 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
     if getattr(args, "no_spark", False):
         return runner.run_train_without_spark(work, cfg, args.data_version, args.mlflow_uri, args.data)
     uris = [work.uri, *(getattr(args, "input", None) or "").split(",")]
-    storage_conf, packages = storage_settings([u.strip() for u in uris])
-    spark = get_spark("tokenlake", master=args.master, conf={**storage_conf, **spark_conf(args.conf)},
-                      packages=packages)  # fmt: skip
+    conf, packages = storage_settings([u.strip() for u in uris])
+    gpus = 0
+    if args.command in ("train", "run") and cfg.train.use_gpu and cfg.train.local_mode:
+        import torch
+
+        gpus = torch.cuda.device_count()  # TorchDistributor's local mode asks Spark for the driver's GPUs
+    spark = get_spark("tokenlake", master=args.master, conf={**conf, **spark_conf(args.conf)}, packages=packages,
+                      driver_gpus=gpus)  # fmt: skip
     if args.command == "etl":
         return runner.run_etl_stage(spark, args.input, work, cfg)
     if args.command == "validate":

@@ -181,10 +181,11 @@ def _check_commit(work: WorkDir, path: str, version: int, meta: dict) -> None:
         )
 
 
-def usable_gold(spark: SparkSession, work: WorkDir, version: int | None) -> tuple[dict, dict]:
+def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) -> tuple[dict, dict]:
     """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
     validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
     recorded when it was published; ``GoldRefused`` otherwise."""
+    work = WorkDir.of(work)
     path = gold_path(work)
     if not exists(f"{path}/_delta_log"):
         raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work.uri}` first")
@@ -231,10 +232,11 @@ def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, 
     return _train(work, cfg, gold, meta, launch, spark)
 
 
-def usable_gold_files(work: WorkDir, path: str, version: int | None) -> tuple[dict, dict]:
+def usable_gold_files(work: WorkDir | Path, path: str, version: int | None) -> tuple[dict, dict]:
     """``usable_gold`` without Spark: the commit must record a passed validation and this work
     dir's tokenizer, and every file must have the size its commit recorded (the row digest needs
     Spark's hash, so ``--no-spark`` checks sizes instead)."""
+    work = WorkDir.of(work)
     try:
         version = gold_files.latest_version(path) if version is None else int(version)
         meta = gold_files.commit_metadata(path, version)

@@ -97,6 +97,21 @@ def storage_settings(uris: list[str]) -> tuple[dict[str, str], list[str]]:
     return conf, [f"org.apache.hadoop:hadoop-aws:{hadoop_version()}"]
 
 
+def driver_gpu_settings(count: int) -> dict[str, str]:
+    """Spark settings that give a local session's driver ``count`` GPUs, which TorchDistributor's
+    local mode with ``use_gpu`` requires (it asks Spark, not CUDA, which GPUs the driver owns).
+    Spark learns the addresses from a discovery script: one is written that prints ``0..count-1``."""
+    import json
+    import tempfile
+
+    addresses = json.dumps({"name": "gpu", "addresses": [str(i) for i in range(count)]})
+    script = os.path.join(tempfile.mkdtemp(prefix="tokenlake-gpus-"), "gpus.py")
+    with open(script, "w") as fh:
+        fh.write(f"#!{sys.executable}\nprint({addresses!r})\n")
+    os.chmod(script, 0o755)
+    return {"spark.driver.resource.gpu.amount": str(count), "spark.driver.resource.gpu.discoveryScript": script}
+
+
 def apply_conf(spark: SparkSession, conf: dict[str, str]) -> None:
     """Settings for a session that already runs: ``spark.hadoop.*`` into its Hadoop configuration,
     the rest as runtime SQL settings (a static one is an error: give it to spark-submit)."""
@@ -114,9 +129,10 @@ def get_spark(
     master: str | None = None,
     conf: dict[str, str] | None = None,
     packages: list[str] | None = None,
+    driver_gpus: int = 0,
 ) -> SparkSession:
     """The active session under spark-submit/Databricks (``conf`` applied where Spark allows it);
-    otherwise a local one with Delta, ``conf`` and the Maven ``packages``."""
+    otherwise a local one with Delta, ``conf``, the Maven ``packages`` and ``driver_gpus`` GPUs."""
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook, a test run, or a second call in this process
         apply_conf(active, conf or {})
@@ -129,7 +145,8 @@ def get_spark(
     from delta import configure_spark_with_delta_pip
 
     builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("TOKENLAKE_MASTER", "local[*]"))
-    for key, value in {**LOCAL_CONF, **DELTA_SQL_CONF, **(conf or {})}.items():
+    gpus = driver_gpu_settings(driver_gpus) if driver_gpus else {}
+    for key, value in {**LOCAL_CONF, **DELTA_SQL_CONF, **gpus, **(conf or {})}.items():
         builder = builder.config(key, value)
     # Spark's launcher needs to run the workers with this interpreter (STACK.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

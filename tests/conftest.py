@@ -50,6 +50,16 @@ def corpus(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="session")
+def etl_work(spark, corpus, tmp_path_factory):
+    """``tokenlake etl`` of ``corpus`` (vocabulary 1,000), for tests that read it (copy it to tamper)."""
+    from jobs.cli import main
+
+    work = tmp_path_factory.mktemp("stages") / "work"
+    assert main(["etl", "--input", str(corpus), "--work", str(work), "--set", "etl.vocab_size=1000"]) == 0
+    return work
+
+
 def free_port() -> int:
     import socket
 

@@ -38,19 +38,30 @@ def test_gold_files_follow_the_delta_log_per_version(spark, tmp_path):
         delta_files(tmp_path / "gold", 5)
 
 
-def test_gpu_benchmark_runs_on_the_cpu_at_a_tiny_size(spark, tmp_path):
-    rows = [(f"g{i}", "train", list(range(1, 2 + i % 30)), 1 + i % 30, i % 4) for i in range(200)]
+def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, tmp_path):
+    splits = ("train", "train", "train", "validation", "test")
+    rows = [(f"g{i}", splits[i % 5], list(range(1, 2 + i % 30)), 1 + i % 30, i % 4) for i in range(200)]
     _gold(spark, tmp_path / "gold", rows)
-    out = tmp_path / "gpu.json"
-    subprocess.run(
-        [sys.executable, "-m", "benchmarks.gpu", "--gold", str(tmp_path / "gold"), "--models", "tiny", "--steps", "3",
-         "--batch-size", "8", "--max-len", "32", "--out", str(out)],
-        check=True,
-    )  # fmt: skip
+    from benchmarks.gpu import main as gpu_bench
+
+    out = tmp_path / "gpu.json"  # in this process: its Spark session is the tests' one
+    gpu_bench(["--gold", str(tmp_path / "gold"), "--models", "tiny", "--steps", "12", "--batch-size", "8",
+               "--max-len", "32", "--out", str(out)])  # fmt: skip
     result = json.loads(out.read_text())
     (tiny,) = result["models"]
-    assert result["device"] == "cpu" and result["rows"] == 200 and tiny["precision"] == "fp32"
-    assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1
+    assert result["device"] == "cpu" and "TorchDistributor" in result["path"] and result["train_rows"] == 96
+    assert tiny["precision"] == "fp32" and tiny["processes"] == 1 and tiny["steps"] == 12
+    assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
+
+
+def test_a_local_session_can_be_given_the_drivers_gpus():
+    """TorchDistributor's local mode with use_gpu asks Spark which GPUs the driver owns."""
+    from jobs.session import driver_gpu_settings
+
+    settings = driver_gpu_settings(2)
+    assert settings["spark.driver.resource.gpu.amount"] == "2"
+    printed = subprocess.run([settings["spark.driver.resource.gpu.discoveryScript"]], capture_output=True, text=True)
+    assert json.loads(printed.stdout) == {"name": "gpu", "addresses": ["0", "1"]}
 
 
 @pytest.mark.slow

@@ -18,13 +18,6 @@ from conftest import free_port
 from jobs.cli import EXIT_CONFIG, EXIT_VALIDATION, main, mlflow_server_command
 
 
-@pytest.fixture(scope="module")
-def etl_work(spark, corpus, tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("stages") / "work"
-    assert main(["etl", "--input", str(corpus), "--work", str(work), "--set", "etl.vocab_size=1000"]) == 0
-    return work
-
-
 @pytest.fixture
 def work_copy(etl_work, tmp_path) -> Path:
     """A private copy of the ETL's work dir, for tests that tamper with it."""
