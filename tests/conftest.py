@@ -66,3 +66,26 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def kill_at_a_mid_epoch_checkpoint(proc, checkpoints, *, timeout_s: float, poll_s: float) -> dict | None:
+    """Wait until ``proc`` (the leader of its process group) has written a checkpoint inside an
+    epoch under ``checkpoints`` (a path or a URI), then kill -9 the whole group; return that
+    checkpoint's position (None if none came in ``timeout_s``)."""
+    import signal
+    import time
+
+    from training import checkpoint
+
+    seen, deadline = None, time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = checkpoint.latest(checkpoints)
+            if found and checkpoint.position(found)["step"] > 0:
+                seen = checkpoint.position(found)
+                break
+            time.sleep(poll_s)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return seen

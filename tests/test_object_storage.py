@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, kill_at_a_mid_epoch_checkpoint
 
 from etl import storage
 from etl.storage import WorkDir
@@ -125,17 +124,7 @@ def test_run_on_s3_resumes_from_checkpoints_there_and_matches_a_local_run(corpus
     work = "s3a://lake/run"
     args = ["run", "--input", str(corpus), "--work", work, *TRAIN]
     killed = _tokenlake(args, tmp_path / "staging-1", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    seen, deadline = None, time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline and killed.poll() is None:
-            found = checkpoint.latest(f"{work}/checkpoints")
-            if found and checkpoint.position(found)["step"] > 0:  # a checkpoint inside an epoch
-                seen = checkpoint.position(found)
-                break
-            time.sleep(0.2)
-    finally:
-        os.killpg(killed.pid, signal.SIGKILL)
-        killed.wait()
+    seen = kill_at_a_mid_epoch_checkpoint(killed, f"{work}/checkpoints", timeout_s=600, poll_s=0.2)
     assert seen is not None, "no mid-epoch checkpoint was written to S3"
     assert not storage.exists(f"{work}/model/config.json")  # the killed run never finished
 

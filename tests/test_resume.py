@@ -1,14 +1,12 @@
 """Kill -9 in the middle of an epoch, resume, and land where an uninterrupted run lands."""
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from conftest import kill_at_a_mid_epoch_checkpoint
 
 from jobs.cli import EXIT_TRAINING, EXIT_VALIDATION, main
 from training import checkpoint
@@ -38,17 +36,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(spark, corpu
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    seen, deadline = None, time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            found = checkpoint.latest(work / "checkpoints")
-            if found and checkpoint.position(found)["step"] > 0:  # a checkpoint inside an epoch
-                seen = checkpoint.position(found)
-                break
-            time.sleep(0.05)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    seen = kill_at_a_mid_epoch_checkpoint(proc, work / "checkpoints", timeout_s=300, poll_s=0.05)
     assert seen is not None, "no mid-epoch checkpoint was written"
     killed_at = checkpoint.position(checkpoint.latest(work / "checkpoints"))
     assert killed_at["epoch"] < 2
