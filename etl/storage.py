@@ -1,9 +1,9 @@
 """Where a work directory lives: a local path, or a Hadoop-style URI (``s3a://bucket/prefix``,
 ``hdfs://namenode/path``) on a cluster.
 
-Spark reads and writes the lake at the URI itself (``spark_settings`` gives it the s3a endpoint
-and region from the environment; credentials stay with the AWS SDK's own chain: the standard
-variables, a profile or the instance's role, never a Spark setting that the UI would show).
+Spark reads and writes the lake at the URI itself (``jobs.session.storage_settings`` gives it the
+s3a endpoint and region from the environment; credentials stay with the AWS SDK's own chain: the
+standard variables, a profile or the instance's role, never a Spark setting the UI would show).
 Python code reaches the same files through fsspec (``filesystem``), configured from the same
 variables, so a rank writes its checkpoints and a second process reads gold without Spark.
 

@@ -19,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
 from etl.pipeline import EtlResult, row_params, run_etl, suite_params
-from etl.storage import WorkDir, exists
+from etl.storage import WorkDir, exists, write_text
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import (
     SuiteResult,
@@ -57,11 +57,8 @@ def read_report(work: WorkDir | Path | str) -> dict:
 def update_report(work: WorkDir | Path | str, **parts) -> dict:
     """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report."""
     work = WorkDir.of(work)
-    work.local.mkdir(parents=True, exist_ok=True)
     report = {**read_report(work), **parts}
-    tmp = work.local / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-    tmp.replace(work.local / "report.json")
+    write_text(work.local / "report.json", json.dumps(report, indent=2, sort_keys=True))
     return report
 
 
