@@ -6,6 +6,10 @@ appends when a gold table exists whose last commit was made with the same tokeni
 fingerprint decides: a trained tokenizer is kept in ``WORK/tokenizer`` and reused, not trained
 again), ``max_len``, task and label set; anything else, or ``rebuild`` asked for, rebuilds.
 ``GoldPlan.reason`` says why.
+
+``build_gold`` is the run's last stage, in three steps: the tokenizer (kept, copied or trained),
+the gold frame (silver's rows to add, tokenized and, for a causal LM, packed into blocks), and its
+publication (the gold suite, then one commit of balanced files whose metadata is a ``GoldCommit``).
 """
 
 from __future__ import annotations
@@ -13,13 +17,36 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from etl.balance import balance_partitions, balance_report, file_count
 from etl.config import EtlConfig
-from etl.tokenize import TOKENIZER_FILE, copy_tokenizer, fingerprint, pretrained_dir, save_tokenizer, train_tokenizer
+from etl.context import EtlRun, log, suite_params
+from etl.lake import (
+    added_files,
+    combine_digests,
+    commit_metadata,
+    latest_version,
+    read_table,
+    table_digest,
+    write_table,
+)
+from etl.pack import pack_blocks
+from etl.tokenize import (
+    TOKENIZER_FILE,
+    copy_tokenizer,
+    fingerprint,
+    pretrained_dir,
+    save_tokenizer,
+    tokenize_docs,
+    train_tokenizer,
+    vocab_size,
+)
 
 LABELS_FILE = "labels.json"
 APPEND, REBUILD = "append", "rebuild"
@@ -121,3 +148,130 @@ def gold_docs(silver: DataFrame, labels: list[str], task: str) -> DataFrame:
         return silver.select("id", "split", "text")
     label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(labels) for x in (n, i)])
     return silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
+
+
+def label_names(silver: DataFrame) -> list[str]:
+    """The label set, ordered numerically when every label is an integer, else by name."""
+    names = [r[0] for r in silver.select("label").distinct().collect()]
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def tokenizer_sample(silver: DataFrame, n: int) -> list[str]:
+    """``n`` train-split texts chosen by hash: the same sample on every run, never other splits."""
+    rows = silver.where(F.col("split") == "train").orderBy(F.xxhash64("id"), "id").limit(n).select("text")
+    return [r[0] for r in rows.toLocalIterator()]
+
+
+def build_gold(run: EtlRun, silver: DataFrame) -> None:
+    """Append silver's new rows to gold, or rebuild gold from all of ``silver`` (the table at the
+    version this run published), filling ``run.result``'s tokenizer, gold and partition figures."""
+    plan = _tokenizer(run, silver)
+    append = plan.mode == APPEND
+    rows = silver
+    if append:  # the rows silver gained since the version gold last took in
+        taken = read_table(run.spark, run.path("silver"), plan.stored.silver_version).select("id")
+        rows = silver.join(taken, "id", "left_anti")
+    gold, totals = _gold_frame(run, rows, prefix=f"s{run.result.tables['silver']['version']}-" if append else "")
+    try:
+        _publish_gold(run, gold, totals, plan)
+    finally:
+        gold.unpersist()
+
+
+def _tokenizer(run: EtlRun, silver: DataFrame) -> GoldPlan:
+    """Decide between append and rebuild (``plan_gold``) and install the run's tokenizer and labels."""
+    cfg, result = run.cfg, run.result
+    tokenizer_dir = run.work.local / "tokenizer"
+    gold_path, stored = run.path("gold"), run.stored["gold"]  # gold as the run found it
+    stored_meta = None
+    if stored is not None:
+        stored_meta = commit_metadata(run.spark, gold_path, latest_version(run.spark, gold_path))
+    labels = label_names(silver) if cfg.task == "classification" else []
+    plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
+    log.info("gold: %s (%s)", plan.mode, plan.reason)
+    with run.stage("tokenizer"):
+        sample = partial(tokenizer_sample, silver, cfg.tokenizer_sample_docs)
+        result.tokenizer_fingerprint = install_tokenizer(plan, cfg, tokenizer_dir, sample)
+        result.tokenizer_dir = str(tokenizer_dir)
+        result.vocab_size = vocab_size(tokenizer_dir)
+    if cfg.task == "classification":
+        result.labels = plan.stored.labels if plan.mode == APPEND else labels
+        write_labels(tokenizer_dir, result.labels)
+    return plan
+
+
+def _gold_frame(run: EtlRun, rows: DataFrame, *, prefix: str) -> tuple[DataFrame, dict]:
+    """``rows`` tokenized (and, for a causal LM, packed into blocks whose ids start with ``prefix``),
+    persisted, with its row and token totals; counts the rows tokenized in the gold table's report."""
+    cfg = run.cfg
+    causal = cfg.task == "causal-lm"
+    tokenized = run.spark.sparkContext.accumulator(0)
+    with run.stage("tokenize") as progress:
+        tokens = tokenize_docs(
+            gold_docs(rows, run.result.labels, cfg.task),
+            tokenizer_file=str(Path(run.result.tokenizer_dir) / TOKENIZER_FILE),
+            max_len=None if causal else cfg.max_len,
+            counter=tokenized,
+        )
+        gold = pack_blocks(tokens, block_len=cfg.max_len, prefix=prefix) if causal else tokens
+        gold = gold.persist(StorageLevel.MEMORY_AND_DISK)
+        row = gold.agg(F.count(F.lit(1)).alias("rows"), F.sum("n_tokens").alias("tokens")).first()
+        totals = {"rows": row["rows"], "tokens": row["tokens"] or 0, "tokenized": tokenized}
+        progress["rows"] = totals["rows"]
+    if causal:
+        run.result.packing = {
+            "blocks": totals["rows"],
+            "block_len": cfg.max_len,
+            "real_token_fraction": totals["tokens"] / max(totals["rows"] * cfg.max_len, 1),
+        }
+    return gold, totals
+
+
+def _publish_gold(run: EtlRun, gold: DataFrame, totals: dict, plan: GoldPlan) -> None:
+    """Gate ``gold`` (the rows this run adds) with the gold suite, then commit it with its
+    ``GoldCommit`` as balanced files (appended, or replacing the table), and report the balance."""
+    cfg, result, spark, gold_path = run.cfg, run.result, run.spark, run.path("gold")
+    append = plan.mode == APPEND
+    params = suite_params("gold", cfg, vocab_size=result.vocab_size, labels=result.labels)
+    run.gate(gold, "gold", params, stored=run.stored["gold"] if append else None)
+    digest = table_digest(gold)
+    commit = GoldCommit(
+        tokenizer_fingerprint=result.tokenizer_fingerprint,
+        tokenizer_source=tokenizer_source(cfg),
+        vocab_size=result.vocab_size,
+        max_len=cfg.max_len,
+        task=cfg.task,
+        labels=result.labels,
+        split_fractions=list(cfg.split_fractions),
+        silver_version=result.tables["silver"]["version"],
+        rows=plan.stored.rows + totals["rows"] if append else totals["rows"],
+        digest=combine_digests(plan.stored.digest, digest) if append else digest,
+        mode=plan.mode,
+    )
+    result.gold_digest = commit.digest
+    files = file_count(totals["tokens"], target_per_file=cfg.target_file_tokens, min_files=cfg.min_files)
+    with run.stage("publish_gold") as progress:
+        progress["rows"] = totals["rows"]
+        if append and totals["rows"] == 0:  # nothing new: gold stays at its version
+            version = latest_version(spark, gold_path)
+        else:
+            version = write_table(
+                balance_partitions(gold, weight=F.col("n_tokens"), files=files),
+                gold_path,
+                mode="append" if append else "overwrite",
+                metadata=commit.metadata(),
+            )
+    written = read_table(spark, gold_path, version)
+    file_name = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)
+    new_files = file_name.isin(added_files(spark, gold_path, version)) if totals["rows"] else F.lit(False)
+    result.partitions = balance_report(gold, written.where(new_files), weight=F.col("n_tokens"), files=files)
+    result.tables["gold"] = {
+        "path": gold_path,
+        "version": version,
+        "digest": result.gold_digest,
+        "mode": plan.mode,
+        "mode_reason": plan.reason,
+        "rows_tokenized": totals["tokenized"].value,
+    }

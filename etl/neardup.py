@@ -332,12 +332,12 @@ def drop_near_duplicates(
     shingle_words: int = 1,
     seed: int = 0,
     counter=None,
-) -> DataFrame:
+) -> tuple[DataFrame, int]:
     """The rows of ``new`` (``id``, ``text``, ...) that are no near-duplicate of another new row or
     of a ``stored`` row, with ``minhash_bands`` and ``minhash_spec`` added; stored rows win their
     clusters (published documents never move). Only the new rows are signed, and stored rows
     whose kept bands are missing or were made with other settings (``counter`` counts them all).
-    The result is persisted and counted: unpersist it when done."""
+    The result is persisted, and returned with its row count: unpersist it when done."""
     from pyspark import StorageLevel
 
     settings = {"num_perm": num_perm, "bands": bands, "shingle_words": shingle_words, "seed": seed}
@@ -363,7 +363,7 @@ def drop_near_duplicates(
     marked = mark_near_duplicates(pool, threshold=threshold, shingle_words=shingle_words)
     keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id")
     kept = signed.join(keep, "id", "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
-    kept.count()
+    rows = kept.count()
     pool.unpersist()
     signed.unpersist()
-    return kept
+    return kept, rows

@@ -175,15 +175,17 @@ def mask_emails(text: Column) -> Column:
     return F.when(text.contains("@"), F.regexp_replace(text, EMAIL_PATTERN, PLACEHOLDERS["email"])).otherwise(text)
 
 
-def mask_pii(df: DataFrame, *, pseudonymise: bool = False) -> DataFrame:
+def mask_pii(df: DataFrame, *, pseudonymise: bool = False, where: Column | None = None) -> DataFrame:
     """Mask every PII type in ``text``; with ``pseudonymise``, keyed consistent pseudonyms instead
-    (key from ``TOKENLAKE_PII_SECRET``, else ``ValueError``)."""
+    (key from ``TOKENLAKE_PII_SECRET``, else ``ValueError``). ``where``: only the rows where it
+    holds are masked (e.g. those no earlier step rejected); the others' text stays as it is."""
     key = pii_secret() if pseudonymise else None
-    text = F.col("text") if pseudonymise else mask_emails(F.col("text"))
+    todo = F.lit(True) if where is None else where
+    text = F.col("text") if pseudonymise else F.when(todo, mask_emails(F.col("text"))).otherwise(F.col("text"))
     prefilter = PII_PREFILTER + "|@" if pseudonymise else PII_PREFILTER
     df = df.withColumn("text", text)
     masked = _masking_udf(key, emails=pseudonymise)(
-        F.when(F.col("text").rlike(prefilter), F.col("text"))
+        F.when(todo & F.col("text").rlike(prefilter), F.col("text"))
     )  # the rest: null
     return df.withColumn("text", F.coalesce(masked, F.col("text")))
 

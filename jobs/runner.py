@@ -17,8 +17,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from etl.context import EtlResult, row_params, suite_params
 from etl.lake import commit_metadata, latest_version, read_table, table_digest
-from etl.pipeline import EtlResult, row_params, run_etl, suite_params
+from etl.pipeline import run_etl
 from etl.storage import WorkDir, exists, write_text
 from etl.tokenize import fingerprint, pretrained_dir
 from etl.validate import (

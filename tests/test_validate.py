@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 import etl.validate
 from etl.config import EtlConfig
-from etl.pipeline import row_params, suite_params
+from etl.context import row_params, suite_params
 from etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
