@@ -18,9 +18,10 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-EMPTY_AFTER_CLEAN = "empty_after_clean"
-TOO_LONG = "too_long"
-CLEAN_REASONS = (EMPTY_AFTER_CLEAN, TOO_LONG)
+from etl.reasons import reason
+
+EMPTY_AFTER_CLEAN = reason("empty_after_clean")
+TOO_LONG = reason("too_long")
 URL_MODES = ("keep", "mask", "remove")
 URL_PLACEHOLDER = "<URL>"
 

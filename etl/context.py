@@ -23,17 +23,14 @@ from functools import partial
 from pyspark import Accumulator, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
-from etl.clean import CLEAN_REASONS
+from etl import reasons
 from etl.config import EtlConfig
-from etl.ingest import INGEST_REASONS
 from etl.lake import merge_new
-from etl.quality import QUALITY_REASONS
 from etl.storage import WorkDir
 from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 
-REJECT_REASONS = INGEST_REASONS + CLEAN_REASONS + QUALITY_REASONS
 MERGE_KEYS = {"bronze": "id", "silver": "content_sha256", "quarantine": "reject_id"}
 """The key each table is merged on: a row whose key the table holds is not added again."""
 
@@ -165,7 +162,7 @@ class EtlRun:
 def suite_params(suite: str, cfg: EtlConfig, *, vocab_size: int = 0, labels: list | None = None) -> dict:
     """The run-time parameters of each table's suite."""
     if suite == "quarantine":
-        return {"reject_reasons": list(REJECT_REASONS), "raw_keep_chars": cfg.raw_keep_chars}
+        return {"reject_reasons": list(reasons.names()), "raw_keep_chars": cfg.raw_keep_chars}
     if suite == "gold":
         return {"max_len": cfg.max_len, "max_token_id": vocab_size - 1, "label_ids": list(range(len(labels or [])))}
     return {}

@@ -13,30 +13,19 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from etl.sources import INVALID_UTF8, SOURCE_REASONS
+from etl.reasons import reason
+from etl.sources import INVALID_UTF8
 
-MALFORMED_JSON = "malformed_json"
-NOT_AN_OBJECT = "not_an_object"
-BLANK_LINE = "blank_line"
-MISSING_TEXT = "missing_text"
-TEXT_NOT_STRING = "text_not_string"
-BAD_ID = "bad_id"
-MISSING_LABEL = "missing_label"
-BAD_LABEL_TYPE = "bad_label_type"
-DUPLICATE_ID = "duplicate_id"
+MALFORMED_JSON = reason("malformed_json")
+NOT_AN_OBJECT = reason("not_an_object")
+BLANK_LINE = reason("blank_line")
+MISSING_TEXT = reason("missing_text")
+TEXT_NOT_STRING = reason("text_not_string")
+BAD_ID = reason("bad_id")
+MISSING_LABEL = reason("missing_label")
+BAD_LABEL_TYPE = reason("bad_label_type")
+DUPLICATE_ID = reason("duplicate_id")
 
-INGEST_REASONS = SOURCE_REASONS + (
-    MALFORMED_JSON,
-    NOT_AN_OBJECT,
-    BLANK_LINE,
-    INVALID_UTF8,
-    MISSING_TEXT,
-    TEXT_NOT_STRING,
-    BAD_ID,
-    MISSING_LABEL,
-    BAD_LABEL_TYPE,
-    DUPLICATE_ID,
-)
 _INTEGER_TYPES = ("TINYINT", "SMALLINT", "INT", "BIGINT")
 
 

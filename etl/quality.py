@@ -18,17 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from etl.config import EtlConfig
-
-QUALITY_REASONS = (
-    "too_few_words",
-    "too_many_words",
-    "mean_word_length",
-    "low_alpha_ratio",
-    "high_symbol_ratio",
-    "high_digit_ratio",
-    "repeated_lines",
-    "repeated_ngrams",
-)
+from etl.reasons import reason
 
 
 def _repeated_share(items: Column) -> Column:
@@ -60,45 +50,49 @@ def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None) 
     n_words = F.size(words)
     chars = F.length(F.regexp_replace(text, r"\s", ""))
     checks = [
-        (rules.min_words, "too_few_words", n_words < rules.min_words),
-        (rules.max_words, "too_many_words", n_words > rules.max_words),
-        (rules.min_mean_word_len, "mean_word_length", chars / n_words < rules.min_mean_word_len),
-        (rules.max_mean_word_len, "mean_word_length", chars / n_words > rules.max_mean_word_len),
+        (rules.min_words, reason("too_few_words"), n_words < rules.min_words),
+        (rules.max_words, reason("too_many_words"), n_words > rules.max_words),
+        (rules.min_mean_word_len, reason("mean_word_length"), chars / n_words < rules.min_mean_word_len),
+        (rules.max_mean_word_len, reason("mean_word_length"), chars / n_words > rules.max_mean_word_len),
         (
             rules.min_alpha_words,
-            "low_alpha_ratio",
+            reason("low_alpha_ratio"),
             F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / n_words < rules.min_alpha_words,
         ),
         (
             rules.max_symbol_ratio,
-            "high_symbol_ratio",
+            reason("high_symbol_ratio"),
             (F.size(F.split(text, r"#|\.\.\.|\u2026")) - 1) / n_words > rules.max_symbol_ratio,
         ),
         (
             rules.max_digit_ratio,
-            "high_digit_ratio",
+            reason("high_digit_ratio"),
             F.length(F.regexp_replace(text, r"\D", "")) / chars > rules.max_digit_ratio,
         ),
-        (rules.max_dup_line_frac, "repeated_lines", _repeated_share(F.split(text, "\n")) > rules.max_dup_line_frac),
+        (
+            rules.max_dup_line_frac,
+            reason("repeated_lines"),
+            _repeated_share(F.split(text, "\n")) > rules.max_dup_line_frac,
+        ),
         (
             rules.max_dup_ngram_frac,
-            "repeated_ngrams",
+            reason("repeated_ngrams"),
             F.coalesce(_repeated_share(_word_trigrams(words)), F.lit(0.0)) > rules.max_dup_ngram_frac,
         ),
     ]
-    reason = None
+    first = None
     for threshold, name, failed in checks:
         if threshold:
-            reason = F.when(failed, F.lit(name)) if reason is None else reason.when(failed, F.lit(name))
-    return reason if reason is not None else F.lit(None).cast("string")
+            first = F.when(failed, F.lit(name)) if first is None else first.when(failed, F.lit(name))
+    return first if first is not None else F.lit(None).cast("string")
 
 
 def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
     """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay."""
     words = "_words"  # split once: the rules read the words several times
-    reason = quality_reason(F.col("text"), rules, F.col(words))
+    failed = quality_reason(F.col("text"), rules, F.col(words))
     return (
         df.withColumn(words, words_of(F.col("text")))
-        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), reason))
+        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), failed))
         .drop(words)
     )

@@ -21,10 +21,11 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-MALFORMED_CSV = "malformed_csv"
-UNREADABLE_FILE = "unreadable_file"
-INVALID_UTF8 = "invalid_utf8"
-SOURCE_REASONS = (MALFORMED_CSV, UNREADABLE_FILE)
+from etl.reasons import reason
+
+MALFORMED_CSV = reason("malformed_csv")
+UNREADABLE_FILE = reason("unreadable_file")
+INVALID_UTF8 = reason("invalid_utf8")
 FORMATS = {
     "jsonl": "json",
     "json": "json",
