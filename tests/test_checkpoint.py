@@ -74,3 +74,24 @@ def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
     assert checkpoint.position(checkpoint.latest(tmp_path)) == where
     (Path(checkpoint.latest(tmp_path)) / "state.pt").unlink()  # an incomplete checkpoint is not offered
     assert checkpoint.latest(tmp_path) is None
+
+
+def test_a_checkpoint_without_a_ranks_rng_state_is_refused_not_resumed_inexactly(tmp_path):
+    import pytest
+
+    from training.config import TrainConfig
+    from training.launch import TrainingFailed, resume_point
+
+    cfg, gold = TrainConfig(resume=True, num_processes=2), {"path": "gold", "version": 3}
+    model = _model()
+    opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)
+    where = {"epoch": 0, "step": 2, "global_step": 2, "history": [], "steps": [], "lineage": cfg.lineage(gold)}
+    for rank in (0, 1):  # rank 0 clears the step's directory first (a barrier orders it so in a run)
+        checkpoint.save(tmp_path, rank=rank, barrier=lambda: None, model=model, opt=opt, sched=sched, where=where)
+    found = checkpoint.latest(tmp_path)
+    assert resume_point(str(tmp_path), cfg, gold) == found
+    (Path(found) / "rng-1.pt").unlink()
+    with pytest.raises(TrainingFailed, match=r"lacks the RNG state of rank\(s\) \[1\]"):
+        resume_point(str(tmp_path), cfg, gold)
+    with pytest.raises(FileNotFoundError, match="no RNG state for rank 1"):
+        checkpoint.load(found, rank=1, model=model, opt=opt, sched=sched, device="cpu")

@@ -33,6 +33,12 @@ def position(path: str | Path) -> dict:
     return json.loads(storage.read_text(storage.join(path, "position.json")))
 
 
+def missing_rng_states(path: str | Path, world: int) -> list[int]:
+    """The ranks of a world of ``world`` processes whose RNG states ``path`` lacks: without them a
+    resumed run would draw other dropout masks and batch orders than the one it continues."""
+    return [rank for rank in range(world) if not storage.is_file(storage.join(path, f"rng-{rank}.pt"))]
+
+
 def _rng_state() -> dict:
     import numpy as np
     import torch
@@ -99,6 +105,7 @@ def load(path: str | Path, *, rank: int, model, opt, sched, device) -> dict:
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     rng = storage.join(path, f"rng-{rank}.pt")
-    if storage.is_file(rng):  # a different world size restores the model but not the data order
-        _set_rng_state(_load_tensors(rng))
+    if not storage.is_file(rng):  # resume_point refuses such a checkpoint before any rank starts
+        raise FileNotFoundError(f"{path} has no RNG state for rank {rank}: it cannot be resumed exactly")
+    _set_rng_state(_load_tensors(rng))
     return position(path)

@@ -71,6 +71,12 @@ def resume_point(root: str, cfg: TrainConfig, gold: dict) -> str | None:
     if saved != cfg.lineage(gold):
         differ = {k: (saved.get(k), v) for k, v in cfg.lineage(gold).items() if saved.get(k) != v}
         raise TrainingFailed(f"--resume: {found} was trained with other settings (saved, now): {differ}")
+    missing = checkpoint.missing_rng_states(found, cfg.num_processes)
+    if missing:
+        raise TrainingFailed(
+            f"--resume: {found} lacks the RNG state of rank(s) {missing}, so it cannot be resumed exactly; "
+            "train again without --resume"
+        )
     log.info("resuming from %s", found)
     return found
 
