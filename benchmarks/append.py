@@ -55,14 +55,24 @@ def append_file(path: Path, lake_corpus: Path, mb: float, seed: int, kind: str =
 
 
 def append_runs(
-    lake_corpus: Path, lake_work: Path, work: Path, mb: float, repeats: int, cores: int, *, kind: str = "web"
+    lake_corpus: Path,
+    lake_work: Path,
+    work: Path,
+    mb: float,
+    repeats: int,
+    cores: int,
+    *,
+    kind: str = "web",
+    etl_args: tuple[str, ...] = (),
 ) -> dict:
-    """Each repeat: a new file appended to the lake in ``lake_work``, then alone in an empty dir."""
+    """Each repeat: a new file appended to the lake in ``lake_work``, then alone in an empty dir
+    (``etl_args``: more arguments for ``benchmarks.etl_once``)."""
     runs = {"append": [], "alone": []}
     for r in range(repeats):
         path = append_file(work / f"append_{kind}_{r}.jsonl", lake_corpus, mb, seed=1000 + r, kind=kind)
         for key, target, keep in (("append", lake_work, ["--keep"]), ("alone", work / "append_alone", [])):
-            args = ["benchmarks.etl_once", "--input", str(path), "--work", str(target), "--cores", str(cores), *keep]
+            args = ["benchmarks.etl_once", "--input", str(path), "--work", str(target), "--cores", str(cores)]
+            args += [*keep, *etl_args]
             result, _ = run_child(args)
             runs[key].append({k: result[k] for k in ("seconds", "timings_s", "rows", "tables")})
             log.info("append %s run %d: %.1f s", key, r + 1, result["seconds"])

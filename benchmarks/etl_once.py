@@ -1,5 +1,5 @@
 """One tokenlake ETL in a process of its own: ``python -m benchmarks.etl_once --input C.jsonl
---work DIR [--cores N] [--keep]`` (``--keep``: add to the lake in DIR instead of an empty one).
+--work DIR [--cores N] [--keep] [--master local]`` (``--keep``: add to the lake in DIR instead of an empty one).
 Spark runs as ``local-cluster``: a worker on this machine whose executor is a JVM of its own, so
 that the driver (this process and its JVM) holds only what a driver on a real cluster holds, and
 its memory can be measured apart from the executor's."""
@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--executor-memory-mb", type=int, default=6144)
     p.add_argument("--keep", action="store_true", help="append to the lake in --work rather than start empty")
+    p.add_argument(
+        "--master",
+        choices=("local-cluster", "local"),
+        default="local-cluster",
+        help="local: one JVM, driver and executor together (quicker to start; its RSS is not a driver's)",
+    )
     args = p.parse_args(argv)
 
     from etl.config import EtlConfig
@@ -32,9 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     mem = args.executor_memory_mb
+    master = f"local-cluster[1,{args.cores},{mem}]" if args.master == "local-cluster" else f"local[{args.cores}]"
     spark = get_spark(
         "tokenlake-bench-etl",
-        master=f"local-cluster[1,{args.cores},{mem}]",
+        master=master,
         conf={"spark.executor.memory": f"{mem}m", "spark.driver.memory": "2g"},
     )
     start = time.perf_counter()

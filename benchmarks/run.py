@@ -45,8 +45,11 @@ TARGETS = {
 }
 
 
-def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int, peer_python: str) -> dict:
-    """tokenlake's ETL on the 1x and 4x corpora and the datatrove peer on the 1x one, interleaved."""
+def etl_runs(
+    base: Path, main: Path, work: Path, repeats: int, cores: int, peer_python: str, etl_args: list[str]
+) -> dict:
+    """tokenlake's ETL on the 1x and 4x corpora and the datatrove peer on the 1x one, interleaved;
+    ``etl_args``: more arguments for ``benchmarks.etl_once``."""
     runs = {"1x": [], "4x": [], "datatrove": []}
     for r in range(repeats):
         for key, corpus in (("1x", base), ("4x", main)):
@@ -59,6 +62,7 @@ def etl_runs(base: Path, main: Path, work: Path, repeats: int, cores: int, peer_
                     str(work / f"etl_{key}"),
                     "--cores",
                     str(cores),
+                    *etl_args,
                 ]
             )
             runs[key].append(
@@ -308,9 +312,12 @@ def run(args) -> dict:
     main = make_corpus(work / f"corpus_{kind}_{args.mb:g}mb.jsonl", args.mb, seed=12, kind=kind)
     log.info("corpora: %.1f MB and %.1f MB", file_mb(base), file_mb(main))
 
-    runs = etl_runs(base, main, work, args.repeats, args.cores, args.peer_python)
+    etl_args = ["--master", args.etl_master]
+    runs = etl_runs(base, main, work, args.repeats, args.cores, args.peer_python, etl_args)
     # a lake built from the 4x corpus (the last 4x run's) takes a small file, against that file alone
-    append = append_runs(main, work / "etl_4x", work, args.append_mb, args.repeats, args.cores, kind=kind)
+    append = append_runs(
+        main, work / "etl_4x", work, args.append_mb, args.repeats, args.cores, kind=kind, etl_args=etl_args
+    )
     t1, t4 = (median([r["seconds"] for r in runs[k]]) for k in ("1x", "4x"))
     m1, m4 = (median([r["driver_peak_rss_bytes"] for r in runs[k]]) for k in ("1x", "4x"))
     gx = [
@@ -362,7 +369,8 @@ def run(args) -> dict:
         "machine": machine(),
         "raw": {
             "command": f"python -m benchmarks.run --mb {args.mb:g} --repeats {args.repeats}"
-            + (" --short" if args.short else ""),
+            + (" --short" if args.short else "")
+            + (f" --etl-master {args.etl_master}" if args.etl_master != "local-cluster" else ""),
             "corpus": kind,
             "corpus_mb": {"1x": file_mb(base), "4x": file_mb(main)},
             "etl": {k: [_etl_summary(r) for r in v] for k, v in runs.items() if k != "datatrove"},
@@ -415,6 +423,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-steps", type=int, default=60, help="optimizer steps per training measurement")
     p.add_argument("--append-mb", type=float, default=1.0, help="size of the file appended to the 4x lake")
     p.add_argument("--short", action="store_true", help="short clean documents instead of the dirty web-like corpus")
+    p.add_argument(
+        "--etl-master",
+        choices=("local-cluster", "local"),
+        default="local-cluster",
+        help="how each ETL's Spark runs: local-cluster (an executor JVM apart from the driver, whose memory "
+        "scale_driver_rss_ratio_4x is about) or local (one JVM, ~20 s quicker to start: for smoke runs)",
+    )
     p.add_argument(
         "--peer-python",
         default=os.environ.get("TOKENLAKE_PEER_PYTHON", str(Path.home() / ".cache/tokenlake/peer-venv/bin/python")),
