@@ -104,3 +104,27 @@ def added_files(spark: SparkSession, path: str, version: int) -> list[str]:
     if "add" not in log.columns:
         return []
     return [unquote(r[0]).rsplit("/", 1)[-1] for r in log.where(F.col("add").isNotNull()).select("add.path").collect()]
+
+
+BAD_FILE_SIGNS = (
+    "is not a Parquet file",  # no magic number: empty, truncated or another format
+    "can not read class org.apache.parquet.format",  # a footer that does not decode
+    "ParquetDecodingException",  # pages that do not decode
+    "ChecksumException",  # bytes that no longer match the checksum written with them
+    "FileNotFoundException",  # a file a table names is gone
+    "FILE_NOT_EXIST",
+)
+"""What Spark's errors say when a Parquet file is not what it claims to be (or is gone), as
+opposed to an outage: a permission, a lost executor, the storage or the JVM failing."""
+
+
+def is_bad_file_error(exc: BaseException) -> bool:
+    """``exc`` (from reading Parquet) means a file's content is bad, not that reading failed."""
+    return isinstance(exc, Exception) and any(sign in str(exc) for sign in BAD_FILE_SIGNS)
+
+
+def error_cause(exc: BaseException, limit: int = 500) -> str:
+    """The most specific line of a (Py4J) error: its last ``Caused by:``, else its first line."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    causes = [line.split("Caused by: ", 1)[1] for line in lines if line.startswith("Caused by: ")]
+    return (causes[-1] if causes else lines[0])[:limit]

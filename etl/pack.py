@@ -1,6 +1,7 @@
 """Packing for causal language modelling: token streams cut into fixed-length blocks.
 
-Each document already ends with EOS (the tokenizer's template). Within each Spark partition and
+Each document already ends with its end marker (the tokenizer's template: ``</s>`` for BPE,
+``[SEP]`` for WordPiece). Within each Spark partition and
 each split, documents are concatenated and cut into ``block_len`` blocks, so no block mixes
 splits; only the last block of each (partition, split) is shorter. Arrow-batched, numpy slicing.
 """

@@ -43,6 +43,10 @@ class StoredTableMismatch(ValueError):
     """A table in the work directory lacks what this version merges on."""
 
 
+class NoTrainingRows(ValueError):
+    """The input left no row in silver's train split: nothing to tokenize for training."""
+
+
 def _quarantine_rows(df: DataFrame, stage: str, keep_chars: int) -> DataFrame:
     """The rejected rows of ``df`` (a ``reject_reason``, the record as read in ``raw``) as
     quarantine rows of ``stage``."""
@@ -247,7 +251,7 @@ def _run(run: EtlRun, input_path: str) -> None:
     result.rows.update({s: split_counts.get(s, 0) for s in SPLITS})
     log.info("rows: %s", result.rows)
     if result.rows["train"] == 0:
-        raise ValueError(
+        raise NoTrainingRows(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
     build_gold(run, silver)

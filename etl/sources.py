@@ -9,8 +9,10 @@ extension), CSV/TSV (header line; quoted fields may hold newlines), Parquet, and
 a glob, or several of them separated by commas.
 
 CSV and Parquet files are grouped by their header or schema, so a file with another layout is
-read with its own columns instead of failing the job. A file that cannot be read at all (a
-Parquet file that is not one) becomes one ``unreadable_file`` row carrying the error.
+read with its own columns instead of failing the job. A file whose content cannot be read (a
+Parquet file that is not one, a CSV header that does not parse) becomes one ``unreadable_file``
+row carrying the error. Any other failure to read a file (a permission, the storage, a lost
+executor) is not bad data: it raises ``SourceReadFailed`` and the run fails, quarantining nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from etl.lake import error_cause, is_bad_file_error
 from etl.reasons import reason
 
 MALFORMED_CSV = reason("malformed_csv")
@@ -40,6 +43,23 @@ FORMATS = {
 _COMPRESSED = ("gz", "bz2")
 _CORRUPT = "_corrupt_record"
 _ERROR_CHARS = 500
+_BAD_CSV_SIGNS = ("TextParsingException", "MALFORMED_CSV_RECORD")
+
+
+class SourceReadFailed(OSError):
+    """An input file could not be read for a reason other than its content."""
+
+
+def _reject_or_raise(path: str, exc: Exception, bad_content: bool, unreadable: list) -> None:
+    """A file whose content is bad becomes an ``unreadable_file`` row; any other error fails the run."""
+    if not bad_content:
+        raise SourceReadFailed(
+            f"could not read {path} ({type(exc).__name__}: {error_cause(exc)}); this is not bad data, "
+            "so nothing was quarantined: fix the storage or cluster and run again"
+        ) from exc
+    unreadable.append((path, exc))
+
+
 _SCHEMA = "raw string, source_file string, pre_reason string, _block long"
 
 
@@ -113,8 +133,8 @@ def _read_csv(spark: SparkSession, files: list[str], *, fmt: str, **_) -> DataFr
     for f in files:
         try:
             groups[tuple(spark.read.options(**options).csv(f).columns)].append(f)
-        except Exception as e:  # any failure to read the header makes the file a reject
-            unreadable.append((f, e))
+        except Exception as e:
+            _reject_or_raise(f, e, any(sign in str(e) for sign in _BAD_CSV_SIGNS), unreadable)
     frames = [_unreadable(spark, unreadable)] if unreadable else []
     for columns, group in sorted(groups.items()):
         if not columns:  # an empty file: no header, no records
@@ -137,7 +157,7 @@ def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
         try:
             groups[spark.read.parquet(f).schema.json()].append(f)
         except Exception as e:  # not Parquet, or a broken footer: the file is a reject
-            unreadable.append((f, e))
+            _reject_or_raise(f, e, is_bad_file_error(e), unreadable)
     frames = [_unreadable(spark, unreadable)] if unreadable else []
     for _, group in sorted(groups.items()):
         df = spark.read.parquet(*group)
@@ -146,9 +166,7 @@ def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
 
 
 def _unreadable(spark: SparkSession, failures: list[tuple[str, Exception]]) -> DataFrame:
-    rows = [
-        (f"{type(e).__name__}: {str(e).splitlines()[0][:_ERROR_CHARS]}", f, UNREADABLE_FILE, 0) for f, e in failures
-    ]
+    rows = [(f"{type(e).__name__}: {error_cause(e, _ERROR_CHARS)}", f, UNREADABLE_FILE, 0) for f, e in failures]
     return spark.createDataFrame(rows, _SCHEMA)
 
 

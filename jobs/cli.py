@@ -250,7 +250,8 @@ def _has_credentials(uri: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
-    from etl.pipeline import StoredTableMismatch
+    from etl.pipeline import NoTrainingRows, StoredTableMismatch
+    from etl.sources import SourceReadFailed
     from etl.storage import WorkDir
     from etl.validate import ValidationFailed
     from jobs.runner import GoldRefused
@@ -294,6 +295,8 @@ def execute(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_DELTA)
     except StoredTableMismatch as exc:
         return _fail(str(exc), EXIT_CONFIG)
+    except (SourceReadFailed, NoTrainingRows) as exc:
+        return _fail(str(exc), EXIT_INPUT)
     except ValidationFailed as exc:
         return _fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
     except GoldRefused as exc:

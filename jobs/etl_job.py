@@ -13,8 +13,8 @@ Locally, the same flags::
 
     tokenlake etl --input data/sample.jsonl --work /dbfs/tokenlake/work
 
-Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing,
-5 Delta JARs missing, 6 training failed (not enough task slots included).
+Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite, 4 input missing,
+unreadable or without a usable training row, 5 Delta JARs missing (README: "Exit codes").
 """
 
 import sys

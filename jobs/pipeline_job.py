@@ -13,8 +13,9 @@ Locally, the same flags::
 
     tokenlake run --input data/sample.jsonl --work work
 
-Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing,
-5 Delta JARs missing, 6 training failed (not enough task slots included).
+Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite or gold was refused,
+4 input missing, unreadable or without a usable training row, 5 Delta JARs missing, 6 training
+failed (not enough task slots included) (README: "Exit codes").
 """
 
 import sys

@@ -18,7 +18,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from etl.context import EtlResult, row_params, suite_params
-from etl.lake import commit_metadata, latest_version, read_table, table_digest
+from etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
 from etl.pipeline import run_etl
 from etl.storage import WorkDir, exists, write_text
 from etl.tokenize import fingerprint, pretrained_dir
@@ -193,8 +193,10 @@ def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) 
     try:
         digest = table_digest(read_table(spark, path, version))
     except Exception as exc:  # a file replaced or truncated outside Delta often no longer reads
+        if not is_bad_file_error(exc):  # an outage or a memory error is not a tampered table
+            raise
         raise GoldRefused(
-            f"gold version {version} at {path} cannot be read back ({type(exc).__name__}): its files "
+            f"gold version {version} at {path} cannot be read back ({error_cause(exc, 200)}): its files "
             "were changed outside Delta; training refuses it"
         ) from exc
     if meta.get("digest") != digest:

@@ -13,8 +13,9 @@ Locally, the same flags::
 
     tokenlake train --work /dbfs/tokenlake/work --num-processes 2
 
-Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing,
-5 Delta JARs missing, 6 training failed (not enough task slots included).
+Exit codes: 0 success, 2 bad configuration, 3 gold refused (failed validation, another
+tokenizer, files changed outside Delta), 5 Delta JARs missing, 6 training failed (not enough task
+slots included) (README: "Exit codes").
 """
 
 import sys

@@ -12,8 +12,8 @@ Locally, the same flags::
 
     tokenlake validate --work /dbfs/tokenlake/work --data-version 3
 
-Exit codes: 0 success, 2 bad configuration, 3 validation failed, 4 input missing,
-5 Delta JARs missing, 6 training failed (not enough task slots included).
+Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite, 5 Delta JARs missing
+(README: "Exit codes").
 """
 
 import sys

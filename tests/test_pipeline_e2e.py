@@ -8,7 +8,7 @@ import pytest
 
 from etl.lake import commit_metadata, read_table
 from expectations import SUITE_DIR
-from jobs.cli import EXIT_VALIDATION, main
+from jobs.cli import EXIT_INPUT, EXIT_VALIDATION, main
 
 
 def _client(work: Path):
@@ -157,3 +157,23 @@ def test_causal_lm_end_to_end_on_an_unlabelled_corpus(spark, corpus, tmp_path):
     # documents mix in Zipf-sampled pseudo-words, spelt from random syllables: much of that is noise)
     assert metrics["test_perplexity"] < 350
     assert report["validation"]["success"] is True
+
+
+def test_an_input_without_a_usable_training_row_exits_4_with_one_line(spark, tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "text": 42, "label": "x"}\nnot json\n{"id": "b", "label": "x"}\n')
+    assert main(["etl", "--input", str(bad), "--work", str(tmp_path / "work")]) == EXIT_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no usable training rows in") and "Traceback" not in err[0]
+
+
+def test_a_failure_to_read_gold_that_is_not_tampering_is_not_reported_as_tampering(etl_work, spark, monkeypatch):
+    """Only errors that mean a file is bad or gone make gold "changed outside Delta"."""
+    from jobs import runner
+
+    def out_of_memory(df):
+        raise MemoryError("Java heap space")
+
+    monkeypatch.setattr(runner, "table_digest", out_of_memory)
+    with pytest.raises(MemoryError):
+        runner.usable_gold(spark, etl_work, None)

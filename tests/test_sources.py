@@ -102,3 +102,29 @@ def test_source_lines_keep_the_rows_where_they_are(spark, tmp_path):
     assert sorted(sizes) == sorted(records.rdd.glom().map(len).collect()) and min(sizes) > 0
     assert sorted(r["source_line"] for r in located.select("source_line").collect()) == list(range(4000))
     records.unpersist()
+
+
+def test_an_outage_while_reading_a_file_fails_the_run_instead_of_quarantining_it(spark, tmp_path, monkeypatch):
+    """Only a file whose content is bad is an ``unreadable_file`` row; a failure to read it (here
+    the JVM connection, as Py4J reports it) is not bad data and must not pass as such."""
+    import pytest
+    from py4j.protocol import Py4JNetworkError
+    from pyspark.sql.readwriter import DataFrameReader
+
+    from etl.sources import SourceReadFailed
+
+    pq.write_table(pa.table({"id": ["p1"], "text": ["fine"], "label": ["z"]}), tmp_path / "good.parquet")
+    (tmp_path / "fake.parquet").write_text("not parquet at all")
+    rows = read_sources(spark, str(tmp_path)).collect()  # bad content: quarantined, with its cause
+    fake = next(r for r in rows if r["pre_reason"] == "unreadable_file")
+    assert "is not a Parquet file" in fake["raw"]
+    real = DataFrameReader.parquet
+
+    def flaky(self, *paths, **options):
+        if any(str(p).endswith("good.parquet") for p in paths):
+            raise Py4JNetworkError("An error occurred while trying to connect to the Java server")
+        return real(self, *paths, **options)
+
+    monkeypatch.setattr(DataFrameReader, "parquet", flaky)
+    with pytest.raises(SourceReadFailed, match=r"could not read .*good\.parquet .*nothing was quarantined"):
+        read_sources(spark, str(tmp_path))

@@ -18,7 +18,7 @@ def macro_f1(confusion: dict[tuple[int, int], int], num_labels: int) -> float:
     return sum(scores) / num_labels
 
 
-def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 1 << 18, seed: int = 0) -> dict:
+def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 1 << 18) -> dict:
     """``{"test_accuracy", "test_macro_f1", "train_rows", "test_rows"}``; label ids follow ``labels``
     (gold's order), so the figures compare with the transformer's."""
     from pyspark.ml import Pipeline

@@ -1,4 +1,6 @@
-"""Models built from a config (no download): a BERT-style encoder for sequence classification."""
+"""Models built from a config (no download): a BERT-style encoder for sequence classification
+(``build_classifier``, or a pretrained checkpoint from a local path) and a GPT-2-style decoder for
+causal language modelling (``build_causal_lm``)."""
 
 from __future__ import annotations
 
