@@ -329,15 +329,18 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
 
 
 def _interrupted_run(work: WorkDir) -> str | None:
-    """The MLflow run that wrote the latest checkpoint, if the tracking store still has it."""
+    """The id of the MLflow run that wrote the latest checkpoint (None without one)."""
+    found = checkpoint.latest(work.path(CHECKPOINTS))
+    return checkpoint.position(found).get("mlflow_run_id") if found else None
+
+
+def _run_exists(run_id: str) -> bool:
     import mlflow
 
-    found = checkpoint.latest(work.path(CHECKPOINTS))
-    run_id = checkpoint.position(found).get("mlflow_run_id") if found else None
     try:
-        return run_id if run_id and mlflow.get_run(run_id) else None
+        return mlflow.get_run(run_id) is not None
     except mlflow.exceptions.MlflowException:
-        return None
+        return False
 
 
 def _mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig):
@@ -352,7 +355,7 @@ def _mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg:
         mlflow.create_experiment(EXPERIMENT, artifact_location=(work.local / "mlartifacts").as_uri() if local else None)
     mlflow.set_experiment(EXPERIMENT)
     interrupted = _interrupted_run(work) if cfg.train.resume else None
-    if interrupted:  # the killed run continues: same params, one history
+    if interrupted and _run_exists(interrupted):  # the killed run continues: same params, one history
         run = mlflow.start_run(run_id=interrupted)
         mlflow.set_tag("resumed", "true")
         return run
@@ -361,6 +364,13 @@ def _mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg:
     master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
     world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
     mlflow.set_tags({"spark_master": master, "world_size": world})
+    if interrupted:  # the checkpoint's run is not in this store: say so, and link the two
+        mlflow.set_tags({"resumed": "true", "resumed_from_run": interrupted})
+        log.warning(
+            "--resume: the MLflow run %s that wrote the checkpoint is not in the tracking store %s; the "
+            "training continues in a new run %s, tagged resumed_from_run=%s (its earlier metrics stay with %s)",
+            interrupted, mlflow.get_tracking_uri(), run.info.run_id, interrupted, interrupted,
+        )  # fmt: skip
     return run
 
 

@@ -95,3 +95,29 @@ def test_a_checkpoint_without_a_ranks_rng_state_is_refused_not_resumed_inexactly
         resume_point(str(tmp_path), cfg, gold)
     with pytest.raises(FileNotFoundError, match="no RNG state for rank 1"):
         checkpoint.load(found, rank=1, model=model, opt=opt, sched=sched, device="cpu")
+
+
+def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(tmp_path, caplog):
+    """The checkpoint names a run the tracking store does not hold (another store, or deleted):
+    the resume goes on in a new run tagged with the old one's id, and the log says so."""
+    from dataclasses import replace
+
+    import mlflow
+
+    from etl.storage import WorkDir
+    from jobs.config import PipelineConfig
+    from jobs.runner import _mlflow_run
+
+    model = _model()
+    opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)
+    gone = "0123456789abcdef0123456789abcdef"
+    where = {"epoch": 0, "step": 2, "global_step": 2, "history": [], "steps": [], "lineage": {}, "mlflow_run_id": gone}
+    checkpoint.save(tmp_path / "checkpoints", rank=0, barrier=lambda: None, model=model, opt=opt, sched=sched,
+                    where=where)  # fmt: skip
+    cfg = PipelineConfig()
+    cfg = replace(cfg, train=replace(cfg.train, resume=True))
+    with _mlflow_run(f"sqlite:///{tmp_path / 'mlflow.db'}", WorkDir.of(tmp_path), None, cfg) as run:
+        tags = mlflow.get_run(run.info.run_id).data.tags
+    assert run.info.run_id != gone and tags["resumed_from_run"] == gone and tags["resumed"] == "true"
+    assert f"the MLflow run {gone} that wrote the checkpoint is not in the tracking store" in caplog.text
+    assert f"continues in a new run {run.info.run_id}" in caplog.text
