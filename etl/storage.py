@@ -183,6 +183,13 @@ def staging_root() -> Path:
     return Path(os.environ.get("TOKENLAKE_STAGING", Path.home() / ".cache" / "tokenlake" / "staging"))
 
 
+LOCK_FILE = ".tokenlake.lock"
+
+
+class WorkDirBusy(RuntimeError):
+    """Another run holds the work directory."""
+
+
 @dataclass(frozen=True)
 class WorkDir:
     """A work directory: ``uri`` is where everything lives (an absolute local path or a URI);
@@ -236,3 +243,33 @@ class WorkDir:
         if self.remote:
             for name in STAGED:
                 upload(self.local / name, self.path(name))
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the work directory for one run: a second run on it (on this machine) fails at once
+        with ``WorkDirBusy`` instead of racing this one over the tables and the report. The lock
+        is the OS's (``flock`` on ``LOCK_FILE``), so a killed run leaves none behind. A remote work
+        dir is locked through its staging copy: runs on other machines are not seen."""
+        import fcntl
+
+        self.local.mkdir(parents=True, exist_ok=True)
+        path = self.local / LOCK_FILE
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise WorkDirBusy(
+                    f"{self.uri} is in use by another tokenlake run ({holder}): wait for it to end, "
+                    "or use another --work"
+                ) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                fh.truncate()  # the lock itself goes with the file's close

@@ -20,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING = 2, 3, 4, 5, 6
+EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 2, 3, 4, 5, 6, 7
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -207,13 +207,14 @@ def spark_conf(pairs: list[str]) -> dict[str, str]:
 
 
 def _dispatch(args: argparse.Namespace, cfg, work) -> dict:
-    """Run the command with the work dir's staged files pulled first and pushed back after,
-    whether it succeeded or not (a failure's report says what ran)."""
-    work.pull()
-    try:
-        return _run_command(args, cfg, work)
-    finally:
-        work.push()
+    """Run the command holding the work dir (``WorkDir.lock``), with its staged files pulled first
+    and pushed back after, whether it succeeded or not (a failure's report says what ran)."""
+    with work.lock():
+        work.pull()
+        try:
+            return _run_command(args, cfg, work)
+        finally:
+            work.push()
 
 
 def _run_command(args: argparse.Namespace, cfg, work) -> dict:
@@ -252,7 +253,7 @@ def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
     from etl.pipeline import NoTrainingRows, StoredTableMismatch
     from etl.sources import SourceReadFailed
-    from etl.storage import WorkDir
+    from etl.storage import WorkDir, WorkDirBusy
     from etl.validate import ValidationFailed
     from jobs.runner import GoldRefused
     from jobs.session import DeltaJarsMissing
@@ -291,6 +292,8 @@ def execute(args: argparse.Namespace) -> int:
         return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
     try:
         report = _dispatch(args, cfg, work)
+    except WorkDirBusy as exc:
+        return _fail(str(exc), EXIT_BUSY)
     except DeltaJarsMissing as exc:
         return _fail(str(exc), EXIT_DELTA)
     except StoredTableMismatch as exc:

@@ -1,6 +1,7 @@
 """`tokenlake run` end to end on a generated corpus: real Delta, GX, TorchDistributor, MLflow."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 
 from etl.lake import commit_metadata, read_table
 from expectations import SUITE_DIR
-from jobs.cli import EXIT_INPUT, EXIT_VALIDATION, main
+from jobs.cli import EXIT_BUSY, EXIT_INPUT, EXIT_VALIDATION, main
 
 
 def _client(work: Path):
@@ -177,3 +178,14 @@ def test_a_failure_to_read_gold_that_is_not_tampering_is_not_reported_as_tamperi
     monkeypatch.setattr(runner, "table_digest", out_of_memory)
     with pytest.raises(MemoryError):
         runner.usable_gold(spark, etl_work, None)
+
+
+def test_a_run_on_a_work_dir_another_run_holds_exits_7_and_writes_nothing(corpus, tmp_path, capsys):
+    from etl.storage import WorkDir
+
+    work = WorkDir.of(tmp_path / "work")
+    with work.lock():  # as another process's run would hold it (flock: one holder per open file)
+        assert main(["etl", "--input", str(corpus), "--work", work.uri]) == EXIT_BUSY
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{work.uri} is in use by another tokenlake run (pid {os.getpid()})" in err[0]
+    assert [p.name for p in (tmp_path / "work").iterdir()] == [".tokenlake.lock"]

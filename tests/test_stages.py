@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import free_port
 
-from jobs.cli import EXIT_CONFIG, EXIT_VALIDATION, main, mlflow_server_command
+from jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_VALIDATION, main, mlflow_server_command
 
 
 @pytest.fixture
@@ -314,8 +314,10 @@ def test_early_stopping_ends_training_when_validation_stops_improving(work_copy)
 @pytest.mark.slow
 def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cleanly(spark, corpus, work_copy):
     """kill -9 the ETL once gold's new data files appear, before their commit: readers still get
-    the previous version, a re-run completes without duplicates, the history says what happened."""
+    the previous version, a re-run completes without duplicates, the history says what happened.
+    While it runs, a second run on the work dir is refused (exit 7); once killed, it holds no lock."""
     from etl.lake import read_table
+    from etl.storage import LOCK_FILE
     from training.gold_files import delta_files, latest_version
 
     gold = work_copy / "lake" / "gold"
@@ -324,10 +326,15 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
     # the same input adds no row, so gold would not be written again unless it is rebuilt
     args = ["etl", "--input", str(corpus), "--work", str(work_copy), "--set", "etl.vocab_size=1000", "--rebuild-gold"]
     caught = None
-    for _attempt in range(3):  # the window between the files and the commit is short; rarely missed
+    for attempt in range(3):  # the window between the files and the commit is short; rarely missed
         proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
+            if attempt == 0:  # while it runs, a second run on the same work dir is turned away at once
+                lock = work_copy / LOCK_FILE
+                while proc.poll() is None and "pid" not in (lock.read_text() if lock.exists() else ""):
+                    time.sleep(0.005)
+                assert main(args) == EXIT_BUSY
             while proc.poll() is None and not (set(gold.glob("*.parquet")) - before):
                 time.sleep(0.005)
         finally:
