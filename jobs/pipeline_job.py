@@ -15,7 +15,7 @@ Locally, the same flags::
 
 Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite or gold was refused,
 4 input missing, unreadable or without a usable training row, 5 Delta JARs missing, 6 training
-failed (not enough task slots included) 7 another run holds the work dir (README: "Exit codes").
+failed (not enough task slots included), 7 another run holds the work dir (README: "Exit codes").
 """
 
 import sys

@@ -15,7 +15,7 @@ Locally, the same flags::
 
 Exit codes: 0 success, 2 bad configuration, 3 gold refused (failed validation, another
 tokenizer, files changed outside Delta), 5 Delta JARs missing, 6 training failed (not enough task
-slots included) 7 another run holds the work dir (README: "Exit codes").
+slots included), 7 another run holds the work dir (README: "Exit codes").
 """
 
 import sys
