@@ -13,6 +13,7 @@ tokenlake ui --work work                                   # MLflow UI on 127.0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import logging
 import os
@@ -209,7 +210,9 @@ def spark_conf(pairs: list[str]) -> dict[str, str]:
 def _dispatch(args: argparse.Namespace, cfg, work) -> dict:
     """Run the command holding the work dir (``WorkDir.lock``), with its staged files pulled first
     and pushed back after, whether it succeeded or not (a failure's report says what ran)."""
-    with work.lock():
+    # under torchrun (--no-spark) every rank runs the command: rank 0 holds the work dir for all
+    held = work.lock() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with held:
         work.pull()
         try:
             return _run_command(args, cfg, work)
