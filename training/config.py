@@ -103,3 +103,23 @@ class TrainConfig:
     @property
     def pretrained(self) -> bool:
         return self.model not in DEFAULT_LR
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What every rank's ``train_fn`` gets (``training.launch.training_spec`` makes it): the train
+    config, what the gold version defines and where the run writes."""
+
+    train: TrainConfig
+    task: str
+    labels: list[str]
+    """Label names, in gold's label-id order (empty for a causal LM)."""
+    vocab_size: int
+    max_len: int
+    train_rows: int
+    model_dir: str
+    checkpoint_dir: str
+    lineage: dict
+    """What a checkpoint must share with a run that resumes it (``TrainConfig.lineage``)."""
+    resume_from: str | None = None
+    mlflow_run_id: str | None = None

@@ -13,6 +13,10 @@ import gc
 import itertools
 import os
 import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from training.config import TrainSpec
 
 
 def _device(use_gpu: bool):
@@ -70,30 +74,31 @@ def _rank0_steps(epoch: int, epochs: int, steps: int, world: int, step_log: list
     return on_step
 
 
-def _evaluate_split(model, split, spec: dict, rank: int, world: int, device, amp_dtype) -> dict:
+def _evaluate_split(state: _Rank, split) -> dict:
     """Every rank evaluates its shard; the sums are all-reduced once (no per-batch collective, so
     uneven shards cannot hang), then turned into metrics."""
     import torch.distributed as dist
 
     from training.loop import evaluate, evaluate_lm, lm_metrics, metrics
 
+    spec, device = state.spec, state.device
     with split.make_torch_dataloader(
-        batch_size=spec["eval_batch_size"],
+        batch_size=spec.train.eval_batch_size,
         num_epochs=1,
-        cur_shard=rank,
-        shard_count=world,
-        workers_count=spec["reader_workers"],
+        cur_shard=state.rank,
+        shard_count=state.world,
+        workers_count=spec.train.reader_workers,
         shuffle_row_groups=False,
     ) as loader:
-        if spec["task"] == "causal-lm":
-            sums = evaluate_lm(model, loader, device=device, amp_dtype=amp_dtype)
+        if spec.task == "causal-lm":
+            sums = evaluate_lm(state.model, loader, device=device, amp_dtype=state.amp_dtype)
         else:
-            sums = evaluate(model, loader, num_labels=len(spec["labels"]), device=device, amp_dtype=amp_dtype)
+            sums = evaluate(state.model, loader, num_labels=len(spec.labels), device=device, amp_dtype=state.amp_dtype)
     for key, value in sums.items():
         on_device = value.to(device)
         dist.all_reduce(on_device)
         sums[key] = on_device.cpu()
-    if spec["task"] == "causal-lm":
+    if spec.task == "causal-lm":
         return lm_metrics(sums)
     return {**metrics(sums), "confusion": sums["confusion"].tolist()}
 
@@ -101,144 +106,228 @@ def _evaluate_split(model, split, spec: dict, rank: int, world: int, device, amp
 EVAL_KEYS = {"classification": ("loss", "accuracy", "macro_f1"), "causal-lm": ("loss", "perplexity")}
 
 
-def train_fn(spec: dict, splits: dict) -> dict:
-    """Train on ``splits["train"]``, evaluate on validation each epoch and on test at the end
-    (``splits``: each split's reader, ``gold_reader.GoldSplit`` or ``gold_files.TensorSplit``).
+@dataclass
+class _Rank:
+    """What the phases of ``train_fn`` share on one rank."""
 
-    ``spec`` holds the train config (``asdict(TrainConfig)``) plus what the data defines
-    (``task``, ``labels``, ``vocab_size``, ``max_len``, ``train_rows``, ``model_dir``).
-    """
+    spec: TrainSpec
+    rank: int
+    world: int
+    device: Any
+    model: Any = None
+    ddp: Any = None
+    opt: Any = None
+    sched: Any = None
+    steps: int = 0
+    """Optimizer steps per epoch, the same on every rank."""
+    amp_dtype: Any = None
+    scaler: Any = None
+    first_epoch: int = 0
+    first_step: int = 0
+    history: list = field(default_factory=list)
+    step_log: list = field(default_factory=list)
+    stepped: dict = field(default_factory=dict)
+
+
+def train_fn(spec: TrainSpec, splits: dict) -> dict:
+    """Train on ``splits["train"]``, evaluate on validation each epoch and on test at the end
+    (``splits``: each split's reader, ``gold_reader.GoldSplit`` or ``gold_files.TensorSplit``);
+    rank 0's result, confirmed by every rank."""
+    state = _set_up_rank(spec)
+    _build_model(state)
+    start = time.perf_counter()
+    with contextlib.closing(_train_rows(state, splits["train"])) as rows:  # stops the open reader at the end
+        batches = _batches(state, rows)
+        if spec.resume_from:
+            _resume(state, batches)
+        _run_epochs(state, batches, splits["validation"])
+    test = _evaluate_split(state, splits["test"])
+    return _finish(state, test, time.perf_counter() - start)
+
+
+def _set_up_rank(spec: TrainSpec) -> _Rank:
+    """Join the process group (collectives time out after ``collective_timeout_s``) and seed the RNGs."""
     from datetime import timedelta
 
     import numpy as np
     import torch
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from etl.storage import local_dir
-    from training import checkpoint
-    from training.data import length_bucketed, passes, steps_per_epoch
-    from training.loop import fit_epoch, make_optimizer, precision, stop_early
-    from training.model import build_model
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    device = _device(spec["use_gpu"])
-    dist.init_process_group(
-        "nccl" if spec["use_gpu"] else "gloo", timeout=timedelta(seconds=spec["collective_timeout_s"])
-    )
-    torch.manual_seed(spec["seed"])
-    np.random.seed(spec["seed"] + rank)  # Petastorm's shuffling buffer draws from numpy's global RNG
-    model = build_model(
-        spec["task"], spec["model"], vocab_size=spec["vocab_size"], labels=spec["labels"], max_len=spec["max_len"]
-    ).to(device)
-    if spec["grad_checkpointing"]:
-        model.gradient_checkpointing_enable()
-    ddp = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
-    steps = steps_per_epoch(spec["train_rows"], spec["batch_size"] * spec["grad_accum_steps"], world)
-    opt, sched = make_optimizer(
-        model,
-        lr=spec["lr"],
-        weight_decay=spec["weight_decay"],
-        total_steps=steps * spec["epochs"],
-        warmup_ratio=spec["warmup_ratio"],
-    )
-    amp_dtype = precision(spec["mixed_precision"], device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    history, step_log, stepped, start = [], [], {}, time.perf_counter()
-    parts = {"model": model, "opt": opt, "sched": sched}
-    where = checkpoint.position(spec["resume_from"]) if spec["resume_from"] else {"epoch": 0, "step": 0}
-    first_epoch, first_step = where["epoch"], where["step"]
+    cfg = spec.train
+    device = _device(cfg.use_gpu)
+    dist.init_process_group("nccl" if cfg.use_gpu else "gloo", timeout=timedelta(seconds=cfg.collective_timeout_s))
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed + rank)  # Petastorm's shuffling buffer draws from numpy's global RNG
+    return _Rank(spec=spec, rank=rank, world=world, device=device)
 
-    def save(epoch: int, step: int) -> None:
-        where = {"epoch": epoch, "step": step, "global_step": epoch * steps + step, "history": history,
-                 "steps": step_log, "lineage": spec["lineage"], "mlflow_run_id": spec["mlflow_run_id"]}  # fmt: skip
-        checkpoint.save(spec["checkpoint_dir"], rank=rank, barrier=dist.barrier, where=where, **parts)
 
-    def after_step(epoch: int):
-        every = spec["checkpoint_steps"]
-        return lambda step: save(epoch, step + 1) if every and (epoch * steps + step + 1) % every == 0 else None
+def _build_model(state: _Rank) -> None:
+    """The model (DDP-wrapped), its optimizer and schedule over every epoch's steps, mixed precision."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from training.data import steps_per_epoch
+    from training.loop import make_optimizer, precision
+    from training.model import build_model
+
+    spec, cfg, device = state.spec, state.spec.train, state.device
+    model = build_model(spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len)
+    state.model = model.to(device)
+    if cfg.grad_checkpointing:
+        state.model.gradient_checkpointing_enable()
+    state.ddp = DDP(state.model, device_ids=[device.index] if device.type == "cuda" else None)
+    state.steps = steps_per_epoch(spec.train_rows, cfg.batch_size * cfg.grad_accum_steps, state.world)
+    state.opt, state.sched = make_optimizer(
+        state.model,
+        lr=cfg.peak_lr,
+        weight_decay=cfg.weight_decay,
+        total_steps=state.steps * cfg.epochs,
+        warmup_ratio=cfg.warmup_ratio,
+    )
+    state.amp_dtype = precision(cfg.mixed_precision, device)
+    state.scaler = torch.amp.GradScaler("cuda") if state.amp_dtype == torch.float16 else None
+
+
+def _train_rows(state: _Rank, split):
+    """This rank's training rows, pass after pass over its shard, each pass shuffled by its own seed."""
+    from training.data import passes
+
+    cfg = state.spec.train
 
     def open_pass(n: int):
-        return splits["train"].make_torch_dataloader(
-            batch_size=spec["batch_size"],
+        return split.make_torch_dataloader(
+            batch_size=cfg.batch_size,
             num_epochs=1,
-            cur_shard=rank,
-            shard_count=world,
-            workers_count=spec["reader_workers"],
-            seed=spec["seed"] + n,
+            cur_shard=state.rank,
+            shard_count=state.world,
+            workers_count=cfg.reader_workers,
+            seed=cfg.seed + n,
             shuffle_rows=True,
             shuffling_queue_capacity=4096,
         )
 
-    rows = passes(open_pass, spec["batch_size"])
-    with contextlib.closing(rows):  # stops the open reader when training ends
-        batches = length_bucketed(rows, spec["bucket_batches"], seed=spec["seed"] + rank)
-        if spec["resume_from"]:
-            # The data order is a function of the seeds alone, so replaying it up to the checkpoint
-            # puts the batches the killed run would have seen next in front of this one (reading is
-            # far faster than training: benchmarks' loader_vs_train). RNGs are restored after it.
-            consumed = (first_epoch * steps + first_step) * spec["grad_accum_steps"]
-            collections.deque(itertools.islice(batches, consumed), maxlen=0)
-            where = checkpoint.load(spec["resume_from"], rank=rank, device=device, **parts)
-            history, step_log = where["history"], where["steps"]
-            if rank == 0:
-                print(f"resumed from {spec['resume_from']}: epoch {first_epoch + 1}, step {first_step}", flush=True)
-        for epoch in range(first_epoch, spec["epochs"]):
-            if stop_early(history, spec["early_stopping_patience"], spec["early_stopping_min_delta"]):
-                break  # every rank holds the same all-reduced history, so every rank stops here
-            stats = fit_epoch(
-                ddp,
-                batches,
-                steps=steps,
-                opt=opt,
-                sched=sched,
-                device=device,
-                grad_accum_steps=spec["grad_accum_steps"],
-                max_grad_norm=spec["max_grad_norm"],
-                amp_dtype=amp_dtype,
-                scaler=scaler,
-                on_step=_rank0_steps(epoch, spec["epochs"], steps, world, step_log, stepped) if rank == 0 else None,
-                start_step=first_step if epoch == first_epoch else 0,
-                after_step=after_step(epoch),
-            )
-            val = _evaluate_split(model, splits["validation"], spec, rank, world, device, amp_dtype)
-            history.append(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": stats["loss"],
-                    "lr": sched.get_last_lr()[0],
-                    "samples_per_s": stats["samples"] * world / stats["seconds"],
-                    "tokens_per_s": stats["tokens"] * world / stats["seconds"],
-                    "real_token_fraction": stats["real_token_fraction"],
-                    **{f"val_{k}": val[k] for k in EVAL_KEYS[spec["task"]]},
-                }
-            )
-            if rank == 0:
-                print(f"epoch {epoch + 1}/{spec['epochs']} {history[-1]}", flush=True)
-            save(epoch + 1, 0)
-    test = _evaluate_split(model, splits["test"], spec, rank, world, device, amp_dtype)
-    if rank == 0:
-        with local_dir(spec["model_dir"]) as out:
-            model.save_pretrained(out)
+    return passes(open_pass, cfg.batch_size)
+
+
+def _batches(state: _Rank, rows):
+    from training.data import length_bucketed
+
+    cfg = state.spec.train
+    return length_bucketed(rows, cfg.bucket_batches, seed=cfg.seed + state.rank)
+
+
+def _resume(state: _Rank, batches) -> None:
+    """Continue from ``spec.resume_from``: the data order is a function of the seeds alone, so
+    replaying it up to the checkpoint puts the batches the killed run would have seen next in
+    front of this one (reading is far faster than training: benchmarks' loader_vs_train); the
+    model, optimizer, schedule and RNG states are restored after it."""
+    from training import checkpoint
+
+    spec = state.spec
+    where = checkpoint.position(spec.resume_from)
+    state.first_epoch, state.first_step = where["epoch"], where["step"]
+    consumed = (state.first_epoch * state.steps + state.first_step) * spec.train.grad_accum_steps
+    collections.deque(itertools.islice(batches, consumed), maxlen=0)
+    where = checkpoint.load(
+        spec.resume_from, rank=state.rank, device=state.device, model=state.model, opt=state.opt, sched=state.sched
+    )
+    state.history, state.step_log = where["history"], where["steps"]
+    if state.rank == 0:
+        print(f"resumed from {spec.resume_from}: epoch {state.first_epoch + 1}, step {state.first_step}", flush=True)
+
+
+def _save(state: _Rank, epoch: int, step: int) -> None:
+    """Every rank's part of the checkpoint at (``epoch``, ``step``)."""
+    import torch.distributed as dist
+
+    from training import checkpoint
+
+    spec = state.spec
+    where = {"epoch": epoch, "step": step, "global_step": epoch * state.steps + step, "history": state.history,
+             "steps": state.step_log, "lineage": spec.lineage, "mlflow_run_id": spec.mlflow_run_id}  # fmt: skip
+    checkpoint.save(spec.checkpoint_dir, rank=state.rank, barrier=dist.barrier, where=where,
+                    model=state.model, opt=state.opt, sched=state.sched)  # fmt: skip
+
+
+def _run_epochs(state: _Rank, batches, validation) -> None:
+    """The epochs left: a fixed number of steps each (checkpointed every ``checkpoint_steps`` and
+    at the end), validation, and early stopping on the all-reduced history."""
+    from training.loop import fit_epoch, stop_early
+
+    cfg, world, steps = state.spec.train, state.world, state.steps
+    every = cfg.checkpoint_steps
+    for epoch in range(state.first_epoch, cfg.epochs):
+        if stop_early(state.history, cfg.early_stopping_patience, cfg.early_stopping_min_delta):
+            break  # every rank holds the same all-reduced history, so every rank stops here
+
+        def after_step(step: int, epoch: int = epoch) -> None:
+            if every and (epoch * steps + step + 1) % every == 0:
+                _save(state, epoch, step + 1)
+
+        stats = fit_epoch(
+            state.ddp,
+            batches,
+            steps=steps,
+            opt=state.opt,
+            sched=state.sched,
+            device=state.device,
+            grad_accum_steps=cfg.grad_accum_steps,
+            max_grad_norm=cfg.max_grad_norm,
+            amp_dtype=state.amp_dtype,
+            scaler=state.scaler,
+            on_step=_rank0_steps(epoch, cfg.epochs, steps, world, state.step_log, state.stepped)
+            if state.rank == 0
+            else None,
+            start_step=state.first_step if epoch == state.first_epoch else 0,
+            after_step=after_step,
+        )
+        val = _evaluate_split(state, validation)
+        state.history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": stats["loss"],
+                "lr": state.sched.get_last_lr()[0],
+                "samples_per_s": stats["samples"] * world / stats["seconds"],
+                "tokens_per_s": stats["tokens"] * world / stats["seconds"],
+                "real_token_fraction": stats["real_token_fraction"],
+                **{f"val_{k}": val[k] for k in EVAL_KEYS[state.spec.task]},
+            }
+        )
+        if state.rank == 0:
+            print(f"epoch {epoch + 1}/{cfg.epochs} {state.history[-1]}", flush=True)
+        _save(state, epoch + 1, 0)
+
+
+def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
+    """Rank 0 writes the model and its result, which every rank receives and confirms; then the
+    process group is torn down."""
+    import torch
+    import torch.distributed as dist
+
+    from etl.storage import local_dir
+
+    if state.rank == 0:
+        with local_dir(state.spec.model_dir) as out:
+            state.model.save_pretrained(out)
     result = [
         {
-            "rank": rank,
-            "world_size": world,
-            "steps_per_epoch": steps,
-            "history": history,
-            "steps": step_log,
-            "train_seconds": time.perf_counter() - start,
-            "first_step_at": stepped.get("at"),
+            "rank": state.rank,
+            "world_size": state.world,
+            "steps_per_epoch": state.steps,
+            "history": state.history,
+            "steps": state.step_log,
+            "train_seconds": train_seconds,
+            "first_step_at": state.stepped.get("at"),
             "test": test,
         }
     ]
     dist.broadcast_object_list(result, src=0)
-    confirmed = torch.ones((), dtype=torch.int64, device=device)
+    confirmed = torch.ones((), dtype=torch.int64, device=state.device)
     dist.all_reduce(confirmed)
     result[0]["ranks_confirmed"] = int(confirmed)
     # Free DDP's gloo threads before tearing the group down (a rank once deadlocked at exit).
-    parts.clear()
-    del ddp, opt, model
+    state.ddp = state.model = state.opt = state.sched = None
     gc.collect()
     dist.destroy_process_group()
     return result[0]

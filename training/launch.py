@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -19,7 +19,7 @@ from etl.lake import read_table
 from etl.split import SPLITS
 from etl.storage import WorkDir
 from training import checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, TrainSpec
 from training.data import steps_per_epoch
 from training.gold_reader import GoldSplit, row_groups, shard_rows
 
@@ -105,19 +105,18 @@ def verify(result: dict | None, cfg: TrainConfig, model_dir: str) -> dict:
 
 def training_spec(
     cfg: TrainConfig, gold: dict, work: WorkDir, *, data: dict, resume_from: str | None, mlflow_run_id: str | None
-) -> dict:
+) -> TrainSpec:
     """What ``train_fn`` gets: the config, what the data defines (``data``: task, labels,
     vocab_size, max_len, train_rows) and where to write."""
-    return {
-        **asdict(cfg),
+    return TrainSpec(
+        train=cfg,
         **data,
-        "lr": cfg.peak_lr,
-        "model_dir": work.path("model"),
-        "checkpoint_dir": work.path(CHECKPOINTS),
-        "resume_from": resume_from,
-        "lineage": cfg.lineage(gold),
-        "mlflow_run_id": mlflow_run_id,
-    }
+        model_dir=work.path("model"),
+        checkpoint_dir=work.path(CHECKPOINTS),
+        lineage=cfg.lineage(gold),
+        resume_from=resume_from,
+        mlflow_run_id=mlflow_run_id,
+    )
 
 
 def train_without_spark(
@@ -205,7 +204,7 @@ def launch_training(
                          "max_len": max_len, "train_rows": len(splits["train"])},
                          resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
     log.info("training %s on %d rows with %d processes, reading %d row groups of gold in place (rows per rank: %s)",
-             cfg.model, spec["train_rows"], cfg.num_processes, data_path["row_groups"],
+             cfg.model, spec.train_rows, cfg.num_processes, data_path["row_groups"],
              data_path["rows_per_rank"]["train"])  # fmt: skip
     result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
         train_fn, spec, splits
