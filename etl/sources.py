@@ -103,7 +103,7 @@ def read_sources(spark: SparkSession, path: str, *, text_column: str = "text") -
     return reduce(DataFrame.unionByName, frames).withColumn("_record", F.monotonically_increasing_id())
 
 
-def _source(df: DataFrame, raw: Column, pre_reason: Column | None = None) -> DataFrame:
+def _as_records(df: DataFrame, raw: Column, pre_reason: Column | None = None) -> DataFrame:
     reason = pre_reason if pre_reason is not None else F.lit(None).cast("string")
     return df.select(
         raw.alias("raw"),
@@ -114,14 +114,14 @@ def _source(df: DataFrame, raw: Column, pre_reason: Column | None = None) -> Dat
 
 
 def _read_json(spark: SparkSession, files: list[str], **_) -> DataFrame:
-    return _source(spark.read.text(files), F.col("value"))
+    return _as_records(spark.read.text(files), F.col("value"))
 
 
 def _read_text(spark: SparkSession, files: list[str], *, text_column: str, **_) -> DataFrame:
     df = spark.read.text(files, wholetext=True)
     valid = F.is_valid_utf8("value")
     raw = F.when(valid, F.to_json(F.struct(F.col("value").alias(text_column)))).otherwise(F.col("value"))
-    return _source(df, raw, F.when(~valid, F.lit(INVALID_UTF8)))
+    return _as_records(df, raw, F.when(~valid, F.lit(INVALID_UTF8)))
 
 
 def _read_csv(spark: SparkSession, files: list[str], *, fmt: str, **_) -> DataFrame:
@@ -146,7 +146,7 @@ def _read_csv(spark: SparkSession, files: list[str], *, fmt: str, **_) -> DataFr
         corrupt = F.col(_CORRUPT).isNotNull()
         raw = F.when(corrupt, F.col(_CORRUPT)).otherwise(F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns])))
         reason = F.when(corrupt, F.lit(MALFORMED_CSV)).when(raw.contains("\ufffd"), F.lit(INVALID_UTF8))
-        frames.append(_source(df, raw, reason))
+        frames.append(_as_records(df, raw, reason))
     return _union(spark, frames)
 
 
@@ -161,7 +161,7 @@ def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
     frames = [_unreadable(spark, unreadable)] if unreadable else []
     for _, group in sorted(groups.items()):
         df = spark.read.parquet(*group)
-        frames.append(_source(df, F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))))
+        frames.append(_as_records(df, F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]))))
     return _union(spark, frames)
 
 

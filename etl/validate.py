@@ -301,7 +301,7 @@ def _run_suite(ctx, name: str, expectations: list[dict], source, frame, params: 
 _SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # GX context -> {name: data source}
 
 
-def _source(ctx, kind: str, name: str):
+def _gx_data_source(ctx, kind: str, name: str):
     """GX data source ``name`` of ``kind`` (spark, pandas), added to (or updated in) ``ctx`` once
     per context object: each call to add one rewrites the context's configuration file. (Getting
     one that an earlier process saved is no shortcut: its in-memory assets come back unusable.)"""
@@ -337,14 +337,14 @@ def validate_table(
     out = Path(results_dir) if results_dir is not None else None
     ctx = context if context is not None else gx_context(out)
     schema_checks, checks = _for_task(spec.get("schema", []), task), _for_task(spec["expectations"], task)
-    tables = _source(ctx, "spark", "tables")
+    tables = _gx_data_source(ctx, "spark", "tables")
     outcomes = [_run_suite(ctx, f"{suite}_schema", schema_checks, tables, df, params)]
     metrics = {}
     if outcomes[0].success:
         used = {c["kwargs"]["column"]: spec["metrics"][c["kwargs"]["column"]] for c in checks}
         metrics = compute_metrics(df, used, params, stored=stored)
         judged = {**params, **(row_params(metrics["rows"]) if row_params else {})}
-        metric_rows = _source(ctx, "pandas", "metrics")
+        metric_rows = _gx_data_source(ctx, "pandas", "metrics")
         outcomes.append(_run_suite(ctx, suite, checks, metric_rows, pd.DataFrame([metrics]), judged))
     success = all(o.success for o in outcomes)
     failed = [r.expectation_config.to_json_dict() for o in outcomes for r in o.results if not r.success]
