@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from etl.config import Task
+
 log = logging.getLogger("tokenlake.bench")
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     stats = gold.agg(F.max(F.array_max("input_ids")).alias("vocab"),
                      F.max("label" if labelled else F.lit(None)).alias("label")).first()  # fmt: skip
     data = {
-        "task": "classification" if labelled else "causal-lm",
+        "task": Task.CLASSIFICATION if labelled else Task.CAUSAL_LM,
         "labels": [str(i) for i in range(int(stats["label"]) + 1)] if labelled else [],
         "vocab_size": int(stats["vocab"]) + 1,
         "max_len": args.max_len,

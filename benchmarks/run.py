@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.append import append_runs
 from benchmarks.measure import file_mb, machine, make_corpus, median, run_child
+from etl.config import Task
 
 log = logging.getLogger("tokenlake.bench")
 
@@ -245,7 +246,7 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
         for i in range(0, len(rows), cfg.batch_size)
     ]
     torch.manual_seed(cfg.seed)
-    model = build_model("classification", cfg.model, vocab_size=vocab_size, labels=labels, max_len=max_len)
+    model = build_model(Task.CLASSIFICATION, cfg.model, vocab_size=vocab_size, labels=labels, max_len=max_len)
     opt, sched = make_optimizer(
         model, lr=cfg.peak_lr, weight_decay=cfg.weight_decay, total_steps=steps, warmup_ratio=cfg.warmup_ratio
     )
@@ -280,7 +281,7 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
     kwargs = {"vocab_size": meta["vocab_size"], "labels": meta["labels"], "max_len": meta["max_len"]}
     pairs, startups = [], []
     for _ in range(repeats + 1):  # the first pair warms up
-        result = launch_training(spark, table, work / "train", cfg, task="classification", **kwargs)
+        result = launch_training(spark, table, work / "train", cfg, task=Task.CLASSIFICATION, **kwargs)
         distributed = steady_rate([s["samples_per_s"] for s in result["steps"]])
         memory = in_memory_training(gold, cfg, steps=steps, **kwargs)
         pairs.append((distributed, memory))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 QUALITY_FIELDS = (
     "min_words",
@@ -18,11 +19,20 @@ QUALITY_FIELDS = (
 """The thresholds of ``etl.quality``'s rules (0 switches one off)."""
 
 
+class Task(StrEnum):
+    """What gold is made for and the model learns: a member equals its string (``--set etl.task=...``)."""
+
+    CLASSIFICATION = "classification"
+    """Rows need a label; gold holds one label id per row; a BERT-style classifier."""
+    CAUSAL_LM = "causal-lm"
+    """Labels are ignored; gold holds packed blocks of tokens; a GPT-2-style decoder."""
+
+
 @dataclass(frozen=True)
 class EtlConfig:
     text_column: str = "text"
     """Name of the input field that holds the document text."""
-    task: str = "classification"
+    task: str = Task.CLASSIFICATION.value
     """``classification`` (rows need a label) or ``causal-lm`` (labels ignored)."""
     max_doc_chars: int = 1_000_000
     """Documents longer than this (after cleaning) are quarantined as ``too_long``."""
@@ -85,8 +95,8 @@ class EtlConfig:
     """A directory of your own suites (``gold.json``, ...); empty means the shipped ones."""
 
     def __post_init__(self) -> None:
-        if self.task not in ("classification", "causal-lm"):
-            raise ValueError(f"task must be classification or causal-lm, got {self.task!r}")
+        if self.task not in tuple(Task):
+            raise ValueError(f"task must be one of {', '.join(Task)}, got {self.task!r}")
         if len(self.split_fractions) != 3 or any(f < 0 for f in self.split_fractions):
             raise ValueError(f"split_fractions must be three non-negative numbers: {self.split_fractions}")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:

@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from etl.balance import balance_partitions, balance_report, file_count
-from etl.config import EtlConfig
+from etl.config import EtlConfig, Task
 from etl.context import EtlRun, log, suite_params
 from etl.lake import (
     added_files,
@@ -121,7 +121,7 @@ def plan_gold(stored: dict | None, cfg: EtlConfig, tokenizer_dir: Path, *, label
     source = pretrained_dir(cfg.tokenizer) if cfg.tokenizer else tokenizer_dir
     if not (source / TOKENIZER_FILE).is_file() or fingerprint(source) != commit.tokenizer_fingerprint:
         return GoldPlan(REBUILD, f"the tokenizer in {source} is not the one gold was tokenized with", commit)
-    if cfg.task == "classification" and set(labels) - set(commit.labels):
+    if cfg.task == Task.CLASSIFICATION and set(labels) - set(commit.labels):
         return GoldPlan(REBUILD, f"new labels: {sorted(set(labels) - set(commit.labels))}", commit)
     return GoldPlan(APPEND, "same tokenizer, max_len, task and labels", commit)
 
@@ -144,7 +144,7 @@ def write_labels(tokenizer_dir: Path, labels: list[str]) -> None:
 
 def gold_docs(silver: DataFrame, labels: list[str], task: str) -> DataFrame:
     """``id, split, [label id,] text``: what is tokenized, labels as their index in ``labels``."""
-    if task != "classification":
+    if task != Task.CLASSIFICATION:
         return silver.select("id", "split", "text")
     label_ids = F.create_map(*[F.lit(x) for i, n in enumerate(labels) for x in (n, i)])
     return silver.select("id", "split", label_ids[F.col("label")].alias("label"), "text")
@@ -188,7 +188,7 @@ def _tokenizer(run: EtlRun, silver: DataFrame) -> GoldPlan:
     stored_meta = None
     if stored is not None:
         stored_meta = commit_metadata(run.spark, gold_path, latest_version(run.spark, gold_path))
-    labels = label_names(silver) if cfg.task == "classification" else []
+    labels = label_names(silver) if cfg.task == Task.CLASSIFICATION else []
     plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
     log.info("gold: %s (%s)", plan.mode, plan.reason)
     with run.stage("tokenizer"):
@@ -196,7 +196,7 @@ def _tokenizer(run: EtlRun, silver: DataFrame) -> GoldPlan:
         result.tokenizer_fingerprint = install_tokenizer(plan, cfg, tokenizer_dir, sample)
         result.tokenizer_dir = str(tokenizer_dir)
         result.vocab_size = vocab_size(tokenizer_dir)
-    if cfg.task == "classification":
+    if cfg.task == Task.CLASSIFICATION:
         result.labels = plan.stored.labels if plan.mode == APPEND else labels
         write_labels(tokenizer_dir, result.labels)
     return plan
@@ -206,7 +206,7 @@ def _gold_frame(run: EtlRun, rows: DataFrame, *, prefix: str) -> tuple[DataFrame
     """``rows`` tokenized (and, for a causal LM, packed into blocks whose ids start with ``prefix``),
     persisted, with its row and token totals; counts the rows tokenized in the gold table's report."""
     cfg = run.cfg
-    causal = cfg.task == "causal-lm"
+    causal = cfg.task == Task.CAUSAL_LM
     tokenized = run.spark.sparkContext.accumulator(0)
     with run.stage("tokenize") as progress:
         tokens = tokenize_docs(

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from etl.clean import clean_docs
-from etl.config import EtlConfig
+from etl.config import EtlConfig, Task
 from etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
 from etl.dedup import mark_exact_duplicates, with_content_hash
 from etl.gold import build_gold
@@ -84,7 +84,7 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
     parsed = parse_records(
         read_sources(run.spark, input_path, text_column=cfg.text_column),
         text_column=cfg.text_column,
-        require_label=cfg.task == "classification",
+        require_label=cfg.task == Task.CLASSIFICATION,
     ).transform(flag_duplicate_ids)
     parsed = parsed.persist(_PERSIST)
     read = parsed.count()

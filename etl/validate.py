@@ -34,6 +34,7 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from etl.config import Task
 from etl.pii import first_card, first_email
 from etl.split import SPLITS
 from expectations import load_suite
@@ -317,7 +318,7 @@ def validate_table(
     *,
     params: dict,
     row_params: Callable[[int], dict] | None = None,
-    task: str = "classification",
+    task: str = Task.CLASSIFICATION.value,
     results_dir: str | Path | None = None,
     suite_dir: str | None = None,
     docs: bool = True,

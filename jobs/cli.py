@@ -21,6 +21,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from etl.config import Task
+
 EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 2, 3, 4, 5, 6, 7
 
 
@@ -58,7 +60,7 @@ def _etl_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
     p.add_argument(
         "--task",
-        choices=("classification", "causal-lm"),
+        choices=tuple(Task),
         help="classification (labelled docs, truncated) or causal-lm (unlabelled, packed blocks)",
     )
     p.add_argument(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from etl.config import Task
 from etl.context import EtlResult, row_params, suite_params
 from etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
 from etl.pipeline import run_etl
@@ -264,7 +265,7 @@ def run_train_without_spark(
         return train_without_spark(gold, work, cfg.train, **inputs)
 
     if int(os.environ.get("RANK", "0")) != 0:
-        launch(task=meta.get("task", "classification"), labels=meta["labels"], vocab_size=meta["vocab_size"],
+        launch(task=meta.get("task", Task.CLASSIFICATION), labels=meta["labels"], vocab_size=meta["vocab_size"],
                max_len=meta["max_len"])  # fmt: skip
         return {}
     with _mlflow_run(mlflow_uri, work, None, cfg):
@@ -287,7 +288,7 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     if docs and docs.is_file():
         mlflow.log_artifacts(str(docs.parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
-    task = meta.get("task", "classification")
+    task = meta.get("task", Task.CLASSIFICATION)
     result = launch(
         task=task,
         labels=meta["labels"],
@@ -299,7 +300,7 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
     silver = report.get("tables", {}).get("silver")
-    if task == "classification" and cfg.train.baseline and silver and spark is not None:
+    if task == Task.CLASSIFICATION and cfg.train.baseline and silver and spark is not None:
         baseline = train_baseline(read_table(spark, silver["path"], silver["version"]), meta["labels"])
         metrics |= {
             "baseline_test_accuracy": baseline["test_accuracy"],

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl.config import Task
 from training.config import TrainSpec
 
 
@@ -90,7 +91,7 @@ def _evaluate_split(state: _Rank, split) -> dict:
         workers_count=spec.train.reader_workers,
         shuffle_row_groups=False,
     ) as loader:
-        if spec.task == "causal-lm":
+        if spec.task == Task.CAUSAL_LM:
             sums = evaluate_lm(state.model, loader, device=device, amp_dtype=state.amp_dtype)
         else:
             sums = evaluate(state.model, loader, num_labels=len(spec.labels), device=device, amp_dtype=state.amp_dtype)
@@ -98,12 +99,12 @@ def _evaluate_split(state: _Rank, split) -> dict:
         on_device = value.to(device)
         dist.all_reduce(on_device)
         sums[key] = on_device.cpu()
-    if spec.task == "causal-lm":
+    if spec.task == Task.CAUSAL_LM:
         return lm_metrics(sums)
     return {**metrics(sums), "confusion": sums["confusion"].tolist()}
 
 
-EVAL_KEYS = {"classification": ("loss", "accuracy", "macro_f1"), "causal-lm": ("loss", "perplexity")}
+EVAL_KEYS = {Task.CLASSIFICATION: ("loss", "accuracy", "macro_f1"), Task.CAUSAL_LM: ("loss", "perplexity")}
 
 
 @dataclass

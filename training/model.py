@@ -4,6 +4,8 @@ causal language modelling (``build_causal_lm``)."""
 
 from __future__ import annotations
 
+from etl.config import Task
+
 SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
@@ -55,6 +57,6 @@ def build_causal_lm(size: str, *, vocab_size: int, max_len: int):
 
 
 def build_model(task: str, size: str, *, vocab_size: int, labels: list[str], max_len: int):
-    if task == "causal-lm":
+    if task == Task.CAUSAL_LM:
         return build_causal_lm(size, vocab_size=vocab_size, max_len=max_len)
     return build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len)

@@ -12,6 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
+from etl.config import Task
 from etl.storage import local_dir
 
 
@@ -114,7 +115,7 @@ def log_training(result: dict, task: str, model_dir: str, tokenizer_dir: Path, l
         mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
         _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
     _log_figure(curve_figure(result), "plots/training_curve.png")
-    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModelForSequenceClassification
+    auto = AutoModelForCausalLM if task == Task.CAUSAL_LM else AutoModelForSequenceClassification
     with local_dir(model_dir, read=True) as local:
         model = auto.from_pretrained(str(local))
     mlflow.pytorch.log_model(
