@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 import pytest
 from conftest import free_port
 
-from jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_VALIDATION, main, mlflow_server_command
+from jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_TRAINING, EXIT_VALIDATION, main, mlflow_server_command
 
 
 @pytest.fixture
@@ -401,3 +401,13 @@ def test_train_without_spark_refuses_a_file_changed_behind_deltas_back(work_copy
     victim.write_bytes(victim.read_bytes() + b"\0")
     assert main(["train", "--work", str(work_copy), "--no-spark"]) == EXIT_VALIDATION
     assert "changed outside Delta" in capsys.readouterr().err
+
+
+def test_a_rank_that_crashes_exits_6_with_one_line_that_says_why(work_copy, capsys):
+    """fp16 needs CUDA: every rank raises as it builds its optimizer, after TorchDistributor started it."""
+    args = ["train", "--work", str(work_copy), "--epochs", "1", "--set", "train.mixed_precision=fp16"]
+    assert main(args) == EXIT_TRAINING
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    why = "ValueError: mixed_precision=fp16 needs a CUDA device"
+    assert err == [f"error: training failed: a training process failed: rank 0: {why}; rank 1: {why}"]
+    assert sorted(p.name for p in (work_copy / "failures").iterdir()) == ["rank-0.txt", "rank-1.txt"]

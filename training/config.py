@@ -121,5 +121,7 @@ class TrainSpec:
     checkpoint_dir: str
     lineage: dict
     """What a checkpoint must share with a run that resumes it (``TrainConfig.lineage``)."""
+    failure_dir: str
+    """Where a rank that fails writes its error (``rank-N.txt``), for the driver to report."""
     resume_from: str | None = None
     mlflow_run_id: str | None = None

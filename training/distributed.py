@@ -133,17 +133,30 @@ class _Rank:
 def train_fn(spec: TrainSpec, splits: dict) -> dict:
     """Train on ``splits["train"]``, evaluate on validation each epoch and on test at the end
     (``splits``: each split's reader, ``gold_reader.GoldSplit`` or ``gold_files.TensorSplit``);
-    rank 0's result, confirmed by every rank."""
-    state = _set_up_rank(spec)
-    _build_model(state)
-    start = time.perf_counter()
-    with contextlib.closing(_train_rows(state, splits["train"])) as rows:  # stops the open reader at the end
-        batches = _batches(state, rows)
-        if spec.resume_from:
-            _resume(state, batches)
-        _run_epochs(state, batches, splits["validation"])
-    test = _evaluate_split(state, splits["test"])
-    return _finish(state, test, time.perf_counter() - start)
+    rank 0's result, confirmed by every rank. A rank that fails writes its error to
+    ``spec.failure_dir`` first: TorchDistributor itself only says that training failed."""
+    try:
+        state = _set_up_rank(spec)
+        _build_model(state)
+        start = time.perf_counter()
+        with contextlib.closing(_train_rows(state, splits["train"])) as rows:  # stops the open reader at the end
+            batches = _batches(state, rows)
+            if spec.resume_from:
+                _resume(state, batches)
+            _run_epochs(state, batches, splits["validation"])
+        test = _evaluate_split(state, splits["test"])
+        return _finish(state, test, time.perf_counter() - start)
+    except BaseException as exc:
+        _report_failure(spec, exc)
+        raise
+
+
+def _report_failure(spec: TrainSpec, exc: BaseException) -> None:
+    from etl import storage
+
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+    with contextlib.suppress(Exception):  # the error itself is what matters: it still propagates
+        storage.write_text(storage.join(spec.failure_dir, f"rank-{os.environ.get('RANK', '0')}.txt"), message)
 
 
 def _set_up_rank(spec: TrainSpec) -> _Rank:

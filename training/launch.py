@@ -55,6 +55,7 @@ def gold_splits(
     return splits, data
 
 
+FAILURES = "failures"
 CHECKPOINTS = "checkpoints"
 
 
@@ -114,6 +115,7 @@ def training_spec(
         model_dir=work.path("model"),
         checkpoint_dir=work.path(CHECKPOINTS),
         lineage=cfg.lineage(gold),
+        failure_dir=work.path(FAILURES),
         resume_from=resume_from,
         mlflow_run_id=mlflow_run_id,
     )
@@ -206,10 +208,20 @@ def launch_training(
     log.info("training %s on %d rows with %d processes, reading %d row groups of gold in place (rows per rank: %s)",
              cfg.model, spec.train_rows, cfg.num_processes, data_path["row_groups"],
              data_path["rows_per_rank"]["train"])  # fmt: skip
-    result = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu).run(
-        train_fn, spec, splits
-    )
+    storage.remove(spec.failure_dir)
+    distributor = TorchDistributor(num_processes=cfg.num_processes, local_mode=cfg.local_mode, use_gpu=cfg.use_gpu)
+    try:
+        result = distributor.run(train_fn, spec, splits)
+    except RuntimeError as exc:  # a rank died; TorchDistributor says only that, the rank said why
+        log.error("%s", exc)
+        raise TrainingFailed(f"a training process failed: {rank_failures(spec.failure_dir) or exc}") from None
     return started_result(verify(result, cfg, model_dir), started, data_path)
+
+
+def rank_failures(failure_dir: str) -> str:
+    """What the ranks that failed wrote (``train_fn``), one ``rank N: Error: message`` each."""
+    names = [n for n in storage.names(failure_dir) if n.startswith("rank-") and n.endswith(".txt")]
+    return "; ".join(f"rank {n[5:-4]}: {storage.read_text(storage.join(failure_dir, n)).strip()}" for n in names)
 
 
 def started_result(result: dict, started: float, data_path: dict) -> dict:
