@@ -86,9 +86,6 @@ class StageOut:
         (self.cached if self.cached is not None else self.kept).unpersist()
 
 
-Stage = Callable[["EtlRun", DataFrame, int], StageOut]
-
-
 @dataclass
 class EtlRun:
     """One ETL run's context: everything a stage needs besides its input rows."""
