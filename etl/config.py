@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -19,6 +21,19 @@ QUALITY_FIELDS = (
 """The thresholds of ``etl.quality``'s rules (0 switches one off)."""
 
 
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the nearest of ``choices``, or nothing when none is near."""
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def one_of(key: str, value: object, choices: Iterable[str]) -> None:
+    """A ``ValueError`` naming the key, the value and the nearest choice unless ``value`` is one."""
+    choices = tuple(str(c) for c in choices)
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}{did_you_mean(value, choices)}")
+
+
 class Task(StrEnum):
     """What gold is made for and the model learns: a member equals its string (``--set etl.task=...``)."""
 
@@ -32,6 +47,10 @@ class Task(StrEnum):
 class EtlConfig:
     text_column: str = "text"
     """Name of the input field that holds the document text."""
+    label_column: str = "label"
+    """Name of the input field that holds the label (integers and strings are kept as strings)."""
+    id_column: str = "id"
+    """Name of the input field that holds the document id; a record without one gets its text's SHA-256."""
     task: str = Task.CLASSIFICATION.value
     """``classification`` (rows need a label) or ``causal-lm`` (labels ignored)."""
     max_doc_chars: int = 1_000_000
@@ -95,27 +114,30 @@ class EtlConfig:
     """A directory of your own suites (``gold.json``, ...); empty means the shipped ones."""
 
     def __post_init__(self) -> None:
-        if self.task not in tuple(Task):
-            raise ValueError(f"task must be one of {', '.join(Task)}, got {self.task!r}")
+        one_of("etl.task", self.task, Task)
+        columns = (self.text_column, self.label_column, self.id_column)
+        if not all(columns) or len(set(columns)) < 3 or any("'" in c and '"' in c for c in columns):
+            raise ValueError(
+                f"etl.text_column, etl.label_column and etl.id_column must be three different names (none "
+                f"holding both kinds of quote), got {columns}"
+            )
+        one_of("etl.tokenizer_kind", self.tokenizer_kind, ("wordpiece", "bpe"))
+        one_of("etl.url_mode", self.url_mode, ("keep", "mask", "remove"))
         if len(self.split_fractions) != 3 or any(f < 0 for f in self.split_fractions):
-            raise ValueError(f"split_fractions must be three non-negative numbers: {self.split_fractions}")
+            raise ValueError(f"etl.split_fractions must be three non-negative numbers: {self.split_fractions}")
         if abs(sum(self.split_fractions) - 1.0) > 1e-6:
-            raise ValueError(f"split_fractions must add up to 1, got {sum(self.split_fractions)}")
-        if self.tokenizer_kind not in ("wordpiece", "bpe"):
-            raise ValueError(f"tokenizer_kind must be wordpiece or bpe, got {self.tokenizer_kind!r}")
+            raise ValueError(f"etl.split_fractions must add up to 1, got {sum(self.split_fractions)}")
         if not 8 <= self.max_len <= 8192:
-            raise ValueError(f"max_len must be in [8, 8192], got {self.max_len}")
-        if self.url_mode not in ("keep", "mask", "remove"):
-            raise ValueError(f"url_mode must be keep, mask or remove, got {self.url_mode!r}")
+            raise ValueError(f"etl.max_len must be in [8, 8192], got {self.max_len}")
         if not 0 <= self.near_dup_threshold <= 1:
-            raise ValueError(f"near_dup_threshold must be in [0, 1], got {self.near_dup_threshold}")
+            raise ValueError(f"etl.near_dup_threshold must be in [0, 1], got {self.near_dup_threshold}")
         if self.minhash_perm % max(self.minhash_bands, 1):
             raise ValueError(
-                f"minhash_perm ({self.minhash_perm}) must be a multiple of minhash_bands ({self.minhash_bands})"
+                f"etl.minhash_perm ({self.minhash_perm}) must be a multiple of minhash_bands ({self.minhash_bands})"
             )
         for name in QUALITY_FIELDS:
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0 (0 switches the rule off), got {getattr(self, name)}")
+                raise ValueError(f"etl.{name} must be >= 0 (0 switches the rule off), got {getattr(self, name)}")
         for name in (
             "max_doc_chars",
             "raw_keep_chars",
@@ -128,4 +150,4 @@ class EtlConfig:
             "min_files",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"etl.{name} must be >= 1, got {getattr(self, name)}")

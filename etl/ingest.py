@@ -49,8 +49,27 @@ def _field(variant: Column, path: str) -> Column:
     return F.variant_get(variant, path, "string")
 
 
-def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bool = True) -> DataFrame:
+def field_path(name: str) -> str:
+    """The variant path of a top-level field, whatever characters its name holds (``$['my col']``)."""
+    if "'" not in name:
+        return f"$['{name}']"
+    if '"' not in name:
+        return f'$["{name}"]'
+    raise ValueError(f"an input column name cannot hold both kinds of quote: {name!r}")
+
+
+def parse_records(
+    df: DataFrame,
+    *,
+    text_column: str = "text",
+    label_column: str = "label",
+    id_column: str = "id",
+    require_label: bool = True,
+) -> DataFrame:
     """``raw, source_file[, pre_reason]`` -> ``id, text, label, meta, source_file, raw, reject_reason``.
+
+    The input's fields ``text_column``, ``label_column`` and ``id_column`` become ``text``,
+    ``label`` and ``id``; the others are kept in ``meta``.
 
     ``reject_reason`` is null for a usable row; a ``pre_reason`` from the reader comes first.
     A row without an id gets the SHA-256 of its text,
@@ -58,8 +77,8 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
     and are kept as strings.
     """
     v = F.try_parse_json("raw")
-    text_path, label_path = f"$.{text_column}", "$.label"
-    text_type, label_type, id_type = (_json_type(v, p) for p in (text_path, label_path, "$.id"))
+    text_path, label_path, id_path = (field_path(c) for c in (text_column, label_column, id_column))
+    text_type, label_type, id_type = (_json_type(v, p) for p in (text_path, label_path, id_path))
     pre = F.col("pre_reason") if "pre_reason" in df.columns else F.lit(None).cast("string")
     reason = (
         F.when(pre.isNotNull(), pre)
@@ -82,10 +101,10 @@ def parse_records(df: DataFrame, *, text_column: str = "text", require_label: bo
     )
     text = _field(v, text_path)
     return df.select(
-        F.coalesce(_field(v, "$.id"), F.sha2(text, 256)).alias("id"),
+        F.coalesce(_field(v, id_path), F.sha2(text, 256)).alias("id"),
         text.alias("text"),
         _field(v, label_path).alias("label"),
-        meta_of(F.col("raw"), exclude=("id", text_column, "label")).alias("meta"),
+        meta_of(F.col("raw"), exclude=(id_column, text_column, label_column)).alias("meta"),
         "source_file",
         "raw",
         reason.alias("reject_reason"),

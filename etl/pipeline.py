@@ -84,6 +84,8 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
     parsed = parse_records(
         read_sources(run.spark, input_path, text_column=cfg.text_column),
         text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        id_column=cfg.id_column,
         require_label=cfg.task == Task.CLASSIFICATION,
     ).transform(flag_duplicate_ids)
     parsed = parsed.persist(_PERSIST)

@@ -21,8 +21,8 @@ def test_defaults_yaml_set_and_flags_layer_in_order(tmp_path):
     "override, message",
     [
         ("nonsense=1", "unknown"),
-        ("etl.nonsense=1", "unknown setting etl.nonsense"),
-        ("gpu.x=1", "unknown config section"),
+        ("etl.nonsense=1", "unknown setting 'etl.nonsense'"),
+        ("gpu.x=1", "unknown setting 'gpu.x'"),
         ("epochs", "key=value"),
         ("train.local_mode=maybe", "true or false"),
         ("etl.split_fractions=[0.5, 0.1, 0.1]", "add up to 1"),

@@ -56,6 +56,18 @@ def test_configurable_text_column(spark, tmp_path):
     assert (row["text"], row["reject_reason"]) == ("in body", None)
 
 
+def test_configurable_id_and_label_columns_with_any_characters_in_their_names(spark, tmp_path):
+    lines = [
+        b'{"doc.id": 7, "the body": "in body", "it\'s": "x", "id": "other", "label": "y"}',
+        b'{"doc.id": 8, "the body": "no label", "label": "y"}',
+    ]
+    cols = {"text_column": "the body", "label_column": "it's", "id_column": "doc.id"}
+    first, second = _parse(spark, tmp_path, lines, **cols).orderBy("id").collect()
+    assert (first["id"], first["text"], first["label"], first["reject_reason"]) == ("7", "in body", "x", None)
+    assert first["meta"] == {"id": "other", "label": "y"}  # the other fields are kept, not taken
+    assert (second["id"], second["reject_reason"]) == ("8", "missing_label")
+
+
 def test_duplicate_ids_keep_one_deterministically(spark):
     df = spark.createDataFrame(
         [

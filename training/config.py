@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from etl.config import one_of
+
 # Peak learning rates that train each size well from scratch on a few thousand documents.
 DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}
 PRETRAINED_LR = 5e-5  # fine-tuning a pretrained encoder (``minilm`` or a checkpoint directory)
@@ -63,9 +65,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ValueError("model must be tiny, small, base, minilm or a checkpoint directory")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+            raise ValueError("train.model must be tiny, small, base, minilm or a checkpoint directory")
+        one_of("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
         for name in (
             "epochs",
             "batch_size",
@@ -77,14 +78,17 @@ class TrainConfig:
             "bucket_batches",
         ):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_steps", "early_stopping_patience", "early_stopping_min_delta"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("lr must be > 0, weight_decay and max_grad_norm >= 0")
+            raise ValueError(
+                f"train.lr must be > 0, train.weight_decay and train.max_grad_norm >= 0; got {self.lr}, "
+                f"{self.weight_decay}, {self.max_grad_norm}"
+            )
 
     @property
     def peak_lr(self) -> float:
