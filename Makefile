@@ -63,5 +63,8 @@ delta-jars: venv
 $(SAMPLE): | venv
 	$(VENV)/bin/tokenlake generate --out $(SAMPLE) --docs $(SAMPLE_DOCS) --seed 0
 
+# only what `make run` made: data/ is where users keep their own corpora
 clean:
-	rm -rf $(WORK) data .pytest_cache
+	rm -rf $(WORK) .pytest_cache
+	rm -f $(SAMPLE)
+	-rmdir data 2>/dev/null

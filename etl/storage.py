@@ -179,6 +179,16 @@ def local_dir(where: str | Path, *, read: bool = False):
             upload(Path(tmp), where)
 
 
+def umask_modes(directory: Path) -> None:
+    """Give the files under ``directory`` the mode a plain ``open`` would (``0o666`` less the umask),
+    where a library wrote them private (``0600``)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
+
+
 def staging_root() -> Path:
     return Path(os.environ.get("TOKENLAKE_STAGING", Path.home() / ".cache" / "tokenlake" / "staging"))
 

@@ -1,14 +1,5 @@
-"""``tokenlake``: the command line. Subcommands call the same functions as ``jobs/*_job.py``.
-
-tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0
-tokenlake run --input data/sample.jsonl --work work        # = etl, then train, one MLflow run
-tokenlake etl --input data/sample.jsonl --work work
-tokenlake run --input unlabelled.jsonl --task causal-lm    # GPT-2-style LM on packed blocks
-tokenlake validate --work work [--data-version N]
-tokenlake train --work work [--data-version N]
-tokenlake train --work work --no-spark                     # no Spark/Java; torchrun ... -m jobs.cli for DDP
-tokenlake ui --work work                                   # MLflow UI on 127.0.0.1:5000
-"""
+"""``tokenlake``: the command line. Subcommands call the same functions as ``jobs/*_job.py``;
+their flags are in ``jobs.flags``, the commands that only look in ``jobs.overview``."""
 
 from __future__ import annotations
 
@@ -21,116 +12,39 @@ import sys
 import warnings
 from pathlib import Path
 
-from etl.config import Task
+from jobs.flags import (
+    FLAGS,
+    HELP,
+    Parser,
+    add_config_flags,
+    add_flags,
+    epilog,
+    exit_codes,
+    settings_of,
+    tokenlake_version,
+)
 
 EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 2, 3, 4, 5, 6, 7
-
-
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--work",
-        default="work",
-        help="work directory: lake/, tokenizer/, checkpoints/, model/, report.json; a path or a URI "
-        "(s3a://bucket/prefix, hdfs://...; S3 credentials and endpoint from the AWS_* variables)",
-    )
-    p.add_argument("--config", help="YAML file with etl: and train: sections")
-    p.add_argument("--master", help="Spark master for a local run (default local[*]; ignored under spark-submit)")
-    p.add_argument(
-        "--conf",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a Spark setting, e.g. --conf spark.sql.shuffle.partitions=64 (under spark-submit: runtime ones only)",
-    )
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config field, e.g. --set etl.vocab_size=4000 --set train.lr=5e-4",
-    )
-
-
-def _etl_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--input",
-        required=True,
-        help="file, directory or glob (comma-separated for several): JSON Lines, CSV/TSV, Parquet, .txt; .gz/.bz2 too",
-    )
-    p.add_argument("--max-len", type=int, help="tokens per document, special tokens included")
-    p.add_argument(
-        "--task",
-        choices=tuple(Task),
-        help="classification (labelled docs, truncated) or causal-lm (unlabelled, packed blocks)",
-    )
-    p.add_argument(
-        "--rebuild-gold",
-        action="store_true",
-        default=None,
-        help="re-tokenize all of silver into gold even where gold could grow by the new rows alone",
-    )
-
-
-def _train_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model size: tiny, small, base")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int, help="samples per rank per step")
-    p.add_argument("--num-processes", type=int, help="DDP processes")
-    p.add_argument(
-        "--local-mode",
-        action=argparse.BooleanOptionalAction,
-        help="TorchDistributor processes on the driver (default) or, with --no-local-mode, in executor tasks",
-    )
-    p.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, help="train on GPUs (NCCL)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        default=None,
-        help="continue from WORK/checkpoints (run: skips the ETL when a validated gold version exists)",
-    )
-    p.add_argument("--mlflow-uri", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
-
-
-def _version_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-version", type=int, help="gold Delta version (default: the latest)")
-
-
-def _no_spark_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--no-spark",
-        action="store_true",
-        help="train on the gold table's Parquet files directly (one process, or each rank under torchrun); no Java",
-    )
-    p.add_argument("--data", help="with --no-spark: the gold Delta table directory (default WORK/lake/gold)")
-
-
-FLAGS = {
-    "etl": (_etl_flags,),
-    "validate": (_version_flag,),
-    "train": (_train_flags, _version_flag, _no_spark_flags),
-    "run": (_etl_flags, _train_flags),
-}
-HELP = {
-    "etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
-    "validate": "re-validate a published gold version",
-    "train": "train on a validated gold version",
-    "run": "etl and train, end to end, in one MLflow run",
-}
-
-
-def add_flags(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    """The flags of ``tokenlake COMMAND``; ``jobs/COMMAND_job.py`` takes exactly these."""
-    _common(parser)
-    for add in FLAGS[command]:
-        add(parser)
-    return parser
+DESCRIPTION = (
+    "Turn a raw text corpus into Delta tables (bronze, silver, gold, quarantine), each validated by "
+    "Great Expectations, and train a transformer on gold with PyTorch DDP on Spark, tracked in MLflow."
+)
+OVERVIEW = """examples:
+  tokenlake run --input data/sample.jsonl --work work          # etl, then train, in one MLflow run
+  tokenlake run --input corpus.csv --text-column body --label-column topic --dry-run
+  tokenlake etl --input 'data/raw/*.jsonl.gz' --work work
+  tokenlake train --work work --model small --epochs 5
+  tokenlake runs --work work                                   # the work dir's MLflow runs
+  tokenlake tables --work work                                 # each Delta table's versions
+  tokenlake COMMAND --help                                     # a command's flags and defaults"""
 
 
 def job_entry(command: str, prog: str, doc: str):
     """``(build_parser, main)`` for a ``jobs/*_job.py`` entry point: the flags of ``tokenlake COMMAND``."""
 
     def build_parser() -> argparse.ArgumentParser:
-        return add_flags(argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0]), command)
+        first = doc.split("\n\n")[0].replace("``", "")
+        return add_flags(Parser(prog=prog, description=first, epilog=exit_codes()), command)
 
     def main(argv: list[str] | None = None) -> int:
         setup_logging()
@@ -142,12 +56,17 @@ def job_entry(command: str, prog: str, doc: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tokenlake", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write a deterministic labelled JSONL corpus")
-    gen.add_argument("--out", required=True)
-    gen.add_argument("--docs", type=int, default=4000)
-    gen.add_argument("--seed", type=int, default=0)
+    parser = Parser(prog="tokenlake", description=DESCRIPTION, epilog=f"{OVERVIEW}\n\n{exit_codes()}")
+    parser.add_argument("--version", action="version", version=f"tokenlake {tokenlake_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, epilog=epilog(name))
+
+    gen = command("generate", "write a deterministic labelled JSONL corpus")
+    gen.add_argument("--out", required=True, help="a .jsonl file, or a directory with --files N")
+    gen.add_argument("--docs", type=int, default=4000, help="documents to write")
+    gen.add_argument("--seed", type=int, default=0, help="the same seed writes the same corpus")
     gen.add_argument(
         "--contrast", type=float, default=None, help="share of order-dependent 'X not Y' documents (default 0.25)"
     )
@@ -158,15 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--bad-rate", type=float, default=0.0, help="share of lines that ingest must reject")
     gen.add_argument("--skew", type=float, default=0.0, help="in (0, 1): Pareto lengths; first file's share of rows")
     gen.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
-    gen.add_argument("--lang", choices=("en", "es"), default="en")
+    gen.add_argument("--lang", choices=("en", "es"), default="en", help="language of the documents")
     gen.add_argument(
         "--web-lengths", action="store_true", help="lengths like crawled pages (long tail, mean over 2 KB)"
     )
-    for command in FLAGS:
-        add_flags(sub.add_parser(command, help=HELP[command]), command)
-    ui = sub.add_parser("ui", help="serve the work dir's MLflow store on 127.0.0.1")
-    ui.add_argument("--work", default="work")
-    ui.add_argument("--port", type=int, default=5000)
+    for name in FLAGS:
+        add_flags(command(name, HELP[name]), name)
+    config = command("config", "show the effective configuration")
+    show = config.add_subparsers(dest="action", required=True, metavar="ACTION", help="show").add_parser(
+        "show", help="every setting with its value and where it came from (default, YAML, --set, a flag)",
+        description="every setting with its value and where it came from: defaults <- --config YAML <- --set "
+        "<- named flags", epilog=epilog("config"))  # fmt: skip
+    add_config_flags(show)
+    runs = command("runs", "list the work dir's MLflow runs: status, start, test accuracy, baseline, gold version")
+    runs.add_argument("--work", default="work", help="work directory")
+    runs.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
+    tables = command("tables", "list each Delta table's versions: time, operation, rows")
+    tables.add_argument("--work", default="work", help="work directory (a path or a URI)")
+    ui = command("ui", "serve the work dir's MLflow store on 127.0.0.1")
+    ui.add_argument("--work", default="work", help="work directory")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
     return parser
 
 
@@ -177,25 +107,15 @@ def mlflow_server_command(backend_db: Path, artifacts: Path, port: int) -> list[
             "--artifacts-destination", str(artifacts.resolve()), "--workers", "1"]  # fmt: skip
 
 
-def config_from_args(args: argparse.Namespace):
-    from jobs.config import load_config
+def resolve_args(args: argparse.Namespace):
+    """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
+    from jobs.config import resolve_config
 
-    return load_config(
-        args.config,
-        args.set,
-        {
-            "train.model": getattr(args, "model", None),
-            "train.epochs": getattr(args, "epochs", None),
-            "etl.max_len": getattr(args, "max_len", None),
-            "etl.task": getattr(args, "task", None),
-            "etl.rebuild_gold": getattr(args, "rebuild_gold", None),
-            "train.batch_size": getattr(args, "batch_size", None),
-            "train.num_processes": getattr(args, "num_processes", None),
-            "train.local_mode": getattr(args, "local_mode", None),
-            "train.use_gpu": getattr(args, "use_gpu", None),
-            "train.resume": getattr(args, "resume", None),
-        },
-    )
+    return resolve_config(args.config, args.set, settings_of(args))
+
+
+def config_from_args(args: argparse.Namespace):
+    return resolve_args(args).config
 
 
 def spark_conf(pairs: list[str]) -> dict[str, str]:
@@ -235,8 +155,9 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
         import torch
 
         gpus = torch.cuda.device_count()  # TorchDistributor's local mode asks Spark for the driver's GPUs
+    jvm_output = None if getattr(args, "verbose", False) else work.local / "logs" / "spark.log"
     spark = get_spark("tokenlake", master=args.master, conf={**conf, **spark_conf(args.conf)}, packages=packages,
-                      driver_gpus=gpus)  # fmt: skip
+                      driver_gpus=gpus, jvm_output=jvm_output)  # fmt: skip
     if args.command == "etl":
         return runner.run_etl_stage(spark, args.input, work, cfg)
     if args.command == "validate":
@@ -260,6 +181,8 @@ def execute(args: argparse.Namespace) -> int:
     from etl.sources import SourceReadFailed
     from etl.storage import WorkDir, WorkDirBusy
     from etl.validate import ValidationFailed
+    from jobs.config import check_names
+    from jobs.mlflow_run import Stopped, stop_on_signals
     from jobs.runner import GoldRefused
     from jobs.session import DeltaJarsMissing
     from jobs.summary import print_summary
@@ -268,6 +191,7 @@ def execute(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
         spark_conf(args.conf)
+        check_names(cfg)  # a model or tokenizer that is not there fails now, not after Spark started
     except (ValueError, TypeError, OSError) as exc:
         return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
     # Executors resolve relative paths against their own working directories: hand them absolute ones.
@@ -295,8 +219,20 @@ def execute(args: argparse.Namespace) -> int:
     missing = [p for p in inputs if not (glob.glob(p) or "://" in p)]
     if missing:
         return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
+    if getattr(args, "dry_run", False):
+        from jobs.overview import dry_run_lines
+
+        try:
+            print("\n".join(dry_run_lines(args.command, getattr(args, "input", None), work.uri, cfg)))
+        except FileNotFoundError as exc:
+            return _fail(str(exc), EXIT_INPUT)
+        return 0
     try:
-        report = _dispatch(args, cfg, work)
+        with stop_on_signals():
+            report = _dispatch(args, cfg, work)
+    except Stopped as stop:  # 128 + the signal's number, as a shell reports it
+        where = "; ".join(stop.where) or "tables are only ever published whole, so nothing half-written is visible"
+        return _fail(f"stopped by {stop.signal} {where}", 128 + stop.signum)
     except WorkDirBusy as exc:
         return _fail(str(exc), EXIT_BUSY)
     except DeltaJarsMissing as exc:
@@ -335,28 +271,62 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from etl.generate import CONTRAST, generate_corpus
+
+    contrast = CONTRAST if args.contrast is None else args.contrast
+    dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
+    dirt += ("web_lengths",)
+    try:
+        print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from etl.storage import WorkDir
+
+    local = WorkDir.of(args.work).local  # a remote work dir's MLflow store is in its local copy
+    command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", args.port)
+    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
+    os.execv(command[0], command)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from jobs.overview import config_lines
+
+    try:
+        print(config_lines(resolve_args(args)))
+    except (ValueError, TypeError, OSError) as exc:
+        return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from etl.storage import WorkDir
+    from jobs.overview import runs_text
+
+    print(runs_text(WorkDir.of(args.work), args.mlflow_uri))
+    return 0
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from etl.storage import WorkDir
+    from jobs.overview import tables_text
+
+    print(tables_text(WorkDir.of(args.work)))
+    return 0
+
+
+COMMANDS = {"generate": _generate, "ui": _ui, "config": _config, "runs": _runs, "tables": _tables}
+"""The commands that are not pipeline stages (those go through ``execute``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = build_parser().parse_args(argv)
-    if args.command == "generate":
-        from etl.generate import CONTRAST, generate_corpus
-
-        contrast = CONTRAST if args.contrast is None else args.contrast
-        dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
-        dirt += ("web_lengths",)
-        try:
-            print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
-        except ValueError as exc:
-            return _fail(str(exc), EXIT_CONFIG)
-        return 0
-    if args.command == "ui":
-        from etl.storage import WorkDir
-
-        local = WorkDir.of(args.work).local  # a remote work dir's MLflow store is in its local copy
-        command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", args.port)
-        print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-        os.execv(command[0], command)
-    return execute(args)
+    return COMMANDS.get(args.command, execute)(args)
 
 
 if __name__ == "__main__":

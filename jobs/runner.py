@@ -32,23 +32,18 @@ from etl.validate import (
     validate_table,
 )
 from jobs.config import PipelineConfig
-from training import checkpoint, gold_files
+from jobs.mlflow_run import mlflow_run, set_stage
+from training import gold_files
 from training.baseline import train_baseline
 from training.distributed import EVAL_KEYS
-from training.launch import CHECKPOINTS, launch_training, train_without_spark
-from training.tracking import flatten, lineage_tags, log_training
+from training.launch import launch_training, train_without_spark
+from training.tracking import lineage_tags, log_training
 
 log = logging.getLogger("tokenlake")
-EXPERIMENT = "tokenlake"
 
 
 class GoldRefused(RuntimeError):
     """The gold version asked for is not one that training may use."""
-
-
-def default_mlflow_uri(work: WorkDir | Path | str) -> str:
-    """A sqlite store in the work dir, or in its local copy when the work dir is remote."""
-    return f"sqlite:///{WorkDir.of(work).local / 'mlflow.db'}"
 
 
 def read_report(work: WorkDir | Path | str) -> dict:
@@ -268,13 +263,14 @@ def run_train_without_spark(
         launch(task=meta.get("task", Task.CLASSIFICATION), labels=meta["labels"], vocab_size=meta["vocab_size"],
                max_len=meta["max_len"])  # fmt: skip
         return {}
-    with _mlflow_run(mlflow_uri, work, None, cfg):
+    with mlflow_run(mlflow_uri, work, None, cfg):
         return _train(work, cfg, gold, meta, launch, None)
 
 
 def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, spark: SparkSession | None) -> dict:
     import mlflow
 
+    set_stage("train")
     report = read_report(work)
     tables = {**report.get("tables", {}), "gold": gold}
     mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))
@@ -329,52 +325,6 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     return report
 
 
-def _interrupted_run(work: WorkDir) -> str | None:
-    """The id of the MLflow run that wrote the latest checkpoint (None without one)."""
-    found = checkpoint.latest(work.path(CHECKPOINTS))
-    return checkpoint.position(found).get("mlflow_run_id") if found else None
-
-
-def _run_exists(run_id: str) -> bool:
-    import mlflow
-
-    try:
-        return mlflow.get_run(run_id) is not None
-    except mlflow.exceptions.MlflowException:
-        return False
-
-
-def _mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig):
-    import mlflow
-
-    work.local.mkdir(parents=True, exist_ok=True)
-    if uri is None and work.remote:
-        log.info("MLflow: no --mlflow-uri, so the tracking store is local: %s", default_mlflow_uri(work))
-    mlflow.set_tracking_uri(uri or default_mlflow_uri(work))
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        local = (uri or default_mlflow_uri(work)).startswith("sqlite:")
-        mlflow.create_experiment(EXPERIMENT, artifact_location=(work.local / "mlartifacts").as_uri() if local else None)
-    mlflow.set_experiment(EXPERIMENT)
-    interrupted = _interrupted_run(work) if cfg.train.resume else None
-    if interrupted and _run_exists(interrupted):  # the killed run continues: same params, one history
-        run = mlflow.start_run(run_id=interrupted)
-        mlflow.set_tag("resumed", "true")
-        return run
-    run = mlflow.start_run()
-    mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
-    master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
-    world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
-    mlflow.set_tags({"spark_master": master, "world_size": world})
-    if interrupted:  # the checkpoint's run is not in this store: say so, and link the two
-        mlflow.set_tags({"resumed": "true", "resumed_from_run": interrupted})
-        log.warning(
-            "--resume: the MLflow run %s that wrote the checkpoint is not in the tracking store %s; the "
-            "training continues in a new run %s, tagged resumed_from_run=%s (its earlier metrics stay with %s)",
-            interrupted, mlflow.get_tracking_uri(), run.info.run_id, interrupted, interrupted,
-        )  # fmt: skip
-    return run
-
-
 def run_train(
     spark: SparkSession,
     work: WorkDir | Path,
@@ -384,7 +334,7 @@ def run_train(
 ) -> dict:
     """``tokenlake train``: one MLflow run that trains on gold (latest or ``version``)."""
     work = WorkDir.of(work)
-    with _mlflow_run(mlflow_uri, work, spark, cfg):
+    with mlflow_run(mlflow_uri, work, spark, cfg):
         return train_stage(spark, work, cfg, version)
 
 
@@ -399,12 +349,13 @@ def run_pipeline(
     gold = report.get("tables", {}).get("gold")
     if cfg.train.resume and gold and (report.get("validation") or {}).get("success"):
         log.info("--resume: training continues on gold v%s; the ETL is not run again", gold["version"])
-        with _mlflow_run(mlflow_uri, work, spark, cfg):
+        with mlflow_run(mlflow_uri, work, spark, cfg):
             return train_stage(spark, work, cfg, gold["version"])
     (work.local / "report.json").unlink(missing_ok=True)
     start = time.perf_counter()
-    with _mlflow_run(mlflow_uri, work, spark, cfg):
+    with mlflow_run(mlflow_uri, work, spark, cfg):
         try:
+            set_stage("etl")
             report = run_etl_stage(spark, input_path, work, cfg)
         except ValidationFailed as failure:
             mlflow.set_tags(

@@ -14,8 +14,11 @@ variables (``storage_settings``); the credentials stay with the AWS SDK's chain.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -124,15 +127,43 @@ def apply_conf(spark: SparkSession, conf: dict[str, str]) -> None:
             spark.conf.set(key, value)
 
 
+@contextlib.contextmanager
+def _output_to(path: Path | None):
+    """While the JVM is launched, point this process's stdout and stderr at ``path`` (appended):
+    the JVM inherits them and keeps writing there; this process gets its own back at once."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    saved = os.dup(1), os.dup(2)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (target, *saved):
+            os.close(fd)
+    logging.getLogger(__name__).info("Spark's own output: %s (--verbose shows it here)", path)
+
+
 def get_spark(
     app_name: str = "tokenlake",
     master: str | None = None,
     conf: dict[str, str] | None = None,
     packages: list[str] | None = None,
     driver_gpus: int = 0,
+    jvm_output: Path | None = None,
 ) -> SparkSession:
     """The active session under spark-submit/Databricks (``conf`` applied where Spark allows it);
-    otherwise a local one with Delta, ``conf``, the Maven ``packages`` and ``driver_gpus`` GPUs."""
+    otherwise a local one with Delta, ``conf``, the Maven ``packages`` and ``driver_gpus`` GPUs,
+    whose JVM writes its own output (Ivy's resolution, Spark's warnings) to ``jvm_output`` if given."""
     active = SparkSession.getActiveSession()
     if active is not None:  # a notebook, a test run, or a second call in this process
         apply_conf(active, conf or {})
@@ -151,13 +182,15 @@ def get_spark(
     # Spark's launcher needs to run the workers with this interpreter (STACK.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
-        spark = configure_spark_with_delta_pip(builder, extra_packages=packages or []).getOrCreate()
+        with _output_to(jvm_output):
+            spark = configure_spark_with_delta_pip(builder, extra_packages=packages or []).getOrCreate()
     except Exception as exc:
         if "JAVA_GATEWAY_EXITED" in str(exc) or "Java gateway process exited" in str(exc):
             raise DeltaJarsMissing(
                 f"Spark could not start; usually Delta's JARs (io.delta:delta-spark_2.13:{_delta_version()}"
                 f"{''.join(', ' + p for p in packages or [])}) could not be resolved. Run `make delta-jars` "
-                "(fills ~/.m2 with mvn dependency:get) or check that `java -version` is 17+."
+                "(fills ~/.m2 with mvn dependency:get) or check that `java -version` is 17+"
+                + (f"; Spark's output is in {jvm_output}" if jvm_output else "")
             ) from exc
         raise
     _check_delta(spark)

@@ -106,7 +106,7 @@ def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(t
 
     from etl.storage import WorkDir
     from jobs.config import PipelineConfig
-    from jobs.runner import _mlflow_run
+    from jobs.mlflow_run import mlflow_run
 
     model = _model()
     opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)
@@ -116,7 +116,7 @@ def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(t
                     where=where)  # fmt: skip
     cfg = PipelineConfig()
     cfg = replace(cfg, train=replace(cfg.train, resume=True))
-    with _mlflow_run(f"sqlite:///{tmp_path / 'mlflow.db'}", WorkDir.of(tmp_path), None, cfg) as run:
+    with mlflow_run(f"sqlite:///{tmp_path / 'mlflow.db'}", WorkDir.of(tmp_path), None, cfg) as run:
         tags = mlflow.get_run(run.info.run_id).data.tags
     assert run.info.run_id != gone and tags["resumed_from_run"] == gone and tags["resumed"] == "true"
     assert f"the MLflow run {gone} that wrote the checkpoint is not in the tracking store" in caplog.text

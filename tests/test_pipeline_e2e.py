@@ -1,5 +1,7 @@
 """`tokenlake run` end to end on a generated corpus: real Delta, GX, TorchDistributor, MLflow."""
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -89,6 +91,35 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert sum(training["data_path"]["rows_per_rank"]["train"]) == rows["train"]
     assert 0 < training["startup_s"] < report["timings_s"]["train"]
     assert run.data.metrics["startup_s"] == pytest.approx(training["startup_s"])
+    _runs_and_tables_list_what_spark_and_mlflow_hold(spark, work, report)
+
+
+def _runs_and_tables_list_what_spark_and_mlflow_hold(spark, work: Path, report: dict) -> None:
+    from jobs.overview import table_history
+
+    capture = io.StringIO()
+    with contextlib.redirect_stdout(capture):
+        assert main(["runs", "--work", str(work)]) == 0
+        assert main(["tables", "--work", str(work)]) == 0
+    lines = capture.getvalue().splitlines()
+    metrics = report["training"]["metrics"]
+    assert lines[0].split() == ["run", "status", "started", "(UTC)", "test_accuracy", "baseline", "gold", "version"]
+    run_id, status, _, _, accuracy, baseline, gold = lines[1].split()
+    assert (run_id, status, gold) == (report["training"]["mlflow_run_id"], "FINISHED", "0")
+    assert (float(accuracy), float(baseline)) == (
+        pytest.approx(metrics["test_accuracy"], abs=1e-4),
+        pytest.approx(metrics["baseline_test_accuracy"], abs=1e-4),
+    )
+    listed = [line.split() for line in lines[3:]]
+    assert [row[0] for row in listed] == ["bronze", "silver", "gold", "quarantine"]
+    for name, table in report["tables"].items():
+        history = table_history(table["path"])
+        spark_history = spark.sql(f"DESCRIBE HISTORY delta.`{table['path']}`").collect()
+        assert [(h["version"], h["operation"]) for h in history] == sorted(
+            (r["version"], r["operation"]) for r in spark_history
+        )
+        for entry in history:  # rows from the log's file statistics = rows Spark reads at that version
+            assert entry["rows"] == read_table(spark, table["path"], entry["version"]).count(), (name, entry)
 
 
 @pytest.mark.slow

@@ -309,6 +309,10 @@ def test_early_stopping_ends_training_when_validation_stops_improving(work_copy)
     assert training["stopped_early"] is True
     assert training["best_epoch"] == min(training["epochs"], key=lambda e: e["val_loss"])["epoch"]
     assert (work_copy / "model" / "config.json").is_file()  # the last model trained is kept and logged
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (work_copy / "model").iterdir()}
+    assert set(modes.values()) == {0o666 & ~umask}, modes  # readable as the work dir's other files are
 
 
 @pytest.mark.slow
@@ -355,6 +359,33 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
     assert latest_version(gold) == 1 and rerun.count() == rows_before == rerun.select("id").distinct().count()
     history = [(r["version"], r["operation"]) for r in spark.sql(f"DESCRIBE HISTORY delta.`{gold}`").collect()]
     assert [v for v, _ in history] == [1, 0] and all("WRITE" in op for _, op in history), history
+
+
+def test_sigterm_ends_the_mlflow_run_as_killed_and_says_where_it_stopped(work_copy):
+    """A scheduler's SIGTERM (or Ctrl-C) is not a crash: the run is ended KILLED, not left RUNNING,
+    and the one line on stderr says in which stage and from which checkpoint --resume goes on."""
+    from mlflow.tracking import MlflowClient
+
+    from training import checkpoint
+
+    args = ["train", "--work", str(work_copy), "--no-spark", "--epochs", "20", "--set", "train.checkpoint_steps=2"]
+    err = work_copy / "train.err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], stdout=subprocess.DEVNULL, stderr=sink)
+    try:
+        deadline = time.monotonic() + 120
+        while not checkpoint.latest(work_copy / "checkpoints") and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err.read_text()[-3000:]
+    line = err.read_text().strip().splitlines()[-1]
+    (run,) = MlflowClient(f"sqlite:///{work_copy / 'mlflow.db'}").search_runs(["1"])
+    assert line.startswith(f"error: stopped by SIGTERM during train; MLflow run {run.info.run_id} is marked KILLED")
+    assert "the latest checkpoint is" in line and "(--resume continues from it)" in line
+    assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
 
 
 def test_secrets_from_the_environment_never_reach_logs_report_or_mlflow(work_copy, capsys, caplog, monkeypatch):

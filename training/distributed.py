@@ -319,11 +319,12 @@ def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
     import torch
     import torch.distributed as dist
 
-    from etl.storage import local_dir
+    from etl.storage import local_dir, umask_modes
 
     if state.rank == 0:
         with local_dir(state.spec.model_dir) as out:
             state.model.save_pretrained(out)
+            umask_modes(out)  # safetensors writes its file 0600: let the work dir's group read it
     result = [
         {
             "rank": state.rank,

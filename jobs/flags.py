@@ -1,0 +1,240 @@
+"""The flags of each ``tokenlake`` command, with their help and the config key each one sets.
+
+``tokenlake COMMAND`` and ``jobs/COMMAND_job.py`` take the same flags (``add_flags``). A flag that
+sets a config field is declared with ``_setting``: its help shows the field's default, and
+``settings_of`` hands the values given to ``jobs.config.resolve_config`` with the flag's name, so
+that ``tokenlake config show`` can say where each value came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+from importlib.metadata import PackageNotFoundError, version
+
+from etl.config import Task
+
+EXIT_CODES = {
+    0: "success",
+    2: "bad configuration or flags (found before Spark starts)",
+    3: "a table failed its expectation suite, or gold was refused (another tokenizer, files changed)",
+    4: "input missing, unreadable, or without a usable training row",
+    5: "Delta Lake's JARs missing, or Spark could not start",
+    6: "training failed (each rank's error is quoted)",
+    7: "another run holds the work dir",
+    130: "stopped by Ctrl-C (SIGINT); the MLflow run is marked KILLED",
+    143: "stopped by SIGTERM; the MLflow run is marked KILLED",
+}
+SETTINGS: dict[str, str] = {}
+"""dest -> config key of every flag declared with ``_setting``."""
+
+
+def tokenlake_version() -> str:
+    try:
+        return version("tokenlake")
+    except PackageNotFoundError:  # run from a clone that was not installed
+        return "unknown"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written (examples keep their lines); each flag's default shown."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """No abbreviated flags (``--epoch`` is not ``--epochs``); an unknown flag is reported under
+    its subcommand's usage with the nearest known flag."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:  # type: ignore[override]
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            owner = self._subcommand_parser(parsed) or self
+            known = {o.lstrip("-"): o for action in owner._actions for o in action.option_strings if o.startswith("--")}
+            hint = ""
+            if extra[0].startswith("--"):  # compared without the dashes, which every flag shares
+                close = difflib.get_close_matches(extra[0].split("=")[0].lstrip("-"), known, n=1, cutoff=0.6)
+                hint = f" (did you mean {known[close[0]]}?)" if close else ""
+            owner.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+        return parsed
+
+    def _subcommand_parser(self, parsed: argparse.Namespace) -> Parser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                if isinstance(chosen, Parser):
+                    return chosen._subcommand_parser(parsed) or chosen
+        return None
+
+
+def config_default(key: str) -> object:
+    from jobs.config import SECTIONS
+
+    section, name = key.split(".")
+    field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+    return field.default
+
+
+def _setting(p: argparse.ArgumentParser, flag: str, key: str, help: str, **kwargs) -> None:
+    """A flag that sets config field ``key``; not given, it leaves the config's value."""
+    dest = flag.removeprefix("--").replace("-", "_")
+    SETTINGS[dest] = key
+    shown = config_default(key)
+    p.add_argument(flag, dest=dest, default=None, help=f"{help} [{key}; default: {shown}]", **kwargs)
+
+
+def settings_of(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
+    """The config values the flags in ``args`` set: ``{"train.epochs": ("--epochs", 3)}``."""
+    return {key: (f"--{dest.replace('_', '-')}", getattr(args, dest)) for dest, key in SETTINGS.items()
+            if hasattr(args, dest)}  # fmt: skip
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--work",
+        default="work",
+        help="work directory: lake/, tokenizer/, checkpoints/, model/, report.json; a path or a URI "
+        "(s3a://bucket/prefix, hdfs://...; S3 credentials and endpoint from the AWS_* variables)",
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML file with etl: and train: sections (examples/config.yaml)")
+    p.add_argument("--master", help="Spark master for a local run, e.g. local[4] (default local[*]; ignored "
+                   "under spark-submit)")  # fmt: skip
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, e.g. --conf spark.sql.shuffle.partitions=64 (under spark-submit: runtime ones only)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field, e.g. --set etl.vocab_size=4000 --set train.lr=5e-4 (`tokenlake config show` "
+        "lists them)",
+    )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Spark's and Ivy's own output on the terminal instead of keeping it in WORK/logs/spark.log",
+    )
+
+
+def _etl_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--input",
+        required=True,
+        help="file, directory or glob (comma-separated for several): JSON Lines, CSV/TSV, Parquet, .txt; .gz/.bz2 too",
+    )
+    _setting(p, "--text-column", "etl.text_column", "input field holding the document text", metavar="NAME")
+    _setting(p, "--label-column", "etl.label_column", "input field holding the label", metavar="NAME")
+    _setting(p, "--id-column", "etl.id_column", "input field holding the id (absent: the text's SHA-256)",
+             metavar="NAME")  # fmt: skip
+    _setting(p, "--max-len", "etl.max_len", "tokens per document, special tokens included", type=int, metavar="N")
+    _setting(p, "--task", "etl.task", "classification (labelled documents, truncated) or causal-lm (unlabelled, "
+             "packed blocks)", choices=tuple(Task))  # fmt: skip
+    _setting(p, "--rebuild-gold", "etl.rebuild_gold", "re-tokenize all of silver into gold even where gold could "
+             "grow by the new rows alone", action="store_true")  # fmt: skip
+
+
+def _train_flags(p: argparse.ArgumentParser) -> None:
+    _setting(p, "--model", "train.model", "tiny, small or base (from scratch), minilm (pretrained, needs the "
+             "pretrained extra) or a local checkpoint directory holding config.json", metavar="NAME")  # fmt: skip
+    _setting(p, "--epochs", "train.epochs", "passes over the training split", type=int, metavar="N")
+    _setting(p, "--batch-size", "train.batch_size", "samples per rank per step", type=int, metavar="N")
+    _setting(p, "--num-processes", "train.num_processes", "DDP processes", type=int, metavar="N")
+    _setting(p, "--local-mode", "train.local_mode", "TorchDistributor processes on the driver or, with "
+             "--no-local-mode, in executor tasks", action=argparse.BooleanOptionalAction)  # fmt: skip
+    _setting(p, "--use-gpu", "train.use_gpu", "train on GPUs (NCCL)", action=argparse.BooleanOptionalAction)
+    _setting(p, "--resume", "train.resume", "continue from WORK/checkpoints (run: skips the ETL when a validated "
+             "gold version exists)", action="store_true")  # fmt: skip
+    p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
+
+
+def _version_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-version", type=int, metavar="N", help="gold Delta version (default: the latest)")
+
+
+def _no_spark_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-spark",
+        action="store_true",
+        help="train on the gold table's Parquet files directly (one process, or each rank under torchrun); no Java",
+    )
+    p.add_argument("--data", metavar="DIR", help="with --no-spark: the gold Delta table directory (default "
+                   "WORK/lake/gold)")  # fmt: skip
+
+
+def _dry_run_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve the configuration, list the input files, check the model, tokenizer and Delta JARs, "
+        "and exit without writing anything",
+    )
+
+
+FLAGS = {
+    "etl": (_etl_flags, _dry_run_flag),
+    "validate": (_version_flag,),
+    "train": (_train_flags, _version_flag, _no_spark_flags),
+    "run": (_etl_flags, _train_flags, _dry_run_flag),
+}
+HELP = {
+    "etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
+    "validate": "re-validate a published gold version",
+    "train": "train on a validated gold version",
+    "run": "etl and train, end to end, in one MLflow run",
+}
+EXAMPLES = {
+    "generate": "tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0 --pii-rate 0.05",
+    "etl": "tokenlake etl --input 'data/raw/*.csv' --text-column body --label-column topic --work work",
+    "validate": "tokenlake validate --work work --data-version 3",
+    "train": "tokenlake train --work work --model small --epochs 5\n"
+    "  torchrun --nproc-per-node 8 -m jobs.cli train --work work --no-spark --use-gpu",
+    "run": "tokenlake run --input data/sample.jsonl --work work\n"
+    "  tokenlake run --input s3a://bucket/raw/ --work s3a://bucket/tokenlake --dry-run",
+    "config": "tokenlake config show --config my.yaml --set train.lr=5e-4 --epochs 2",
+    "runs": "tokenlake runs --work work",
+    "tables": "tokenlake tables --work work",
+    "ui": "tokenlake ui --work work --port 5000",
+}
+
+
+def epilog(command: str) -> str:
+    lines = EXAMPLES[command].splitlines()
+    return "example:\n  " + "\n  ".join(line.strip() for line in lines)
+
+
+def exit_codes() -> str:
+    return "exit codes:\n" + "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+def add_flags(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The flags of ``tokenlake COMMAND``; ``jobs/COMMAND_job.py`` takes exactly these."""
+    _common(parser)
+    for add in FLAGS[command]:
+        add(parser)
+    return parser
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every flag that shapes the configuration (for ``tokenlake config show``)."""
+    _common(parser)
+    _etl_flags(parser)
+    _train_flags(parser)
+    for action in parser._actions:
+        if action.dest == "input":
+            action.required = False
+    return parser
