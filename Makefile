@@ -14,12 +14,12 @@ PYTEST_ARGS ?=
 PEER_VENV ?= $(HOME)/.cache/tokenlake/peer-venv
 PEER_STAMP := $(PEER_VENV)/.peer-$(shell cat benchmarks/peer-requirements.txt | sha256sum | cut -c1-16)
 
-.PHONY: run test bench java venv peer-venv delta-jars lint clean
+.PHONY: run test bench java venv peer-venv delta-jars lint clean chromium
 
 run: venv delta-jars $(SAMPLE)
 	$(VENV)/bin/tokenlake run --input $(SAMPLE) --work $(WORK)
 
-test: venv delta-jars peer-venv
+test: venv delta-jars peer-venv chromium
 	TOKENLAKE_PEER_PYTHON=$(PEER_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
 
 # Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
@@ -34,6 +34,13 @@ java:
 	@command -v java >/dev/null || { echo "error: java not found on PATH; install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
 	  [ -n "$$v" ] && [ "$$v" -ge 17 ] || { echo "error: Java 17+ is required, found: $$(java -version 2>&1 | head -1)" >&2; exit 1; }
+
+# The tests open the offline validation page in a headless browser: Debian's chromium.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q chromium >/dev/null; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get install -y -q chromium >/dev/null; \
+	  else echo "error: chromium not found; install it (apt-get install chromium): the tests render a page in it" >&2; exit 1; fi; }
 
 venv: java $(STAMP)
 

@@ -94,7 +94,8 @@ def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: 
         mlflow.set_tag("resumed", "true")
         return run
     run = mlflow.start_run()
-    mlflow.log_params({**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])})
+    params = {**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])}
+    mlflow.log_params({**params, "train.lr": str(cfg.train.peak_lr)})  # the rate used, not "None"
     master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
     world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
     mlflow.set_tags({"spark_master": master, "world_size": world})

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -31,13 +32,14 @@ from etl.validate import (
     gx_context,
     validate_table,
 )
+from etl.validation_page import write_page
 from jobs.config import PipelineConfig
 from jobs.mlflow_run import mlflow_run, set_stage
 from training import gold_files
 from training.baseline import train_baseline
 from training.distributed import EVAL_KEYS
 from training.launch import launch_training, train_without_spark
-from training.tracking import lineage_tags, log_training
+from training.tracking import lineage_tags, log_delta_inputs, log_training
 
 log = logging.getLogger("tokenlake")
 
@@ -52,17 +54,24 @@ def read_report(work: WorkDir | Path | str) -> dict:
 
 
 def update_report(work: WorkDir | Path | str, **parts) -> dict:
-    """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report."""
+    """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report,
+    stamped with the time it was written and the tokenlake version that wrote it."""
+    from jobs.flags import tokenlake_version
+
     work = WorkDir.of(work)
-    report = {**read_report(work), **parts}
+    stamp = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "tokenlake_version": tokenlake_version()}
+    report = {**read_report(work), **parts, **stamp}
     write_text(work.local / "report.json", json.dumps(report, indent=2, sort_keys=True))
     return report
 
 
-def validation_summary(results: list[SuiteResult], work: WorkDir) -> dict:
-    """Suite results as the report shows them, with paths under the work dir (its URI)."""
+def validation_summary(results: list[SuiteResult], work: WorkDir, tables: dict) -> dict:
+    """Suite results as the report shows them, with paths under the work dir (its URI), and the
+    offline page of them (``etl.validation_page``) written."""
     docs = data_docs_index(work.local / "validation")
+    page = write_page(work.local / "validation", [r.suite for r in results if r.result_path], tables)
     return {
+        "page": work.published(page),
         "data_docs": work.published(docs) if docs.is_file() else None,
         "success": all(r.success for r in results) and bool(results),
         "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
@@ -78,13 +87,18 @@ def validation_summary(results: list[SuiteResult], work: WorkDir) -> dict:
     }
 
 
+def absolute_input(input_path: str) -> str:
+    """``--input`` with each local path made absolute (URIs as given), as the report and MLflow keep it."""
+    return ",".join(p if "://" in p else os.path.abspath(p) for p in (q.strip() for q in input_path.split(",")) if p)
+
+
 def _etl_report(input_path: str, work: WorkDir, etl: EtlResult) -> dict:
     return {
-        "input": input_path,
+        "input": absolute_input(input_path),
         "rows": etl.rows,
         "reject_reasons": etl.reject_reasons,
         "tables": etl.tables,
-        "validation": validation_summary(etl.validations, work),
+        "validation": validation_summary(etl.validations, work, etl.tables),
         "pii": etl.pii,
         "partitions": etl.partitions,
         **({"packing": etl.packing} if etl.packing else {}),
@@ -152,7 +166,7 @@ def run_validate_stage(
         )
     build_data_docs(work.local / "validation", gx)
     timings = {**read_report(work).get("timings_s", {}), "validate_published": round(time.perf_counter() - start, 3)}
-    report = update_report(work, validation=validation_summary(results, work), timings_s=timings)
+    report = update_report(work, validation=validation_summary(results, work, tables), timings_s=timings)
     failed = next((r for r in results if not r.success), None)
     if failed:
         failure = ValidationFailed(failed)
@@ -274,6 +288,9 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     report = read_report(work)
     tables = {**report.get("tables", {}), "gold": gold}
     mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))
+    log_delta_inputs(tables)
+    if report.get("input"):
+        mlflow.set_tag("input", report["input"])
     if report.get("validation"):
         mlflow.log_dict(report["validation"], "validation/summary.json")
     for suite in (report.get("validation") or {}).get("suites", {}).values():
@@ -304,14 +321,24 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
         }
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
         mlflow.set_tag("baseline", f"MLlib TF-IDF + logistic regression on silver v{silver['version']}")
+    best_epoch = min(result["history"], key=lambda h: h["val_loss"])["epoch"]
+    run_id = mlflow.active_run().info.run_id
     training = {
-        "mlflow_run_id": mlflow.active_run().info.run_id,
+        "mlflow_run_id": run_id,
+        "mlflow_tracking_uri": mlflow.get_tracking_uri(),
+        "model": {
+            "path": work.path("model"),
+            "mlflow_uri": f"runs:/{run_id}/model",
+            "epoch": result["history"][-1]["epoch"],
+            "is_best_epoch": result["history"][-1]["epoch"] == best_epoch,
+        },
+        "lr": cfg.train.peak_lr,
         "data": gold,
         "task": task,
         "metrics": metrics,
         "epochs": result["history"],
         "stopped_early": len(result["history"]) < cfg.train.epochs,
-        "best_epoch": min(result["history"], key=lambda h: h["val_loss"])["epoch"],
+        "best_epoch": best_epoch,
         "startup_s": result["startup_s"],
         "data_copy_bytes": result["data_path"]["copy_bytes"],
         "data_path": result["data_path"],

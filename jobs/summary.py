@@ -35,6 +35,11 @@ def summary_lines(report: dict, work: str | Path) -> list[str]:
                 f"  baseline    accuracy {m['baseline_test_accuracy']:.4f}  macro_f1 {m['baseline_test_macro_f1']:.4f}"
                 "  (MLlib TF-IDF + logistic regression, same test split)"
             )
+        model = training.get("model")
+        if model:
+            best = "" if model["is_best_epoch"] else f"; NOT the best epoch: validation loss was lowest at epoch " \
+                f"{training['best_epoch']}"  # fmt: skip
+            lines.append(f"  model       {model['path']}  (epoch {model['epoch']}{best})")
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
     lines.append(f"  report      {join(work, 'report.json')}")
     return lines

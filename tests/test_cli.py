@@ -205,3 +205,15 @@ def test_make_clean_removes_what_make_run_made_and_keeps_the_users_corpora(tmp_p
     subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, capture_output=True)
     assert (tmp_path / "data/mine.jsonl").is_file()
     assert not (tmp_path / "data/sample.jsonl").exists() and not (tmp_path / "work").exists()
+
+
+def test_the_summary_says_where_the_model_is_and_when_it_is_not_the_best_epoch():
+    from jobs.summary import summary_lines
+
+    metrics = {"test_accuracy": 0.9, "test_loss": 0.3}
+    training = {"metrics": metrics, "mlflow_run_id": "abc", "best_epoch": 2,
+                "model": {"path": "/w/model", "epoch": 3, "is_best_epoch": False}}  # fmt: skip
+    lines = summary_lines({"training": training}, "/w")
+    assert "  model       /w/model  (epoch 3; NOT the best epoch: validation loss was lowest at epoch 2)" in lines
+    training["model"] |= {"epoch": 2, "is_best_epoch": True}
+    assert "  model       /w/model  (epoch 2)" in summary_lines({"training": training}, "/w")

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import shutil
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,24 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert sum(training["data_path"]["rows_per_rank"]["train"]) == rows["train"]
     assert 0 < training["startup_s"] < report["timings_s"]["train"]
     assert run.data.metrics["startup_s"] == pytest.approx(training["startup_s"])
+    # what a reader needs to place the run: when, which release, where it is tracked, which model
+    assert report["timestamp"].endswith("+00:00") and report["tokenlake_version"] == version("tokenlake")
+    assert report["input"] == str(corpus.resolve())
+    assert training["mlflow_tracking_uri"] == f"sqlite:///{work / 'mlflow.db'}" and training["lr"] == 3e-3
+    assert training["model"] == {
+        "path": str(work / "model"),
+        "mlflow_uri": f"runs:/{run.info.run_id}/model",
+        "epoch": 3,
+        "is_best_epoch": training["best_epoch"] == 3,
+    }
+    assert run.data.params["train.lr"] == "0.003" and run.data.tags["input"] == report["input"]
+    inputs = {i.dataset.name: (i.dataset.source_type, json.loads(i.dataset.source)) for i in run.inputs.dataset_inputs}
+    assert inputs == {
+        f"{name}@v{table['version']}": ("delta_table", {"path": table["path"], "delta_table_version": table["version"]})
+        for name, table in report["tables"].items()
+    }
+    confusion = json.loads(Path(_client(work).download_artifacts(run.info.run_id, "test_confusion.json")).read_text())
+    assert confusion["labels"] == ["finance", "food", "science", "sports"] and len(confusion["confusion"]) == 4
     _runs_and_tables_list_what_spark_and_mlflow_hold(spark, work, report)
 
 

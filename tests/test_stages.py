@@ -3,6 +3,7 @@ versions that training must refuse and a real MLflow tracking server over HTTP."
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,6 +31,37 @@ def test_etl_stage_publishes_validated_gold_without_training(etl_work):
     assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] == 2005
     assert report["tables"]["gold"]["version"] == 0 and report["validation"]["success"] is True
     assert report["training"] is None and not (etl_work / "model").exists()
+
+
+def test_the_validation_page_renders_offline_in_a_browser_and_says_what_the_results_say(etl_work, tmp_path):
+    """Debian's chromium, headless, with every host name unresolvable: the page's text names each
+    suite's table, version and rows, and each expectation's observed value and outcome in words."""
+    import html
+
+    from etl.validation_page import rows_of
+
+    report = json.loads((etl_work / "report.json").read_text())
+    page = Path(report["validation"]["page"])
+    assert page == etl_work / "validation" / "index.html"
+    assert "http" not in page.read_text().replace(str(etl_work), "")  # nothing to fetch
+    browser = shutil.which("chromium")
+    assert browser, "chromium is needed (make test installs it: apt-get install chromium)"
+    offline = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+               f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run([*offline, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout  # fmt: skip
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", dom.split("<body>", 1)[1])).split())
+    for suite, table in report["tables"].items():
+        result = json.loads((etl_work / "validation" / f"{suite}.json").read_text())
+        assert f"{suite}: passed table {table['path']} , Delta version {table['version']}" in text
+        assert f"{result['metrics']['rows']} rows" in text
+        for row in rows_of(result):
+            observed = row["observed"] if isinstance(row["observed"], str) else json.dumps(row["observed"])
+            assert f"{row['expectation']} {row['expected']} {observed} passed".replace("  ", " ") in text, row
+    shot = tmp_path / "page.png"
+    subprocess.run([*offline, f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()], capture_output=True,
+                   timeout=120, check=True)  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # drawn, not blank
 
 
 def test_validate_stage_revalidates_the_published_version(etl_work):

@@ -48,6 +48,29 @@ def lineage_tags(tables: dict, validation: dict | None, tokenizer_fingerprint: s
     return tags
 
 
+def log_delta_inputs(tables: dict) -> None:
+    """Each Delta table version the run used, as an MLflow dataset input whose source is the
+    table's path and version (gold in the ``training`` context, the others under their names)."""
+    import hashlib
+
+    import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    class VersionedSource(DeltaDatasetSource):
+        """MLflow 3.17's ``to_dict`` leaves out a version that is falsy, so version 0 was lost."""
+
+        def to_dict(self) -> dict:
+            return {**super().to_dict(), "delta_table_version": self._delta_table_version}
+
+    for name, table in tables.items():
+        source = VersionedSource(path=table["path"], delta_table_version=int(table["version"]))
+        identity = f"{table['path']}@{table['version']}:{table.get('digest') or ''}"
+        dataset = MetaDataset(source, name=f"{name}@v{table['version']}",
+                              digest=hashlib.sha256(identity.encode()).hexdigest()[:16])  # fmt: skip
+        mlflow.log_input(dataset, context="training" if name == "gold" else name)
+
+
 def _log_figure(fig, artifact_file: str) -> None:
     import matplotlib.pyplot as plt
     import mlflow
@@ -66,10 +89,16 @@ def curve_figure(result: dict):
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = result.get("steps", [])
     if steps:
-        ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], label="train loss (per step)")
+        ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], color="#1f4e79", label="train loss (per step)")
     per_epoch = result["steps_per_epoch"]
     history = result["history"]
-    ax.plot([h["epoch"] * per_epoch for h in history], [h["val_loss"] for h in history], "o-", label="validation loss")
+    for h in history:  # epoch ends, labelled
+        ax.axvline(h["epoch"] * per_epoch, color="#888888", linestyle=":", linewidth=1)
+        ax.annotate(f"epoch {h['epoch']}", (h["epoch"] * per_epoch, 1), xycoords=("data", "axes fraction"),
+                    ha="right", va="top", fontsize=8, color="#444444")  # fmt: skip
+    ax.plot([h["epoch"] * per_epoch for h in history], [h["val_loss"] for h in history], "o-", color="#c0392b",
+            label="validation loss (per epoch)")  # fmt: skip
+    ax.set_title("Training and validation loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.legend()
@@ -85,14 +114,17 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
-    ax.imshow(confusion, cmap="Blues")
+    image = ax.imshow(confusion, cmap="Blues")
+    ax.set_title("Test confusion matrix")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    dark = max(max(row) for row in confusion) / 2 if confusion else 0
     for i, row in enumerate(confusion):
-        for j, n in enumerate(row):
-            ax.text(j, i, str(n), ha="center", va="center")
+        for j, n in enumerate(row):  # white on dark cells, black on light ones
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > dark else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.tight_layout()
     return fig
 
@@ -112,7 +144,7 @@ def log_training(result: dict, task: str, model_dir: str, tokenizer_dir: Path, l
     for row in result.get("steps", []):
         mlflow.log_metrics({f"step_{k}": float(v) for k, v in row.items() if k != "step"}, step=row["step"])
     if "confusion" in test:
-        mlflow.log_dict({"confusion": test["confusion"]}, "test_confusion.json")
+        mlflow.log_dict({"labels": labels, "confusion": test["confusion"]}, "test_confusion.json")  # rows: true
         _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
     _log_figure(curve_figure(result), "plots/training_curve.png")
     auto = AutoModelForCausalLM if task == Task.CAUSAL_LM else AutoModelForSequenceClassification
