@@ -1,9 +1,13 @@
 """Checkpoints: atomic, complete or absent, restored exactly (weights_only loads)."""
 
+import os
 import random
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from training import checkpoint
@@ -77,8 +81,6 @@ def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
 
 
 def test_a_checkpoint_without_a_ranks_rng_state_is_refused_not_resumed_inexactly(tmp_path):
-    import pytest
-
     from training.config import TrainConfig
     from training.launch import TrainingFailed, resume_point
 
@@ -121,3 +123,35 @@ def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(t
     assert run.info.run_id != gone and tags["resumed_from_run"] == gone and tags["resumed"] == "true"
     assert f"the MLflow run {gone} that wrote the checkpoint is not in the tracking store" in caplog.text
     assert f"continues in a new run {run.info.run_id}" in caplog.text
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_inside_a_run_ends_it_killed_with_the_stage_and_the_checkpoint(tmp_path, signum):
+    import mlflow
+
+    from etl.storage import WorkDir
+    from jobs.config import PipelineConfig
+    from jobs.mlflow_run import Stopped, mlflow_run, set_stage, stop_on_signals
+
+    model = _model()
+    opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)
+    where = {"epoch": 0, "step": 2, "global_step": 2, "history": [], "steps": [], "lineage": {}}
+    checkpoint.save(tmp_path / "checkpoints", rank=0, barrier=lambda: None, model=model, opt=opt, sched=sched,
+                    where=where)  # fmt: skip
+    previous = signal.getsignal(signum)
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with (
+        pytest.raises(Stopped) as stopped,
+        stop_on_signals(),
+        mlflow_run(store, WorkDir.of(tmp_path), None, PipelineConfig()) as run,
+    ):
+        set_stage("train")
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the signal arrives before this ends
+    assert signal.getsignal(signum) is previous  # the handlers are put back
+    finished = mlflow.get_run(run.info.run_id)
+    assert finished.info.status == "KILLED" and finished.data.tags["stopped_by"] == signal.Signals(signum).name
+    assert stopped.value.signum == signum and stopped.value.where == [
+        f"during train; MLflow run {run.info.run_id} is marked KILLED",
+        f"the latest checkpoint is {checkpoint.latest(tmp_path / 'checkpoints')} (--resume continues from it)",
+    ]
