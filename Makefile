@@ -25,7 +25,7 @@ test: venv delta-jars peer-venv chromium
 # Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
 BENCH_MB ?= 200
 bench: venv delta-jars peer-venv
-	$(PY) -m benchmarks.run --mb $(BENCH_MB) --peer-python $(PEER_VENV)/bin/python
+	$(PY) -m tokenlake.benchmarks.run --mb $(BENCH_MB) --peer-python $(PEER_VENV)/bin/python
 
 lint: venv
 	$(VENV)/bin/ruff check etl training jobs expectations tests benchmarks
@@ -61,11 +61,11 @@ $(STAMP):
 # fill ~/.m2 with Maven and try again: Ivy then resolves from there.
 delta-jars: venv
 	@test -f $(VENV)/.delta-jars-ok || { \
-	  $(PY) -m jobs.session --resolve-delta || { \
+	  $(PY) -m tokenlake.jobs.session --resolve-delta || { \
 	    v=$$($(PY) -c 'import importlib.metadata as m; print(m.version("delta-spark"))'); \
 	    echo "Ivy could not resolve Delta $$v; filling ~/.m2 with mvn dependency:get"; \
 	    mvn -q dependency:get -Dartifact=io.delta:delta-spark_2.13:$$v && \
-	    $(PY) -m jobs.session --resolve-delta; } && touch $(VENV)/.delta-jars-ok; }
+	    $(PY) -m tokenlake.jobs.session --resolve-delta; } && touch $(VENV)/.delta-jars-ok; }
 
 $(SAMPLE): | venv
 	$(VENV)/bin/tokenlake generate --out $(SAMPLE) --docs $(SAMPLE_DOCS) --seed 0

@@ -1,1 +1,1 @@
-"""Benchmarks: ``make bench`` (``python -m benchmarks.run``) and ``benchmarks/gpu.py``."""
+"""Benchmarks: ``make bench`` (``python -m tokenlake.benchmarks.run``) and ``benchmarks/gpu.py``."""

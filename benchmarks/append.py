@@ -1,6 +1,6 @@
 """``append_vs_alone_ratio``: what a daily append costs once the lake is large.
 
-python -m benchmarks.append --lake-corpus C.jsonl --work DIR [--mb 1] [--repeats 3] [--cores N]
+python -m tokenlake.benchmarks.append --lake-corpus C.jsonl --work DIR [--mb 1] [--repeats 3] [--cores N]
 
 The lake in ``DIR/lake_run`` is built from ``C.jsonl`` once (unless ``make bench`` built it
 already). Each repeat then makes a new file of about ``--mb`` MB (fresh documents, plus exact and
@@ -18,7 +18,7 @@ import logging
 import random
 from pathlib import Path
 
-from benchmarks.measure import emit, file_mb, make_corpus, median, run_child, well_formed
+from tokenlake.benchmarks.measure import emit, file_mb, make_corpus, median, run_child, well_formed
 
 log = logging.getLogger("tokenlake.bench")
 COPY_RATE = 0.02  # exact copies, and as many near copies, of stored documents per new document
@@ -71,7 +71,7 @@ def append_runs(
     for r in range(repeats):
         path = append_file(work / f"append_{kind}_{r}.jsonl", lake_corpus, mb, seed=1000 + r, kind=kind)
         for key, target, keep in (("append", lake_work, ["--keep"]), ("alone", work / "append_alone", [])):
-            args = ["benchmarks.etl_once", "--input", str(path), "--work", str(target), "--cores", str(cores)]
+            args = ["tokenlake.benchmarks.etl_once", "--input", str(path), "--work", str(target), "--cores", str(cores)]
             args += [*keep, *etl_args]
             result, _ = run_child(args)
             runs[key].append({k: result[k] for k in ("seconds", "timings_s", "rows", "tables")})
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cores", type=int, default=2)
     p.add_argument("--kind", choices=("web", "short"), default="web", help="the appended documents' kind")
     args = p.parse_args(argv)
-    from jobs.cli import setup_logging
+    from tokenlake.jobs.cli import setup_logging
 
     setup_logging()
     work, corpus = Path(args.work).resolve(), Path(args.lake_corpus).resolve()
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     lake = work / "lake_run"
     if not (lake / "lake" / "gold").is_dir():
         built, _ = run_child(
-            ["benchmarks.etl_once", "--input", str(corpus), "--work", str(lake), "--cores", str(args.cores)]
+            ["tokenlake.benchmarks.etl_once", "--input", str(corpus), "--work", str(lake), "--cores", str(args.cores)]
         )
         log.info("lake built from %.1f MB in %.1f s", file_mb(corpus), built["seconds"])
     result = append_runs(corpus, lake, work, args.mb, args.repeats, args.cores, kind=args.kind)

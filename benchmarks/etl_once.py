@@ -1,4 +1,4 @@
-"""One tokenlake ETL in a process of its own: ``python -m benchmarks.etl_once --input C.jsonl
+"""One tokenlake ETL in a process of its own: ``python -m tokenlake.benchmarks.etl_once --input C.jsonl
 --work DIR [--cores N] [--keep] [--master local]`` (``--keep``: add to the lake in DIR instead of an empty one).
 Spark runs as ``local-cluster``: a worker on this machine whose executor is a JVM of its own, so
 that the driver (this process and its JVM) holds only what a driver on a real cluster holds, and
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.measure import emit
+from tokenlake.benchmarks.measure import emit
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
 
-    from etl.config import EtlConfig
-    from etl.pipeline import run_etl
-    from jobs.session import get_spark
+    from tokenlake.etl.config import EtlConfig
+    from tokenlake.etl.pipeline import run_etl
+    from tokenlake.jobs.session import get_spark
 
     work = Path(args.work).resolve()  # executors have working directories of their own
     if not args.keep:

@@ -1,5 +1,5 @@
 """How well the ETL removes what the generator planted, scored against its ground truth:
-``python -m benchmarks.etl_quality [--docs 3000] [--lang en] [--out DIR]``.
+``python -m tokenlake.benchmarks.etl_quality [--docs 3000] [--lang en] [--out DIR]``.
 
 It generates a messy corpus (exact and near duplicates, PII with decoys, markup and boilerplate
 noise, bad lines, skewed lengths over several files, one of which holds 80 % of the rows), runs the
@@ -58,7 +58,7 @@ def near_scores(marked: dict[str, str | None], roots: dict[str, str]) -> dict:
 
 def score_near_duplicates(spark, truth: list[dict], cfg) -> dict:
     """The near-duplicate stage alone, on the truth's clean texts without exact copies."""
-    from etl.neardup import mark_near_duplicates, with_minhash_bands
+    from tokenlake.etl.neardup import mark_near_duplicates, with_minhash_bands
 
     rows = [(t["id"], t["clean_text"]) for t in truth if t["kind"] in ("clean", "duplicate_near")]
     df = spark.createDataFrame(rows, "id string, text string").withColumn("preferred", F.lit(False))
@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
-    from etl.config import EtlConfig
-    from etl.generate import generate_corpus, truth_path
-    from etl.lake import read_table
-    from etl.pii import mask_text, pii_scores
-    from etl.pipeline import run_etl
-    from jobs.session import get_spark
+    from tokenlake.etl.config import EtlConfig
+    from tokenlake.etl.generate import generate_corpus, truth_path
+    from tokenlake.etl.lake import read_table
+    from tokenlake.etl.pii import mask_text, pii_scores
+    from tokenlake.etl.pipeline import run_etl
+    from tokenlake.jobs.session import get_spark
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -3,7 +3,7 @@ NCCL on a CUDA machine, gloo on the CPU) running ``train_fn`` over a gold table 
 the gold reader, batches moved to the device per step. For each model size: real (non-padding)
 tokens/s after warm-up, and model FLOPs utilisation over those real tokens.
 
-python -m benchmarks.gpu --gold WORK/lake/gold [--version N] [--models tiny,small,base]
+python -m tokenlake.benchmarks.gpu --gold WORK/lake/gold [--version N] [--models tiny,small,base]
     [--steps 60] [--processes N] [--batch-size 32] [--max-len 128] [--peak-tflops T] [--out F.json]
 
 ``--processes`` defaults to the number of GPUs (1 on a CPU). Each model trains one epoch on the
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from etl.config import Task
+from tokenlake.etl.config import Task
 
 log = logging.getLogger("tokenlake.bench")
 
@@ -72,7 +72,7 @@ def flops_per_token(model, context: int) -> float:
 def first_rows(gold, path: str, train_rows: int, eval_rows: int, *, files: int) -> dict:
     """The first rows of each split of ``gold`` as a Delta table of ``files`` files (each rank reads
     whole row groups: every one of them gets some)."""
-    from etl.lake import write_table
+    from tokenlake.etl.lake import write_table
 
     parts = [gold.where(f"split = '{s}'").limit(train_rows if s == "train" else eval_rows)
              for s in ("train", "validation", "test")]  # fmt: skip
@@ -85,11 +85,11 @@ def bench_model(spark, table: dict, size: str, *, data: dict, work: Path, proces
     """One epoch of ``size`` through ``launch_training`` on ``table``; its steady rates and MFU."""
     import torch
 
-    from benchmarks.run import steady_rate
-    from training.config import TrainConfig
-    from training.launch import launch_training
-    from training.loop import precision
-    from training.model import build_model
+    from tokenlake.benchmarks.run import steady_rate
+    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.launch import launch_training
+    from tokenlake.training.loop import precision
+    from tokenlake.training.model import build_model
 
     cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size, num_processes=processes, use_gpu=use_gpu,
                       local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from pyspark.sql import functions as F
 
-    from etl.lake import read_table
-    from jobs.session import get_spark
+    from tokenlake.etl.lake import read_table
+    from tokenlake.jobs.session import get_spark
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gold", required=True, help="gold Delta table (a path or a URI)")

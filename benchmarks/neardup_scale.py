@@ -1,5 +1,5 @@
 """Near-duplicate marking at 1x and 4x documents, side by side in one process:
-``python -m benchmarks.neardup_scale --docs 20000 [--cores 2]``.
+``python -m tokenlake.benchmarks.neardup_scale --docs 20000 [--cores 2]``.
 
 The corpus is synthetic (made here, not by ``etl/generate.py``): base documents of 20-60 words drawn
 with Zipf weights from pseudo-words, plus copies with 1-10 % of their words substituted, inserted or
@@ -97,7 +97,7 @@ def recall_precision(marked: DataFrame) -> dict[str, float]:
 
 
 def _timed_run(spark: SparkSession, path: str) -> dict[str, float]:
-    from etl.neardup import mark_near_duplicates, with_minhash_bands
+    from tokenlake.etl.neardup import mark_near_duplicates, with_minhash_bands
 
     start = time.perf_counter()
     docs = spark.read.parquet(path).withColumn("preferred", F.lit(False))
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=2, help="1x and 4x alternate this many times; the fastest counts")
     args = p.parse_args(argv)
 
-    from jobs.session import get_spark
+    from tokenlake.jobs.session import get_spark
 
     spark = get_spark(
         "tokenlake-bench-neardup",

@@ -1,6 +1,6 @@
 """``make bench``: tokenlake measured against its ceilings and its single-machine peer, side by side.
 
-python -m benchmarks.run [--mb 200] [--repeats 3] [--out benchmarks/results/latest.json]
+python -m tokenlake.benchmarks.run [--mb 200] [--repeats 3] [--out benchmarks/results/latest.json]
 
 The corpora carry the dirt the ETL exists for (exact and near copies, PII, noise, bad lines) and
 web-like lengths (a long tail, mean over 2 KB); ``--short`` uses today's short clean documents.
@@ -21,9 +21,9 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks.append import append_runs
-from benchmarks.measure import file_mb, machine, make_corpus, median, run_child
-from etl.config import Task
+from tokenlake.benchmarks.append import append_runs
+from tokenlake.benchmarks.measure import file_mb, machine, make_corpus, median, run_child
+from tokenlake.etl.config import Task
 
 log = logging.getLogger("tokenlake.bench")
 
@@ -56,7 +56,7 @@ def etl_runs(
         for key, corpus in (("1x", base), ("4x", main)):
             result, rss = run_child(
                 [
-                    "benchmarks.etl_once",
+                    "tokenlake.benchmarks.etl_once",
                     "--input",
                     str(corpus),
                     "--work",
@@ -86,7 +86,7 @@ def tokenize_ratio(spark, silver, tokenizer_file: str, max_len: int, repeats: in
     """The tokenize stage's function in Spark vs ``encode_batch`` on the same texts, both from memory."""
     from pyspark.sql import functions as F
 
-    from etl.tokenize import load_tokenizer, tokenize_docs
+    from tokenlake.etl.tokenize import load_tokenizer, tokenize_docs
 
     docs = silver.select("id", "split", "text").persist()
     docs.count()
@@ -127,8 +127,8 @@ def tokenize_ratio(spark, silver, tokenizer_file: str, max_len: int, repeats: in
 def packing_fraction(silver, tokenizer_file: str, block_len: int) -> dict:
     from pyspark.sql import functions as F
 
-    from etl.pack import pack_blocks
-    from etl.tokenize import tokenize_docs
+    from tokenlake.etl.pack import pack_blocks
+    from tokenlake.etl.tokenize import tokenize_docs
 
     tokens = tokenize_docs(silver.select("id", "split", "text"), tokenizer_file=tokenizer_file, max_len=None)
     row = (
@@ -147,7 +147,7 @@ def bucketing_fractions(n_tokens, batch_size: int, pool: int, seed: int = 0) -> 
     with random batches and with length-bucketed ones."""
     import torch
 
-    from training.data import length_bucketed
+    from tokenlake.training.data import length_bucketed
 
     n = torch.as_tensor(n_tokens)[torch.randperm(len(n_tokens), generator=torch.Generator().manual_seed(seed))]
     batches = [{"n_tokens": n[i : i + batch_size]} for i in range(0, len(n) - batch_size + 1, batch_size)]
@@ -169,9 +169,9 @@ def loader_ratio(spark, gold, work: Path, max_len: int, rows: int, batch_size: i
     import pyarrow.parquet as pq
     import torch
 
-    from etl.lake import read_table
-    from training.gold_reader import local_path, pad_rows
-    from training.launch import gold_splits
+    from tokenlake.etl.lake import read_table
+    from tokenlake.training.gold_reader import local_path, pad_rows
+    from tokenlake.training.launch import gold_splits
 
     table = small_gold(spark, gold, work / "gold_loader", rows, 0)
     files = sorted(read_table(spark, table["path"], table["version"]).inputFiles())
@@ -225,9 +225,9 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
     """Steady-state samples/s of the training loop (``fit_epoch``) fed from in-memory tensors."""
     import torch
 
-    from training.data import length_bucketed
-    from training.loop import fit_epoch, make_optimizer
-    from training.model import build_model
+    from tokenlake.training.data import length_bucketed
+    from tokenlake.training.loop import fit_epoch, make_optimizer
+    from tokenlake.training.model import build_model
 
     rows = (
         gold.where("split = 'train'").select("input_ids", "n_tokens", "label").limit(steps * cfg.batch_size).collect()
@@ -261,7 +261,7 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
 
 def small_gold(spark, gold, path: Path, train_rows: int, eval_rows: int) -> dict:
     """A few thousand rows of a gold table as a Delta table of their own, for short training runs."""
-    from etl.lake import write_table
+    from tokenlake.etl.lake import write_table
 
     parts = [
         gold.where(f"split = '{s}'").limit(train_rows if s == "train" else eval_rows)
@@ -273,8 +273,8 @@ def small_gold(spark, gold, path: Path, train_rows: int, eval_rows: int) -> dict
 
 
 def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: int) -> dict:
-    from training.config import TrainConfig
-    from training.launch import launch_training
+    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.launch import launch_training
 
     cfg = TrainConfig(num_processes=1, epochs=1, local_mode=True)
     table = small_gold(spark, gold, work / "gold_small", steps * cfg.batch_size, 2 * cfg.eval_batch_size)
@@ -300,10 +300,10 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
 
 
 def run(args) -> dict:
-    from etl.config import EtlConfig
-    from etl.lake import read_table
-    from jobs.session import get_spark
-    from training.config import TrainConfig
+    from tokenlake.etl.config import EtlConfig
+    from tokenlake.etl.lake import read_table
+    from tokenlake.jobs.session import get_spark
+    from tokenlake.training.config import TrainConfig
 
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -369,7 +369,7 @@ def run(args) -> dict:
         "targets": {k: {"op": op, "value": v, "met": _met(results[k], op, v)} for k, (op, v) in TARGETS.items()},
         "machine": machine(),
         "raw": {
-            "command": f"python -m benchmarks.run --mb {args.mb:g} --repeats {args.repeats}"
+            "command": f"python -m tokenlake.benchmarks.run --mb {args.mb:g} --repeats {args.repeats}"
             + (" --short" if args.short else "")
             + (f" --etl-master {args.etl_master}" if args.etl_master != "local-cluster" else ""),
             "corpus": kind,
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", default="benchmarks/work")
     p.add_argument("--out", default="benchmarks/results/latest.json")
     args = p.parse_args(argv)
-    from jobs.cli import setup_logging
+    from tokenlake.jobs.cli import setup_logging
 
     setup_logging()
     result = run(args)

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from etl.reasons import reason
+from tokenlake.etl.reasons import reason
 
 EMPTY_AFTER_CLEAN = reason("empty_after_clean")
 TOO_LONG = reason("too_long")

@@ -23,11 +23,11 @@ from functools import partial
 from pyspark import Accumulator, StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
-from etl import reasons
-from etl.config import EtlConfig
-from etl.lake import merge_new
-from etl.storage import WorkDir
-from etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
+from tokenlake.etl import reasons
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.lake import merge_new
+from tokenlake.etl.storage import WorkDir
+from tokenlake.etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from etl.ingest import BAD_LABEL_TYPE, MALFORMED_JSON, MISSING_LABEL, MISSING_TEXT, TEXT_NOT_STRING
-from etl.pii import DNI_LETTERS, luhn_valid
-from etl.sources import INVALID_UTF8
+from tokenlake.etl.ingest import BAD_LABEL_TYPE, MALFORMED_JSON, MISSING_LABEL, MISSING_TEXT, TEXT_NOT_STRING
+from tokenlake.etl.pii import DNI_LETTERS, luhn_valid
+from tokenlake.etl.sources import INVALID_UTF8
 
 CLASSES: dict[str, list[str]] = {
     "sports": "goal match team coach league striker referee season stadium score keeper tournament".split(),

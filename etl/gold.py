@@ -24,10 +24,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from etl.balance import balance_partitions, balance_report, file_count
-from etl.config import EtlConfig, Task
-from etl.context import EtlRun, log, suite_params
-from etl.lake import (
+from tokenlake.etl.balance import balance_partitions, balance_report, file_count
+from tokenlake.etl.config import EtlConfig, Task
+from tokenlake.etl.context import EtlRun, log, suite_params
+from tokenlake.etl.lake import (
     added_files,
     combine_digests,
     commit_metadata,
@@ -36,8 +36,8 @@ from etl.lake import (
     table_digest,
     write_table,
 )
-from etl.pack import pack_blocks
-from etl.tokenize import (
+from tokenlake.etl.pack import pack_blocks
+from tokenlake.etl.tokenize import (
     TOKENIZER_FILE,
     copy_tokenizer,
     fingerprint,

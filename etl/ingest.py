@@ -13,8 +13,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from etl.reasons import reason
-from etl.sources import INVALID_UTF8
+from tokenlake.etl.reasons import reason
+from tokenlake.etl.sources import INVALID_UTF8
 
 MALFORMED_JSON = reason("malformed_json")
 NOT_AN_OBJECT = reason("not_an_object")

@@ -20,20 +20,20 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from etl.clean import clean_docs
-from etl.config import EtlConfig, Task
-from etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
-from etl.dedup import mark_exact_duplicates, with_content_hash
-from etl.gold import build_gold
-from etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records
-from etl.lake import TABLES, read_table, table_exists
-from etl.neardup import BAND_COLUMNS, drop_near_duplicates
-from etl.pii import mask_pii, pii_counts
-from etl.quality import filter_quality
-from etl.sources import read_sources, with_source_line
-from etl.split import SPLITS, assign_split
-from etl.storage import WorkDir
-from etl.validate import build_data_docs, preload
+from tokenlake.etl.clean import clean_docs
+from tokenlake.etl.config import EtlConfig, Task
+from tokenlake.etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
+from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
+from tokenlake.etl.gold import build_gold
+from tokenlake.etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records
+from tokenlake.etl.lake import TABLES, read_table, table_exists
+from tokenlake.etl.neardup import BAND_COLUMNS, drop_near_duplicates
+from tokenlake.etl.pii import mask_pii, pii_counts
+from tokenlake.etl.quality import filter_quality
+from tokenlake.etl.sources import read_sources, with_source_line
+from tokenlake.etl.split import SPLITS, assign_split
+from tokenlake.etl.storage import WorkDir
+from tokenlake.etl.validate import build_data_docs, preload
 
 SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file", "source_line")
 _PERSIST = StorageLevel.MEMORY_AND_DISK

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from etl.config import EtlConfig
-from etl.reasons import reason
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.reasons import reason
 
 
 def _repeated_share(items: Column) -> Column:

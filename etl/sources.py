@@ -23,8 +23,8 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from etl.lake import error_cause, is_bad_file_error
-from etl.reasons import reason
+from tokenlake.etl.lake import error_cause, is_bad_file_error
+from tokenlake.etl.reasons import reason
 
 MALFORMED_CSV = reason("malformed_csv")
 UNREADABLE_FILE = reason("unreadable_file")

@@ -34,10 +34,10 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from etl.config import Task
-from etl.pii import first_card, first_email
-from etl.split import SPLITS
-from expectations import load_suite
+from tokenlake.etl.config import Task
+from tokenlake.etl.pii import first_card, first_email
+from tokenlake.etl.split import SPLITS
+from tokenlake.expectations import load_suite
 
 logging.getLogger("great_expectations").setLevel(logging.ERROR)
 

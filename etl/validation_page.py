@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 
-from etl.validate import expectation_name
+from tokenlake.etl.validate import expectation_name
 
 PAGE = "index.html"
 _STYLE = """

@@ -12,7 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from jobs.flags import (
+from tokenlake.jobs.flags import (
     FLAGS,
     HELP,
     Parser,
@@ -109,7 +109,7 @@ def mlflow_server_command(backend_db: Path, artifacts: Path, port: int) -> list[
 
 def resolve_args(args: argparse.Namespace):
     """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
-    from jobs.config import resolve_config
+    from tokenlake.jobs.config import resolve_config
 
     return resolve_config(args.config, args.set, settings_of(args))
 
@@ -143,8 +143,8 @@ def _dispatch(args: argparse.Namespace, cfg, work) -> dict:
 
 
 def _run_command(args: argparse.Namespace, cfg, work) -> dict:
-    from jobs import runner
-    from jobs.session import get_spark, storage_settings
+    from tokenlake.jobs import runner
+    from tokenlake.jobs.session import get_spark, storage_settings
 
     if getattr(args, "no_spark", False):
         return runner.run_train_without_spark(work, cfg, args.data_version, args.mlflow_uri, args.data)
@@ -177,16 +177,16 @@ def _has_credentials(uri: str) -> bool:
 
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
-    from etl.pipeline import NoTrainingRows, StoredTableMismatch
-    from etl.sources import SourceReadFailed
-    from etl.storage import WorkDir, WorkDirBusy
-    from etl.validate import ValidationFailed
-    from jobs.config import check_names
-    from jobs.mlflow_run import Stopped, stop_on_signals
-    from jobs.runner import GoldRefused
-    from jobs.session import DeltaJarsMissing
-    from jobs.summary import print_summary
-    from training.launch import TrainingFailed
+    from tokenlake.etl.pipeline import NoTrainingRows, StoredTableMismatch
+    from tokenlake.etl.sources import SourceReadFailed
+    from tokenlake.etl.storage import WorkDir, WorkDirBusy
+    from tokenlake.etl.validate import ValidationFailed
+    from tokenlake.jobs.config import check_names
+    from tokenlake.jobs.mlflow_run import Stopped, stop_on_signals
+    from tokenlake.jobs.runner import GoldRefused
+    from tokenlake.jobs.session import DeltaJarsMissing
+    from tokenlake.jobs.summary import print_summary
+    from tokenlake.training.launch import TrainingFailed
 
     try:
         cfg = config_from_args(args)
@@ -209,7 +209,7 @@ def execute(args: argparse.Namespace) -> int:
             EXIT_CONFIG,
         )
     if cfg.etl.pseudonymise_pii and args.command in ("run", "etl"):
-        from etl.pii import pii_secret
+        from tokenlake.etl.pii import pii_secret
 
         try:
             pii_secret()  # before any work: a missing key must not fail the run halfway
@@ -220,7 +220,7 @@ def execute(args: argparse.Namespace) -> int:
     if missing:
         return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
     if getattr(args, "dry_run", False):
-        from jobs.overview import dry_run_lines
+        from tokenlake.jobs.overview import dry_run_lines
 
         try:
             print("\n".join(dry_run_lines(args.command, getattr(args, "input", None), work.uri, cfg)))
@@ -272,7 +272,7 @@ def setup_logging() -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from etl.generate import CONTRAST, generate_corpus
+    from tokenlake.etl.generate import CONTRAST, generate_corpus
 
     contrast = CONTRAST if args.contrast is None else args.contrast
     dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
@@ -285,7 +285,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from etl.storage import WorkDir
+    from tokenlake.etl.storage import WorkDir
 
     local = WorkDir.of(args.work).local  # a remote work dir's MLflow store is in its local copy
     command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", args.port)
@@ -294,7 +294,7 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> int:
-    from jobs.overview import config_lines
+    from tokenlake.jobs.overview import config_lines
 
     try:
         print(config_lines(resolve_args(args)))
@@ -304,16 +304,16 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from etl.storage import WorkDir
-    from jobs.overview import runs_text
+    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.overview import runs_text
 
     print(runs_text(WorkDir.of(args.work), args.mlflow_uri))
     return 0
 
 
 def _tables(args: argparse.Namespace) -> int:
-    from etl.storage import WorkDir
-    from jobs.overview import tables_text
+    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.overview import tables_text
 
     print(tables_text(WorkDir.of(args.work)))
     return 0

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from etl.config import EtlConfig, did_you_mean
-from training.config import TrainConfig
+from tokenlake.etl.config import EtlConfig, did_you_mean
+from tokenlake.training.config import TrainConfig
 
 SECTIONS = {"etl": EtlConfig, "train": TrainConfig}
 DEFAULT = "default"
@@ -159,9 +159,9 @@ def load_config(
 def check_names(cfg: PipelineConfig) -> None:
     """The model and tokenizer the configuration names are on this machine (nothing is ever
     downloaded): a ``ValueError`` naming the key, the value and the nearest valid name if not."""
-    from etl.config import Task, one_of
-    from etl.tokenize import PRETRAINED, pretrained_dir
-    from training.model import GPT2_SIZES, SIZES
+    from tokenlake.etl.config import Task, one_of
+    from tokenlake.etl.tokenize import PRETRAINED, pretrained_dir
+    from tokenlake.training.model import GPT2_SIZES, SIZES
 
     model = cfg.train.model
     if cfg.etl.task == Task.CAUSAL_LM:

@@ -20,7 +20,7 @@ stopped by Ctrl-C/SIGTERM (README: "The CLI").
 
 import sys
 
-from jobs.cli import job_entry
+from tokenlake.jobs.cli import job_entry
 
 build_parser, main = job_entry("etl", "etl_job.py", __doc__)
 

@@ -13,7 +13,7 @@ import dataclasses
 import difflib
 from importlib.metadata import PackageNotFoundError, version
 
-from etl.config import Task
+from tokenlake.etl.config import Task
 
 EXIT_CODES = {
     0: "success",
@@ -78,7 +78,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def config_default(key: str) -> object:
-    from jobs.config import SECTIONS
+    from tokenlake.jobs.config import SECTIONS
 
     section, name = key.split(".")
     field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
@@ -202,7 +202,7 @@ EXAMPLES = {
     "etl": "tokenlake etl --input 'data/raw/*.csv' --text-column body --label-column topic --work work",
     "validate": "tokenlake validate --work work --data-version 3",
     "train": "tokenlake train --work work --model small --epochs 5\n"
-    "  torchrun --nproc-per-node 8 -m jobs.cli train --work work --no-spark --use-gpu",
+    "  torchrun --nproc-per-node 8 -m tokenlake.jobs.cli train --work work --no-spark --use-gpu",
     "run": "tokenlake run --input data/sample.jsonl --work work\n"
     "  tokenlake run --input s3a://bucket/raw/ --work s3a://bucket/tokenlake --dry-run",
     "config": "tokenlake config show --config my.yaml --set train.lr=5e-4 --epochs 2",

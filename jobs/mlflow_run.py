@@ -16,11 +16,11 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from etl.storage import WorkDir
-from jobs.config import PipelineConfig
-from training import checkpoint
-from training.launch import CHECKPOINTS
-from training.tracking import flatten
+from tokenlake.etl.storage import WorkDir
+from tokenlake.jobs.config import PipelineConfig
+from tokenlake.training import checkpoint
+from tokenlake.training.launch import CHECKPOINTS
+from tokenlake.training.tracking import flatten
 
 log = logging.getLogger("tokenlake")
 EXPERIMENT = "tokenlake"

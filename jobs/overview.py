@@ -12,9 +12,9 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from etl import storage
-from etl.sources import FORMATS, file_format
-from jobs.config import SECTIONS, PipelineConfig, Resolved
+from tokenlake.etl import storage
+from tokenlake.etl.sources import FORMATS, file_format
+from tokenlake.jobs.config import SECTIONS, PipelineConfig, Resolved
 
 TABLES = ("bronze", "silver", "gold", "quarantine")
 
@@ -64,7 +64,7 @@ def input_files(path: str) -> list[tuple[str, str, int]]:
 
 def delta_jars() -> str:
     """Whether Delta's JARs are in Ivy's or Maven's local cache (else Spark resolves them on its first start)."""
-    from jobs.session import _delta_version
+    from tokenlake.jobs.session import _delta_version
 
     version = _delta_version()
     name = f"delta-spark_2.13-{version}.jar"
@@ -80,7 +80,7 @@ def delta_jars() -> str:
 def dry_run_lines(command: str, input_path: str | None, work: str, cfg: PipelineConfig) -> list[str]:
     """What ``tokenlake COMMAND`` would do; raises ``FileNotFoundError`` for missing input and
     ``ValueError`` for a model or tokenizer that is not there."""
-    from jobs.config import check_names
+    from tokenlake.jobs.config import check_names
 
     check_names(cfg)
     lines = [f"work dir: {work}" + ("" if storage.exists(work) else " (does not exist yet)")]
@@ -184,7 +184,7 @@ def tables_text(work: storage.WorkDir) -> str:
 
 def runs_text(work: storage.WorkDir, uri: str | None) -> str:
     """The work dir's MLflow runs, newest first: status, start, test accuracy beside the baseline's, gold version."""
-    from jobs.mlflow_run import EXPERIMENT, default_mlflow_uri
+    from tokenlake.jobs.mlflow_run import EXPERIMENT, default_mlflow_uri
 
     uri = uri or default_mlflow_uri(work)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():

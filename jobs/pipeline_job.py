@@ -21,7 +21,7 @@ enough task slots included), 7 another run holds the work dir, 130/143 stopped b
 
 import sys
 
-from jobs.cli import job_entry
+from tokenlake.jobs.cli import job_entry
 
 build_parser, main = job_entry("run", "pipeline_job.py", __doc__)
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from etl.config import Task
-from etl.context import EtlResult, row_params, suite_params
-from etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
-from etl.pipeline import run_etl
-from etl.storage import WorkDir, exists, write_text
-from etl.tokenize import fingerprint, pretrained_dir
-from etl.validate import (
+from tokenlake.etl.config import Task
+from tokenlake.etl.context import EtlResult, row_params, suite_params
+from tokenlake.etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
+from tokenlake.etl.pipeline import run_etl
+from tokenlake.etl.storage import WorkDir, exists, write_text
+from tokenlake.etl.tokenize import fingerprint, pretrained_dir
+from tokenlake.etl.validate import (
     SuiteResult,
     ValidationFailed,
     build_data_docs,
@@ -32,14 +32,14 @@ from etl.validate import (
     gx_context,
     validate_table,
 )
-from etl.validation_page import write_page
-from jobs.config import PipelineConfig
-from jobs.mlflow_run import mlflow_run, set_stage
-from training import gold_files
-from training.baseline import train_baseline
-from training.distributed import EVAL_KEYS
-from training.launch import launch_training, train_without_spark
-from training.tracking import lineage_tags, log_delta_inputs, log_training
+from tokenlake.etl.validation_page import write_page
+from tokenlake.jobs.config import PipelineConfig
+from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
+from tokenlake.training import gold_files
+from tokenlake.training.baseline import train_baseline
+from tokenlake.training.distributed import EVAL_KEYS
+from tokenlake.training.launch import launch_training, train_without_spark
+from tokenlake.training.tracking import lineage_tags, log_delta_inputs, log_training
 
 log = logging.getLogger("tokenlake")
 
@@ -56,7 +56,7 @@ def read_report(work: WorkDir | Path | str) -> dict:
 def update_report(work: WorkDir | Path | str, **parts) -> dict:
     """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report,
     stamped with the time it was written and the tokenlake version that wrote it."""
-    from jobs.flags import tokenlake_version
+    from tokenlake.jobs.flags import tokenlake_version
 
     work = WorkDir.of(work)
     stamp = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "tokenlake_version": tokenlake_version()}

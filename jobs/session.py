@@ -9,7 +9,7 @@ Where the work directory or the input is on S3 (``s3a://``), ``hadoop-aws`` matc
 Hadoop client is added the same way, and s3a gets the endpoint and region of the standard
 variables (``storage_settings``); the credentials stay with the AWS SDK's chain.
 
-``python -m jobs.session --resolve-delta`` resolves the JARs once (the Makefile calls it).
+``python -m tokenlake.jobs.session --resolve-delta`` resolves the JARs once (the Makefile calls it).
 """
 
 from __future__ import annotations
@@ -200,7 +200,7 @@ def get_spark(
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--resolve-delta"]:
-        sys.exit("usage: python -m jobs.session --resolve-delta")
+        sys.exit("usage: python -m tokenlake.jobs.session --resolve-delta")
     try:
         get_spark("tokenlake-resolve-delta", master="local[1]").stop()
     except DeltaJarsMissing as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from etl.storage import join
+from tokenlake.etl.storage import join
 
 
 def summary_lines(report: dict, work: str | Path) -> list[str]:

@@ -20,7 +20,7 @@ included), 7 another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM (
 
 import sys
 
-from jobs.cli import job_entry
+from tokenlake.jobs.cli import job_entry
 
 build_parser, main = job_entry("train", "train_job.py", __doc__)
 

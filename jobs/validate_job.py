@@ -18,7 +18,7 @@ another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM (README: "The 
 
 import sys
 
-from jobs.cli import job_entry
+from tokenlake.jobs.cli import job_entry
 
 build_parser, main = job_entry("validate", "validate_job.py", __doc__)
 

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from jobs.session import get_spark
+    from tokenlake.jobs.session import get_spark
 
     warehouse = tmp_path_factory.mktemp("warehouse")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -32,7 +32,7 @@ def corpus(tmp_path_factory):
     the first document's text under another id, and one document with an e-mail and a card number."""
     import json
 
-    from etl.generate import generate_corpus
+    from tokenlake.etl.generate import generate_corpus
 
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
     generate_corpus(path, 2000, seed=7)
@@ -53,7 +53,7 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def etl_work(spark, corpus, tmp_path_factory):
     """``tokenlake etl`` of ``corpus`` (vocabulary 1,000), for tests that read it (copy it to tamper)."""
-    from jobs.cli import main
+    from tokenlake.jobs.cli import main
 
     work = tmp_path_factory.mktemp("stages") / "work"
     assert main(["etl", "--input", str(corpus), "--work", str(work), "--set", "etl.vocab_size=1000"]) == 0
@@ -75,7 +75,7 @@ def kill_at_a_mid_epoch_checkpoint(proc, checkpoints, *, timeout_s: float, poll_
     import signal
     import time
 
-    from training import checkpoint
+    from tokenlake.training import checkpoint
 
     seen, deadline = None, time.monotonic() + timeout_s
     try:

@@ -2,7 +2,7 @@ import random
 
 from pyspark.sql import functions as F
 
-from etl.balance import balance_partitions, balance_report, file_count, max_over_mean, partition_keys
+from tokenlake.etl.balance import balance_partitions, balance_report, file_count, max_over_mean, partition_keys
 
 
 def test_partition_keys_hash_to_their_own_partition(spark):

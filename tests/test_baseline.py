@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.baseline import macro_f1, train_baseline
+from tokenlake.training.baseline import macro_f1, train_baseline
 
 
 def test_macro_f1_averages_per_label_f1():

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from benchmarks.run import TARGETS
-from etl.lake import read_table, write_table
-from training.gold_files import delta_files, load_gold
+from tokenlake.benchmarks.run import TARGETS
+from tokenlake.etl.lake import read_table, write_table
+from tokenlake.training.gold_files import delta_files, load_gold
 
 GOLD_SCHEMA = "id string, split string, input_ids array<int>, n_tokens int, label int"
 
@@ -42,7 +42,7 @@ def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, t
     splits = ("train", "train", "train", "validation", "test")
     rows = [(f"g{i}", splits[i % 5], list(range(1, 2 + i % 30)), 1 + i % 30, i % 4) for i in range(200)]
     _gold(spark, tmp_path / "gold", rows)
-    from benchmarks.gpu import main as gpu_bench
+    from tokenlake.benchmarks.gpu import main as gpu_bench
 
     out = tmp_path / "gpu.json"  # in this process: its Spark session is the tests' one
     gpu_bench(["--gold", str(tmp_path / "gold"), "--models", "tiny", "--steps", "12", "--batch-size", "8",
@@ -56,7 +56,7 @@ def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, t
 
 def test_a_local_session_can_be_given_the_drivers_gpus():
     """TorchDistributor's local mode with use_gpu asks Spark which GPUs the driver owns."""
-    from jobs.session import driver_gpu_settings
+    from tokenlake.jobs.session import driver_gpu_settings
 
     settings = driver_gpu_settings(2)
     assert settings["spark.driver.resource.gpu.amount"] == "2"
@@ -68,7 +68,7 @@ def test_a_local_session_can_be_given_the_drivers_gpus():
 def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
     out = tmp_path / "latest.json"
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--mb", "0.4", "--repeats", "1", "--loader-rows", "2000",
+        [sys.executable, "-m", "tokenlake.benchmarks.run", "--mb", "0.4", "--repeats", "1", "--loader-rows", "2000",
          "--train-steps", "4", "--append-mb", "0.05", "--etl-master", "local",  # one JVM per ETL: quicker
          "--work", str(tmp_path / "work"), "--out", str(out)],
         check=True,

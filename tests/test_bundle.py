@@ -33,10 +33,10 @@ def _tasks():
 def test_task_parameters_parse_with_the_jobs_parser(path, job, task, variables):
     python_file = (path.parent / task["spark_python_task"]["python_file"]).resolve()
     assert python_file.is_file() and python_file.parent == REPO / "jobs"
-    module = importlib.import_module(f"jobs.{python_file.stem}")
+    module = importlib.import_module(f"tokenlake.jobs.{python_file.stem}")
     params = [_substitute(p, variables) for p in task["spark_python_task"]["parameters"]]
     args = module.build_parser().parse_args(params)  # exits (fails the test) on an unknown flag
-    from jobs.cli import config_from_args
+    from tokenlake.jobs.cli import config_from_args
 
     config_from_args(args)  # every --set names a real field with a valid value
     assert task["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
@@ -57,3 +57,35 @@ def test_workflow_shape_schedule_and_clusters():
     assert "gpu" in clusters[tasks["train"]["job_cluster_key"]]["spark_version"]
     assert "train.use_gpu=true" in tasks["train"]["spark_python_task"]["parameters"]
     assert job["tags"]["git_commit"] == "${bundle.git.commit}"
+
+
+def test_the_wheel_installs_one_tokenlake_namespace_that_a_users_etl_module_cannot_shadow(tmp_path):
+    """Installed as top-level ``etl`` and ``jobs``, the package collided with any user module of
+    those names on a shared cluster; the wheel now holds ``tokenlake/`` alone."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # built from a copy: setuptools leaves build/ behind, and would reuse a stale one
+    source = shutil.copytree(REPO, tmp_path / "src", ignore=shutil.ignore_patterns(
+        ".git", "work", "data", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"))  # fmt: skip
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path), str(source)], check=True, capture_output=True, timeout=300)  # fmt: skip
+    (wheel,) = tmp_path.glob("tokenlake-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"tokenlake", wheel.name.split("-py")[0] + ".dist-info"}
+    for package in ("etl", "training", "jobs", "expectations", "benchmarks"):
+        assert f"tokenlake/{package}/__init__.py" in names
+    assert "tokenlake/expectations/gold.json" in names
+    assert "tokenlake = tokenlake.jobs.cli:main" in zipfile.ZipFile(wheel).read(
+        f"{wheel.name.split('-py')[0]}.dist-info/entry_points.txt"
+    ).decode()
+    # a user's own etl.py and jobs.py beside their code do not reach ours
+    (tmp_path / "etl.py").write_text("raise ImportError('the user etl module was imported by tokenlake')\n")
+    (tmp_path / "jobs.py").write_text("NAME = 'user jobs'\n")
+    script = "import jobs\nassert jobs.NAME == 'user jobs'\nfrom tokenlake.jobs.cli import main\n"
+    script += "main(['config', 'show'])"
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "etl.max_len" in out.stdout

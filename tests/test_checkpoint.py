@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import checkpoint
-from training.loop import make_optimizer
+from tokenlake.training import checkpoint
+from tokenlake.training.loop import make_optimizer
 
 
 def _model():
@@ -81,8 +81,8 @@ def test_only_complete_checkpoints_count_and_old_ones_are_pruned(tmp_path):
 
 
 def test_a_checkpoint_without_a_ranks_rng_state_is_refused_not_resumed_inexactly(tmp_path):
-    from training.config import TrainConfig
-    from training.launch import TrainingFailed, resume_point
+    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.launch import TrainingFailed, resume_point
 
     cfg, gold = TrainConfig(resume=True, num_processes=2), {"path": "gold", "version": 3}
     model = _model()
@@ -106,9 +106,9 @@ def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(t
 
     import mlflow
 
-    from etl.storage import WorkDir
-    from jobs.config import PipelineConfig
-    from jobs.mlflow_run import mlflow_run
+    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.config import PipelineConfig
+    from tokenlake.jobs.mlflow_run import mlflow_run
 
     model = _model()
     opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)
@@ -129,9 +129,9 @@ def test_a_resume_whose_mlflow_run_is_gone_says_so_and_links_the_new_run_to_it(t
 def test_ctrl_c_or_sigterm_inside_a_run_ends_it_killed_with_the_stage_and_the_checkpoint(tmp_path, signum):
     import mlflow
 
-    from etl.storage import WorkDir
-    from jobs.config import PipelineConfig
-    from jobs.mlflow_run import Stopped, mlflow_run, set_stage, stop_on_signals
+    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.config import PipelineConfig
+    from tokenlake.jobs.mlflow_run import Stopped, mlflow_run, set_stage, stop_on_signals
 
     model = _model()
     opt, sched = make_optimizer(model, lr=1e-2, weight_decay=0.0, total_steps=10, warmup_ratio=0.0)

@@ -1,8 +1,8 @@
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from etl.clean import clean_docs
-from etl.quality import quality_reason
+from tokenlake.etl.clean import clean_docs
+from tokenlake.etl.quality import quality_reason
 
 
 def test_clean_normalises_and_marks_unusable_rows(spark):
@@ -53,7 +53,7 @@ def test_urls_kept_masked_or_removed(spark):
 
 
 def test_quality_rules_name_the_first_failed_rule(spark):
-    from etl.config import QUALITY_FIELDS, EtlConfig
+    from tokenlake.etl.config import QUALITY_FIELDS, EtlConfig
 
     cfg = EtlConfig()
     rows = [
@@ -91,7 +91,7 @@ def test_quality_rules_name_the_first_failed_rule(spark):
 
 def test_repeated_trigram_share_is_exact(spark):
     """The share of word 3-grams that repeat an earlier one, counted over whole 3-grams."""
-    from etl.quality import _repeated_share, _word_trigrams, words_of
+    from tokenlake.etl.quality import _repeated_share, _word_trigrams, words_of
 
     rows = [
         ("cycle", "a b c a b c"),  # abc bca cab abc: one repeat in four

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs import cli, session
-from jobs.cli import EXIT_CONFIG, EXIT_INPUT, build_parser, main
-from jobs.config import PipelineConfig, keys, load_config
+from tokenlake.jobs import cli, session
+from tokenlake.jobs.cli import EXIT_CONFIG, EXIT_INPUT, build_parser, main
+from tokenlake.jobs.config import PipelineConfig, keys, load_config
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_an_abbreviated_flag_is_refused_under_its_subcommand_with_the_nearest_fl
     assert "usage: tokenlake run" in err and "unrecognized arguments: --epoch 2 (did you mean --epochs?)" in err
     code, err = _exit(["train", "--batch", "4"], capsys)
     assert code == EXIT_CONFIG and "usage: tokenlake train" in err and "did you mean --batch-size?" in err
-    from jobs.etl_job import build_parser as etl_job_parser
+    from tokenlake.jobs.etl_job import build_parser as etl_job_parser
 
     with pytest.raises(SystemExit):
         etl_job_parser().parse_args(["--input", "x", "--max", "64"])  # spark-submit's entry points too
@@ -208,7 +208,7 @@ def test_make_clean_removes_what_make_run_made_and_keeps_the_users_corpora(tmp_p
 
 
 def test_the_summary_says_where_the_model_is_and_when_it_is_not_the_best_epoch():
-    from jobs.summary import summary_lines
+    from tokenlake.jobs.summary import summary_lines
 
     metrics = {"test_accuracy": 0.9, "test_loss": 0.3}
     training = {"metrics": metrics, "mlflow_run_id": "abc", "best_epoch": 2,

@@ -15,6 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+
 from conftest import free_port
 
 SPARK_HOME = Path(__import__("pyspark").__file__).parent
@@ -143,7 +144,8 @@ def test_too_many_processes_for_the_cluster_fail_fast(standalone_cluster, tmp_pa
     url, env = standalone_cluster
     script = (
         "import sys; from pyspark.sql import SparkSession; "
-        "from training.config import TrainConfig; from training.launch import check_task_slots, TrainingFailed\n"
+        "from tokenlake.training.config import TrainConfig\n"
+        "from tokenlake.training.launch import check_task_slots, TrainingFailed\n"
         f"spark = SparkSession.builder.master('{url}').config('spark.driver.host','127.0.0.1').getOrCreate()\n"
         "spark.range(4).count()\n"
         "try:\n check_task_slots(spark, TrainConfig(num_processes=8, local_mode=False))\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.config import load_config, parse_override
+from tokenlake.jobs.config import load_config, parse_override
 
 
 def test_defaults_yaml_set_and_flags_layer_in_order(tmp_path):
@@ -55,7 +55,7 @@ def test_learning_rate_defaults_by_model():
 
 
 def test_task_flag_selects_the_etl_task_and_rejects_unknown_ones():
-    from jobs.cli import build_parser, config_from_args
+    from tokenlake.jobs.cli import build_parser, config_from_args
 
     args = build_parser().parse_args(["run", "--input", "x.jsonl", "--task", "causal-lm"])
     assert config_from_args(args).etl.task == "causal-lm"
@@ -65,7 +65,7 @@ def test_task_flag_selects_the_etl_task_and_rejects_unknown_ones():
 
 
 def test_distributor_flags_reach_the_train_config():
-    from jobs.cli import build_parser, config_from_args
+    from tokenlake.jobs.cli import build_parser, config_from_args
 
     def cfg(*flags):
         return config_from_args(build_parser().parse_args(["train", *flags])).train

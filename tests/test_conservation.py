@@ -10,10 +10,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from etl.config import EtlConfig
-from etl.generate import CLASSES, make_document
-from etl.lake import read_table
-from etl.pipeline import run_etl
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.generate import CLASSES, make_document
+from tokenlake.etl.lake import read_table
+from tokenlake.etl.pipeline import run_etl
 
 LABELS = sorted(CLASSES)
 

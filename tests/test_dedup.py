@@ -1,4 +1,4 @@
-from etl.dedup import mark_exact_duplicates, with_content_hash
+from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
 
 
 def test_exact_duplicates_keep_the_smallest_id(spark):

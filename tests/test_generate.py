@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from etl.generate import (
+from tokenlake.etl.generate import (
     BAD_KINDS,
     CLASSES,
     CLASSES_ES,
@@ -20,8 +20,8 @@ from etl.generate import (
     truth_path,
     word_set,
 )
-from etl.ingest import BAD_LABEL_TYPE, MALFORMED_JSON, MISSING_LABEL, MISSING_TEXT, TEXT_NOT_STRING
-from etl.sources import INVALID_UTF8
+from tokenlake.etl.ingest import BAD_LABEL_TYPE, MALFORMED_JSON, MISSING_LABEL, MISSING_TEXT, TEXT_NOT_STRING
+from tokenlake.etl.sources import INVALID_UTF8
 
 NEUTRAL = set(FILLER) | set(LANGUAGES["en"].pseudo)
 
@@ -51,7 +51,7 @@ def test_same_seed_same_bytes_and_labelled_rows(tmp_path):
 
 def test_contrast_sentences_name_one_topic_and_negate_the_other(tmp_path):
     """So a contrast document's bag of words is as likely to come from its mirror image."""
-    from etl.generate import make_contrast_document
+    from tokenlake.etl.generate import make_contrast_document
 
     openings = set()
     for seed in range(20):
@@ -259,7 +259,7 @@ def test_bad_arguments_are_refused(tmp_path):
 
 
 def test_cli_generate_flags(tmp_path, capsys):
-    from jobs.cli import build_parser, main
+    from tokenlake.jobs.cli import build_parser, main
 
     argv = ["generate", "--out", str(tmp_path / "c"), "--docs", "40", "--seed", "3", "--dup-rate", "0.1"]
     argv += ["--near-dup-rate", "0.1", "--pii-rate", "0.2", "--noise-rate", "0.2", "--bad-rate", "0.1"]

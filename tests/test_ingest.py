@@ -1,4 +1,4 @@
-from etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
+from tokenlake.etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
 
 LINES = [
     (b'{"id": "a", "text": "hello world", "label": "pos"}', ("a", "hello world", "pos", None)),

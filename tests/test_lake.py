@@ -1,4 +1,4 @@
-from etl.lake import table_digest
+from tokenlake.etl.lake import table_digest
 
 
 def test_digest_ignores_order_and_partitioning_but_sees_any_change(spark):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from training.data import steps_per_epoch, to_model_inputs
-from training.loop import evaluate, fit_epoch, lr_factor, make_optimizer, metrics, param_groups, precision
-from training.model import build_classifier
+from tokenlake.training.data import steps_per_epoch, to_model_inputs
+from tokenlake.training.loop import evaluate, fit_epoch, lr_factor, make_optimizer, metrics, param_groups, precision
+from tokenlake.training.model import build_classifier
 
 
 def test_lr_warms_up_linearly_then_decays_on_a_cosine_to_zero():
@@ -99,7 +99,7 @@ def test_fit_epoch_learns_a_toy_task(grad_checkpointing):
 def test_progress_prints_plain_lines_when_not_a_terminal():
     import io
 
-    from training.distributed import progress_printer
+    from tokenlake.training.distributed import progress_printer
 
     out = io.StringIO()
     on_step = progress_printer(1, 2, steps=20, world=2, stream=out)
@@ -110,7 +110,7 @@ def test_progress_prints_plain_lines_when_not_a_terminal():
 
 
 def test_length_bucketing_keeps_every_row_and_cuts_padding():
-    from training.data import length_bucketed
+    from tokenlake.training.data import length_bucketed
 
     g = torch.Generator().manual_seed(0)
     lengths = torch.randint(3, 64, (8 * 16,), generator=g)
@@ -133,8 +133,8 @@ def test_length_bucketing_keeps_every_row_and_cuts_padding():
 
 
 def test_passes_chain_seeded_one_pass_loaders_into_full_batches():
-    from training.data import passes
-    from training.gold_files import TensorSplit
+    from tokenlake.training.data import passes
+    from tokenlake.training.gold_files import TensorSplit
 
     split = TensorSplit({"n_tokens": torch.arange(10), "row": torch.arange(10)})
     opened = []
@@ -162,7 +162,7 @@ def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_
     import pyarrow.parquet as pq
     from petastorm.etl import dataset_metadata
 
-    from training.gold_reader import sort_petastorm_row_groups
+    from tokenlake.training.gold_reader import sort_petastorm_row_groups
 
     for i in range(4):
         pq.write_table(pa.table({"x": [i, i]}), tmp_path / f"part-{i:05d}.parquet", row_group_size=1)
@@ -180,7 +180,7 @@ def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_
 
 
 def test_stop_early_counts_epochs_since_the_best_validation_loss():
-    from training.loop import stop_early
+    from tokenlake.training.loop import stop_early
 
     history = [{"val_loss": v} for v in (1.0, 0.8, 0.85, 0.79)]
     assert not stop_early(history, patience=0)  # off
@@ -200,8 +200,8 @@ def test_causal_lm_inputs_predict_real_tokens_only():
 
 
 def test_causal_lm_learns_a_repeating_sequence():
-    from training.loop import evaluate_lm, lm_metrics
-    from training.model import build_causal_lm
+    from tokenlake.training.loop import evaluate_lm, lm_metrics
+    from tokenlake.training.model import build_causal_lm
 
     torch.manual_seed(0)
     model = build_causal_lm("tiny", vocab_size=20, max_len=16)

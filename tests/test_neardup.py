@@ -3,8 +3,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from benchmarks.neardup_scale import near_dup_corpus, recall_precision
-from etl.neardup import (
+from tokenlake.benchmarks.neardup_scale import near_dup_corpus, recall_precision
+from tokenlake.etl.neardup import (
     NearDupClusteringDidNotConverge,
     band_hashes,
     mark_near_duplicates,

@@ -13,10 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import free_port, kill_at_a_mid_epoch_checkpoint
 
-from etl import storage
-from etl.storage import WorkDir
+from tokenlake.etl import storage
+from tokenlake.etl.storage import WorkDir
+
+from conftest import free_port, kill_at_a_mid_epoch_checkpoint
 
 SECRET = "tl-secret-3f9d1c7a"  # the secret key given to the server and the runs: it must show up nowhere
 # the session's corpus (1,600 train rows), two processes of 32: 25 steps, a checkpoint every 10 (the
@@ -99,7 +100,9 @@ def test_files_directories_and_the_staging_copy_on_s3(s3, tmp_path, monkeypatch)
 
 def _tokenlake(args: list[str], staging: Path, **popen) -> subprocess.Popen:
     env = {**os.environ, "TOKENLAKE_STAGING": str(staging)}
-    return subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], env=env, start_new_session=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tokenlake.jobs.cli", *args], env=env, start_new_session=True, **popen
+    )
 
 
 def _rows(table: dict) -> list[tuple]:
@@ -107,7 +110,7 @@ def _rows(table: dict) -> list[tuple]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from training.gold_files import delta_files
+    from tokenlake.training.gold_files import delta_files
 
     parts = []
     for path in delta_files(table["path"], table["version"]):
@@ -119,7 +122,7 @@ def _rows(table: dict) -> list[tuple]:
 
 @pytest.mark.slow
 def test_run_on_s3_resumes_from_checkpoints_there_and_matches_a_local_run(corpus, etl_work, s3, tmp_path):
-    from training import checkpoint, gold_files
+    from tokenlake.training import checkpoint, gold_files
 
     work = "s3a://lake/run"
     args = ["run", "--input", str(corpus), "--work", work, *TRAIN]
@@ -181,7 +184,7 @@ def test_run_on_s3_resumes_from_checkpoints_there_and_matches_a_local_run(corpus
 
 
 def test_s3a_settings_come_from_the_environment_and_hold_no_key(monkeypatch):
-    from jobs.session import hadoop_version, storage_settings
+    from tokenlake.jobs.session import hadoop_version, storage_settings
 
     assert storage_settings(["/local/work", "data/in.jsonl"]) == ({}, [])
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
@@ -202,8 +205,8 @@ def test_s3a_settings_come_from_the_environment_and_hold_no_key(monkeypatch):
 
 
 def test_conf_flags_reach_the_session_or_are_refused(spark, tmp_path, capsys):
-    from jobs.cli import EXIT_CONFIG, main, spark_conf
-    from jobs.session import apply_conf
+    from tokenlake.jobs.cli import EXIT_CONFIG, main, spark_conf
+    from tokenlake.jobs.session import apply_conf
 
     assert spark_conf(["spark.sql.shuffle.partitions=3", "a.b=x=y"]) == {
         "spark.sql.shuffle.partitions": "3",

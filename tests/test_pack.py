@@ -1,4 +1,4 @@
-from etl.pack import pack_blocks
+from tokenlake.etl.pack import pack_blocks
 
 
 def test_blocks_are_full_except_one_tail_per_split_and_never_mix_splits(spark):

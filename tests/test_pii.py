@@ -4,8 +4,8 @@ import re
 import pytest
 from pyspark.sql import functions as F
 
-from etl.generate import generate_corpus, truth_path
-from etl.pii import (
+from tokenlake.etl.generate import generate_corpus, truth_path
+from tokenlake.etl.pii import (
     SECRET_ENV,
     TYPES,
     dni_valid,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.lake import commit_metadata, read_table
-from expectations import SUITE_DIR
-from jobs.cli import EXIT_BUSY, EXIT_INPUT, EXIT_VALIDATION, main
+from tokenlake.etl.lake import commit_metadata, read_table
+from tokenlake.expectations import SUITE_DIR
+from tokenlake.jobs.cli import EXIT_BUSY, EXIT_INPUT, EXIT_VALIDATION, main
 
 
 def _client(work: Path):
@@ -114,7 +114,7 @@ def test_run_end_to_end(spark, corpus, tmp_path):
 
 
 def _runs_and_tables_list_what_spark_and_mlflow_hold(spark, work: Path, report: dict) -> None:
-    from jobs.overview import table_history
+    from tokenlake.jobs.overview import table_history
 
     capture = io.StringIO()
     with contextlib.redirect_stdout(capture):
@@ -220,7 +220,7 @@ def test_an_input_without_a_usable_training_row_exits_4_with_one_line(spark, tmp
 
 def test_a_failure_to_read_gold_that_is_not_tampering_is_not_reported_as_tampering(etl_work, spark, monkeypatch):
     """Only errors that mean a file is bad or gone make gold "changed outside Delta"."""
-    from jobs import runner
+    from tokenlake.jobs import runner
 
     def out_of_memory(df):
         raise MemoryError("Java heap space")
@@ -231,7 +231,7 @@ def test_a_failure_to_read_gold_that_is_not_tampering_is_not_reported_as_tamperi
 
 
 def test_a_run_on_a_work_dir_another_run_holds_exits_7_and_writes_nothing(corpus, tmp_path, capsys):
-    from etl.storage import WorkDir
+    from tokenlake.etl.storage import WorkDir
 
     work = WorkDir.of(tmp_path / "work")
     with work.lock():  # as another process's run would hold it (flock: one holder per open file)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from etl.config import EtlConfig
-from etl.context import suite_params
-from etl.reasons import REASONS, reason
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.context import suite_params
+from tokenlake.etl.reasons import REASONS, reason
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from etl.config import EtlConfig
-from etl.generate import CLASSES, make_document
-from etl.lake import read_table
-from etl.pipeline import run_etl
-from jobs.runner import usable_gold
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.generate import CLASSES, make_document
+from tokenlake.etl.lake import read_table
+from tokenlake.etl.pipeline import run_etl
+from tokenlake.jobs.runner import usable_gold
 
 LABELS = sorted(CLASSES)
 CFG = EtlConfig(vocab_size=300, min_files=1)
@@ -115,7 +115,7 @@ def test_gold_is_rebuilt_when_the_tokenizer_settings_or_max_len_change(spark, tm
 
 
 def test_a_table_from_an_older_layout_is_a_clear_error(spark, tmp_path):
-    from etl.pipeline import StoredTableMismatch
+    from tokenlake.etl.pipeline import StoredTableMismatch
 
     old = spark.createDataFrame(
         [("x", "malformed_json", "ingest", "f", "{")],

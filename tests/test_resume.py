@@ -6,10 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import kill_at_a_mid_epoch_checkpoint
 
-from jobs.cli import EXIT_TRAINING, EXIT_VALIDATION, main
-from training import checkpoint
+from tokenlake.jobs.cli import EXIT_TRAINING, EXIT_VALIDATION, main
+from tokenlake.training import checkpoint
+
+from conftest import kill_at_a_mid_epoch_checkpoint
 
 # 50 steps per epoch, a checkpoint every 10: the kill lands inside an epoch
 TRAIN = ["--epochs", "2", "--batch-size", "16", "--set", "train.checkpoint_steps=10"]
@@ -31,7 +32,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(spark, corpu
 
     # the same training in a process of its own (driver, JVM, torchrun and ranks in one group)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jobs.cli", "train", "--work", str(work), *TRAIN],
+        [sys.executable, "-m", "tokenlake.jobs.cli", "train", "--work", str(work), *TRAIN],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

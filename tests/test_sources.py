@@ -6,8 +6,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from etl.ingest import parse_records
-from etl.sources import file_format, read_sources
+from tokenlake.etl.ingest import parse_records
+from tokenlake.etl.sources import file_format, read_sources
 
 
 def test_format_comes_from_the_name_compression_suffix_ignored():
@@ -92,7 +92,7 @@ def test_source_lines_keep_the_rows_where_they_are(spark, tmp_path):
     and every later stage on one core."""
     from pyspark import StorageLevel
 
-    from etl.sources import with_source_line
+    from tokenlake.etl.sources import with_source_line
 
     path = tmp_path / "one.jsonl"
     path.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(4000)))
@@ -111,7 +111,7 @@ def test_an_outage_while_reading_a_file_fails_the_run_instead_of_quarantining_it
     from py4j.protocol import Py4JNetworkError
     from pyspark.sql.readwriter import DataFrameReader
 
-    from etl.sources import SourceReadFailed
+    from tokenlake.etl.sources import SourceReadFailed
 
     pq.write_table(pa.table({"id": ["p1"], "text": ["fine"], "label": ["z"]}), tmp_path / "good.parquet")
     (tmp_path / "fake.parquet").write_text("not parquet at all")

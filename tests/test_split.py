@@ -1,4 +1,4 @@
-from etl.split import assign_split
+from tokenlake.etl.split import assign_split
 
 
 def test_split_is_deterministic_proportional_and_stable_under_appends(spark):

@@ -14,9 +14,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import free_port
 
-from jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_TRAINING, EXIT_VALIDATION, main, mlflow_server_command
+from tokenlake.jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_TRAINING, EXIT_VALIDATION, main, mlflow_server_command
+
+from conftest import free_port
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def test_the_validation_page_renders_offline_in_a_browser_and_says_what_the_resu
     suite's table, version and rows, and each expectation's observed value and outcome in words."""
     import html
 
-    from etl.validation_page import rows_of
+    from tokenlake.etl.validation_page import rows_of
 
     report = json.loads((etl_work / "report.json").read_text())
     page = Path(report["validation"]["page"])
@@ -74,7 +75,7 @@ def test_validate_stage_revalidates_the_published_version(etl_work):
 
 def _append_unvalidated_gold(spark, work: Path) -> int:
     """A gold version written behind the gate: same rows, no validation in its commit."""
-    from etl.lake import read_table, write_table
+    from tokenlake.etl.lake import read_table, write_table
 
     gold = str(work / "lake/gold")
     return write_table(read_table(spark, gold, 0).limit(50), gold, mode="append")
@@ -98,7 +99,7 @@ def test_train_refuses_gold_whose_files_were_altered_behind_deltas_back(spark, w
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from etl.lake import read_table
+    from tokenlake.etl.lake import read_table
 
     report = json.loads((work_copy / "report.json").read_text())
     assert report["tables"]["gold"]["digest"].startswith(f"{report['rows']['clean']}:")
@@ -116,7 +117,7 @@ def test_train_refuses_gold_whose_files_were_altered_behind_deltas_back(spark, w
 
 
 def test_train_refuses_gold_whose_files_no_longer_read(spark, work_copy, capsys):
-    from etl.lake import read_table
+    from tokenlake.etl.lake import read_table
 
     victim = urlparse(read_table(spark, str(work_copy / "lake/gold"), 0).inputFiles()[0]).path
     Path(victim).write_bytes(Path(victim).read_bytes()[:100])
@@ -198,8 +199,8 @@ def test_a_pretrained_model_refuses_gold_made_with_another_tokenizer(etl_work, c
 
 @pytest.mark.slow
 def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
-    from etl.generate import generate_corpus
-    from etl.tokenize import fingerprint, pretrained_dir
+    from tokenlake.etl.generate import generate_corpus
+    from tokenlake.etl.tokenize import fingerprint, pretrained_dir
 
     # topics only (no "X, not Y" documents): seven steps check the warm start, not word order
     corpus = generate_corpus(tmp_path / "small.jsonl", 300, seed=11, contrast=0.0)
@@ -233,15 +234,15 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
 
 
 def _gold_meta(spark, work):
-    from etl.lake import commit_metadata
+    from tokenlake.etl.lake import commit_metadata
 
     gold = json.loads((work / "report.json").read_text())["tables"]["gold"]
     return gold, commit_metadata(spark, gold["path"], gold["version"])
 
 
 def test_failed_training_leaves_no_model_and_no_copy(spark, work_copy):
-    from training.config import TrainConfig
-    from training.launch import launch_training
+    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.launch import launch_training
 
     gold, meta = _gold_meta(spark, work_copy)
     with pytest.raises(RuntimeError):  # token ids beyond a 2-word vocabulary: every rank crashes
@@ -253,7 +254,7 @@ def test_failed_training_leaves_no_model_and_no_copy(spark, work_copy):
 
 def _relaid_gold(spark, gold, path, frame_of):
     """Gold's rows written again as another Delta table, laid out by ``frame_of(rows)``."""
-    from etl.lake import read_table, write_table
+    from tokenlake.etl.lake import read_table, write_table
 
     rows = read_table(spark, gold["path"], gold["version"])
     return {"path": str(path), "version": write_table(frame_of(rows), str(path))}
@@ -262,8 +263,8 @@ def _relaid_gold(spark, gold, path, frame_of):
 def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy):
     from pyspark.sql import functions as F
 
-    from training import launch
-    from training.config import TrainConfig
+    from tokenlake.training import launch
+    from tokenlake.training.config import TrainConfig
 
     gold, meta = _gold_meta(spark, work_copy)
 
@@ -283,8 +284,8 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
 
 
 def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy):
-    from training.config import TrainConfig
-    from training.launch import TrainingFailed, launch_training
+    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.launch import TrainingFailed, launch_training
 
     gold, meta = _gold_meta(spark, work_copy)
     table = _relaid_gold(spark, gold, work_copy / "one_file_gold", lambda rows: rows.coalesce(1))
@@ -298,7 +299,7 @@ def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy
 
 NO_SPARK_CHECK = """
 import sys
-from jobs.cli import main
+from tokenlake.jobs.cli import main
 rc = main(sys.argv[1:])
 from pyspark import SparkContext
 assert SparkContext._active_spark_context is None, "a SparkContext was started"
@@ -352,9 +353,9 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
     """kill -9 the ETL once gold's new data files appear, before their commit: readers still get
     the previous version, a re-run completes without duplicates, the history says what happened.
     While it runs, a second run on the work dir is refused (exit 7); once killed, it holds no lock."""
-    from etl.lake import read_table
-    from etl.storage import LOCK_FILE
-    from training.gold_files import delta_files, latest_version
+    from tokenlake.etl.lake import read_table
+    from tokenlake.etl.storage import LOCK_FILE
+    from tokenlake.training.gold_files import delta_files, latest_version
 
     gold = work_copy / "lake" / "gold"
     before = set(gold.glob("*.parquet"))
@@ -363,7 +364,7 @@ def test_etl_killed_while_writing_gold_leaves_the_previous_version_and_reruns_cl
     args = ["etl", "--input", str(corpus), "--work", str(work_copy), "--set", "etl.vocab_size=1000", "--rebuild-gold"]
     caught = None
     for attempt in range(3):  # the window between the files and the commit is short; rarely missed
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], start_new_session=True,
+        proc = subprocess.Popen([sys.executable, "-m", "tokenlake.jobs.cli", *args], start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         try:
             if attempt == 0:  # while it runs, a second run on the same work dir is turned away at once
@@ -398,12 +399,14 @@ def test_sigterm_ends_the_mlflow_run_as_killed_and_says_where_it_stopped(work_co
     and the one line on stderr says in which stage and from which checkpoint --resume goes on."""
     from mlflow.tracking import MlflowClient
 
-    from training import checkpoint
+    from tokenlake.training import checkpoint
 
     args = ["train", "--work", str(work_copy), "--no-spark", "--epochs", "20", "--set", "train.checkpoint_steps=2"]
     err = work_copy / "train.err"
     with err.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", *args], stdout=subprocess.DEVNULL, stderr=sink)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tokenlake.jobs.cli", *args], stdout=subprocess.DEVNULL, stderr=sink
+        )
     try:
         deadline = time.monotonic() + 120
         while not checkpoint.latest(work_copy / "checkpoints") and proc.poll() is None and time.monotonic() < deadline:
@@ -458,7 +461,7 @@ def test_secrets_from_the_environment_never_reach_logs_report_or_mlflow(work_cop
 
 
 def test_train_without_spark_refuses_a_file_changed_behind_deltas_back(work_copy, capsys):
-    from training.gold_files import delta_files
+    from tokenlake.training.gold_files import delta_files
 
     victim = Path(delta_files(work_copy / "lake" / "gold")[0])
     victim.write_bytes(victim.read_bytes() + b"\0")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from etl.tokenize import fingerprint, save_tokenizer, tokenize_docs, train_tokenizer
+from tokenlake.etl.tokenize import fingerprint, save_tokenizer, tokenize_docs, train_tokenizer
 
 TEXTS = ["the striker scored a goal", "the bank raised interest rates", "bake bread with garlic"] * 50
 

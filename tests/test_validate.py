@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-import etl.validate
-from etl.config import EtlConfig
-from etl.context import row_params, suite_params
-from etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
+from tokenlake.etl import validate as etl_validate
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.context import row_params, suite_params
+from tokenlake.etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
 SHA = "a" * 64
@@ -224,7 +224,7 @@ def test_split_bounds_follow_the_rows_the_metrics_pass_counted(spark, tmp_path):
 def test_a_hash_collision_does_not_count_as_a_repeated_value(spark, monkeypatch):
     """Repeated values are found by hash first; where hashes repeat, the values are counted
     exactly. A deliberately weak hash (the length) makes every id of BRONZE collide."""
-    monkeypatch.setattr(etl.validate, "REPEATED_KEY", "length({})")
+    monkeypatch.setattr(etl_validate, "REPEATED_KEY", "length({})")
     assert _run(spark, "bronze", BRONZE).success
     result = _run(spark, "bronze", BRONZE + [("a", "again", "pos", "f")])
     assert result.failed_expectations == ["expect_column_values_to_be_between(repeated_id)"]
@@ -277,7 +277,7 @@ def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_sha
     ``table``) is taken over stored and new rows together."""
     stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
     new = [(f"n{i}", f"new {i}", "pos", "train", f"{100 + i:064x}", "f") for i in range(2)]
-    metrics = {name: spec for name, spec in etl.validate.load_suite("silver", None)["metrics"].items()}
+    metrics = {name: spec for name, spec in etl_validate.load_suite("silver", None)["metrics"].items()}
     frame = spark.createDataFrame(new, SILVER_SCHEMA)
     values = compute_metrics(frame, metrics, {}, stored=stored)
     assert values["rows"] == 12 and values["train_share"] == 10 / 12
@@ -297,7 +297,7 @@ def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_sha
 
 
 def test_a_repeated_hash_in_an_append_is_recounted_over_the_values(spark, monkeypatch):
-    monkeypatch.setattr(etl.validate, "REPEATED_KEY", "length({})")  # every id of one length "collides"
+    monkeypatch.setattr(etl_validate, "REPEATED_KEY", "length({})")  # every id of one length "collides"
     stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
     new = spark.createDataFrame([("n1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
     metrics = {"repeated_id": {"repeated": "id"}}

@@ -14,7 +14,7 @@ import json
 import random
 from pathlib import Path
 
-from etl import storage
+from tokenlake.etl import storage
 
 KEEP = 2  # checkpoints kept besides the one being written
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from etl.config import one_of
+from tokenlake.etl.config import one_of
 
 # Peak learning rates that train each size well from scratch on a few thousand documents.
 DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}

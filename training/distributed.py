@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl.config import Task
-from training.config import TrainSpec
+from tokenlake.etl.config import Task
+from tokenlake.training.config import TrainSpec
 
 
 def _device(use_gpu: bool):
@@ -80,7 +80,7 @@ def _evaluate_split(state: _Rank, split) -> dict:
     uneven shards cannot hang), then turned into metrics."""
     import torch.distributed as dist
 
-    from training.loop import evaluate, evaluate_lm, lm_metrics, metrics
+    from tokenlake.training.loop import evaluate, evaluate_lm, lm_metrics, metrics
 
     spec, device = state.spec, state.device
     with split.make_torch_dataloader(
@@ -152,7 +152,7 @@ def train_fn(spec: TrainSpec, splits: dict) -> dict:
 
 
 def _report_failure(spec: TrainSpec, exc: BaseException) -> None:
-    from etl import storage
+    from tokenlake.etl import storage
 
     message = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
     with contextlib.suppress(Exception):  # the error itself is what matters: it still propagates
@@ -181,9 +181,9 @@ def _build_model(state: _Rank) -> None:
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from training.data import steps_per_epoch
-    from training.loop import make_optimizer, precision
-    from training.model import build_model
+    from tokenlake.training.data import steps_per_epoch
+    from tokenlake.training.loop import make_optimizer, precision
+    from tokenlake.training.model import build_model
 
     spec, cfg, device = state.spec, state.spec.train, state.device
     model = build_model(spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len)
@@ -205,7 +205,7 @@ def _build_model(state: _Rank) -> None:
 
 def _train_rows(state: _Rank, split):
     """This rank's training rows, pass after pass over its shard, each pass shuffled by its own seed."""
-    from training.data import passes
+    from tokenlake.training.data import passes
 
     cfg = state.spec.train
 
@@ -225,7 +225,7 @@ def _train_rows(state: _Rank, split):
 
 
 def _batches(state: _Rank, rows):
-    from training.data import length_bucketed
+    from tokenlake.training.data import length_bucketed
 
     cfg = state.spec.train
     return length_bucketed(rows, cfg.bucket_batches, seed=cfg.seed + state.rank)
@@ -236,7 +236,7 @@ def _resume(state: _Rank, batches) -> None:
     replaying it up to the checkpoint puts the batches the killed run would have seen next in
     front of this one (reading is far faster than training: benchmarks' loader_vs_train); the
     model, optimizer, schedule and RNG states are restored after it."""
-    from training import checkpoint
+    from tokenlake.training import checkpoint
 
     spec = state.spec
     where = checkpoint.position(spec.resume_from)
@@ -255,7 +255,7 @@ def _save(state: _Rank, epoch: int, step: int) -> None:
     """Every rank's part of the checkpoint at (``epoch``, ``step``)."""
     import torch.distributed as dist
 
-    from training import checkpoint
+    from tokenlake.training import checkpoint
 
     spec = state.spec
     where = {"epoch": epoch, "step": step, "global_step": epoch * state.steps + step, "history": state.history,
@@ -267,7 +267,7 @@ def _save(state: _Rank, epoch: int, step: int) -> None:
 def _run_epochs(state: _Rank, batches, validation) -> None:
     """The epochs left: a fixed number of steps each (checkpointed every ``checkpoint_steps`` and
     at the end), validation, and early stopping on the all-reduced history."""
-    from training.loop import fit_epoch, stop_early
+    from tokenlake.training.loop import fit_epoch, stop_early
 
     cfg, world, steps = state.spec.train, state.world, state.steps
     every = cfg.checkpoint_steps
@@ -319,7 +319,7 @@ def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
     import torch
     import torch.distributed as dist
 
-    from etl.storage import local_dir, umask_modes
+    from tokenlake.etl.storage import local_dir, umask_modes
 
     if state.rank == 0:
         with local_dir(state.spec.model_dir) as out:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote
 
-from etl import storage
+from tokenlake.etl import storage
 
 
 def _commits(table: str | Path) -> list[tuple[int, str]]:
@@ -97,7 +97,7 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
     import pyarrow.parquet as pq
     import torch
 
-    from training.gold_reader import pad_rows
+    from tokenlake.training.gold_reader import pad_rows
 
     tables = []
     for path in delta_files(table, version, check_sizes=True):

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from etl.storage import S3_SCHEMES, filesystem, is_remote
+from tokenlake.etl.storage import S3_SCHEMES, filesystem, is_remote
 
 SPLIT_COLUMN = "split"
 

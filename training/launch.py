@@ -14,14 +14,14 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from etl import storage
-from etl.lake import read_table
-from etl.split import SPLITS
-from etl.storage import WorkDir
-from training import checkpoint
-from training.config import TrainConfig, TrainSpec
-from training.data import steps_per_epoch
-from training.gold_reader import GoldSplit, row_groups, shard_rows
+from tokenlake.etl import storage
+from tokenlake.etl.lake import read_table
+from tokenlake.etl.split import SPLITS
+from tokenlake.etl.storage import WorkDir
+from tokenlake.training import checkpoint
+from tokenlake.training.config import TrainConfig, TrainSpec
+from tokenlake.training.data import steps_per_epoch
+from tokenlake.training.gold_reader import GoldSplit, row_groups, shard_rows
 
 log = logging.getLogger("tokenlake.train")
 
@@ -137,8 +137,8 @@ def train_without_spark(
     Spark, no Java: for GPU machines."""
     import os
 
-    from training.distributed import train_fn
-    from training.gold_files import TensorSplit, load_gold
+    from tokenlake.training.distributed import train_fn
+    from tokenlake.training.gold_files import TensorSplit, load_gold
 
     started, work = time.time(), WorkDir.of(work)
     if "RANK" not in os.environ:  # a single process is a world of one
@@ -185,7 +185,7 @@ def launch_training(
     With ``cfg.resume``, continue from the latest checkpoint; otherwise old checkpoints are removed."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
-    from training.distributed import train_fn
+    from tokenlake.training.distributed import train_fn
 
     started, work = time.time(), WorkDir.of(work)
     check_task_slots(spark, cfg)

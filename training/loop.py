@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from training.data import to_model_inputs
+from tokenlake.training.data import to_model_inputs
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

@@ -4,7 +4,7 @@ causal language modelling (``build_causal_lm``)."""
 
 from __future__ import annotations
 
-from etl.config import Task
+from tokenlake.etl.config import Task
 
 SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
@@ -19,7 +19,7 @@ def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: 
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     if size not in SIZES:
-        from etl.tokenize import pretrained_dir
+        from tokenlake.etl.tokenize import pretrained_dir
 
         return AutoModelForSequenceClassification.from_pretrained(
             str(pretrained_dir(size)),

@@ -12,8 +12,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from etl.config import Task
-from etl.storage import local_dir
+from tokenlake.etl.config import Task
+from tokenlake.etl.storage import local_dir
 
 
 def flatten(prefix: str, config: dict) -> dict[str, str]:
