@@ -182,8 +182,8 @@ def execute(args: argparse.Namespace) -> int:
     from tokenlake.etl.storage import WorkDir, WorkDirBusy
     from tokenlake.etl.validate import ValidationFailed
     from tokenlake.jobs.config import check_names
+    from tokenlake.jobs.gold_trust import GoldRefused
     from tokenlake.jobs.mlflow_run import Stopped, stop_on_signals
-    from tokenlake.jobs.runner import GoldRefused
     from tokenlake.jobs.session import DeltaJarsMissing
     from tokenlake.jobs.summary import print_summary
     from tokenlake.training.launch import TrainingFailed

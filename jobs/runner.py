@@ -1,6 +1,6 @@
 """The stages as the CLI and the jobs run them: ``etl``, ``validate``, ``train``, and ``run`` (all
-three in one MLflow run). Each stage merges its part into ``WORK/report.json``, so separate
-scheduled tasks (etl -> validate -> train) leave the same report as one ``tokenlake run``.
+three in one MLflow run). Each stage merges its part into ``WORK/report.json`` (``jobs.report``);
+training takes only a gold version ``jobs.gold_trust`` accepts.
 
 ``work`` is a ``WorkDir`` (or a path, made one): the lake, checkpoints and model at its URI, the
 report, tokenizer and validation results in its local copy (``etl.storage``), which the caller
@@ -8,108 +8,35 @@ pulls before a command and pushes after it."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from tokenlake.etl.config import Task
-from tokenlake.etl.context import EtlResult, row_params, suite_params
-from tokenlake.etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
+from tokenlake.etl.context import row_params, suite_params
+from tokenlake.etl.lake import commit_metadata, latest_version, read_table
 from tokenlake.etl.pipeline import run_etl
-from tokenlake.etl.storage import WorkDir, exists, write_text
-from tokenlake.etl.tokenize import fingerprint, pretrained_dir
+from tokenlake.etl.storage import WorkDir
 from tokenlake.etl.validate import (
-    SuiteResult,
     ValidationFailed,
     build_data_docs,
-    data_docs_index,
     gx_context,
     validate_table,
 )
-from tokenlake.etl.validation_page import write_page
 from tokenlake.jobs.config import PipelineConfig
+from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, usable_gold, usable_gold_files
 from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
-from tokenlake.training import gold_files
+from tokenlake.jobs.report import etl_report, read_report, update_report, validation_summary
 from tokenlake.training.baseline import train_baseline
 from tokenlake.training.distributed import EVAL_KEYS
 from tokenlake.training.launch import launch_training, train_without_spark
 from tokenlake.training.tracking import lineage_tags, log_delta_inputs, log_training
 
 log = logging.getLogger("tokenlake")
-
-
-class GoldRefused(RuntimeError):
-    """The gold version asked for is not one that training may use."""
-
-
-def read_report(work: WorkDir | Path | str) -> dict:
-    path = WorkDir.of(work).local / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def update_report(work: WorkDir | Path | str, **parts) -> dict:
-    """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report,
-    stamped with the time it was written and the tokenlake version that wrote it."""
-    from tokenlake.jobs.flags import tokenlake_version
-
-    work = WorkDir.of(work)
-    stamp = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "tokenlake_version": tokenlake_version()}
-    report = {**read_report(work), **parts, **stamp}
-    write_text(work.local / "report.json", json.dumps(report, indent=2, sort_keys=True))
-    return report
-
-
-def validation_summary(results: list[SuiteResult], work: WorkDir, tables: dict) -> dict:
-    """Suite results as the report shows them, with paths under the work dir (its URI), and the
-    offline page of them (``etl.validation_page``) written."""
-    docs = data_docs_index(work.local / "validation")
-    page = write_page(work.local / "validation", [r.suite for r in results if r.result_path], tables)
-    return {
-        "page": work.published(page),
-        "data_docs": work.published(docs) if docs.is_file() else None,
-        "success": all(r.success for r in results) and bool(results),
-        "failed_expectations": [f"{r.suite}: {name}" for r in results for name in r.failed_expectations],
-        "suites": {
-            r.suite: {
-                "success": r.success,
-                "evaluated": r.evaluated,
-                "unexpected": r.unexpected,
-                "result_path": work.published(r.result_path) if r.result_path else None,
-            }
-            for r in results
-        },
-    }
-
-
-def absolute_input(input_path: str) -> str:
-    """``--input`` with each local path made absolute (URIs as given), as the report and MLflow keep it."""
-    return ",".join(p if "://" in p else os.path.abspath(p) for p in (q.strip() for q in input_path.split(",")) if p)
-
-
-def _etl_report(input_path: str, work: WorkDir, etl: EtlResult) -> dict:
-    return {
-        "input": absolute_input(input_path),
-        "rows": etl.rows,
-        "reject_reasons": etl.reject_reasons,
-        "tables": etl.tables,
-        "validation": validation_summary(etl.validations, work, etl.tables),
-        "pii": etl.pii,
-        "partitions": etl.partitions,
-        **({"packing": etl.packing} if etl.packing else {}),
-        "timings_s": dict(etl.timings_s),
-        "training": None,
-        "tokenizer": {
-            "path": work.published(etl.tokenizer_dir) if etl.tokenizer_dir else None,
-            "fingerprint": etl.tokenizer_fingerprint,
-            "labels": etl.labels,
-        },
-    }
 
 
 def run_etl_stage(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: PipelineConfig) -> dict:
@@ -119,13 +46,9 @@ def run_etl_stage(spark: SparkSession, input_path: str, work: WorkDir | Path, cf
     try:
         etl = run_etl(spark, input_path, work, cfg.etl)
     except ValidationFailed as failure:
-        failure.report = update_report(work, **_etl_report(input_path, work, failure.etl_result))
+        failure.report = update_report(work, **etl_report(input_path, work, failure.etl_result))
         raise
-    return update_report(work, **_etl_report(input_path, work, etl))
-
-
-def gold_path(work: WorkDir | Path) -> str:
-    return WorkDir.of(work).path("lake", "gold")
+    return update_report(work, **etl_report(input_path, work, etl))
 
 
 def run_validate_stage(
@@ -175,61 +98,6 @@ def run_validate_stage(
     return report
 
 
-def _check_commit(work: WorkDir, path: str, version: int, meta: dict) -> None:
-    """A gold commit training may use: it records a passed validation and ``WORK/tokenizer``."""
-    if meta.get("validation") != "passed":
-        raise GoldRefused(
-            f"gold version {version} at {path} has no passed validation in its commit; training refuses it"
-        )
-    tokenizer_fp = fingerprint(work.local / "tokenizer")
-    if meta.get("tokenizer_fingerprint") != tokenizer_fp:
-        raise GoldRefused(
-            f"gold version {version} was tokenized with tokenizer {meta.get('tokenizer_fingerprint')}, "
-            f"but {work.path('tokenizer')} holds {tokenizer_fp}: re-run the ETL or pick the matching version"
-        )
-
-
-def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) -> tuple[dict, dict]:
-    """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
-    validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
-    recorded when it was published; ``GoldRefused`` otherwise."""
-    work = WorkDir.of(work)
-    path = gold_path(work)
-    if not exists(f"{path}/_delta_log"):
-        raise GoldRefused(f"no gold table at {path}: run `tokenlake etl --work {work.uri}` first")
-    version = latest_version(spark, path) if version is None else int(version)
-    meta = commit_metadata(spark, path, version)
-    _check_commit(work, path, version, meta)
-    try:
-        digest = table_digest(read_table(spark, path, version))
-    except Exception as exc:  # a file replaced or truncated outside Delta often no longer reads
-        if not is_bad_file_error(exc):  # an outage or a memory error is not a tampered table
-            raise
-        raise GoldRefused(
-            f"gold version {version} at {path} cannot be read back ({error_cause(exc, 200)}): its files "
-            "were changed outside Delta; training refuses it"
-        ) from exc
-    if meta.get("digest") != digest:
-        raise GoldRefused(
-            f"gold version {version} at {path} does not match the digest recorded when it was published "
-            f"({meta.get('digest')} recorded, {digest} now): its files were changed outside Delta; training refuses it"
-        )
-    return {"path": path, "version": version, "digest": digest}, meta
-
-
-def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
-    """A warm-started model must have been fed ids from its own tokenizer."""
-    if not cfg.train.pretrained:
-        return
-    model_fp = fingerprint(pretrained_dir(cfg.train.model))
-    if meta.get("tokenizer_fingerprint") != model_fp:
-        raise GoldRefused(
-            f"model {cfg.train.model!r} carries tokenizer {model_fp[:12]}..., but gold was tokenized with "
-            f"{str(meta.get('tokenizer_fingerprint'))[:12]}...: run the ETL with --set etl.tokenizer="
-            f"{cfg.train.model} (or --model {cfg.train.model}) first"
-        )
-
-
 def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, version: int | None = None) -> dict:
     """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
     work = WorkDir.of(work)
@@ -240,21 +108,6 @@ def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, 
         return launch_training(spark, gold, work, cfg.train, **inputs)
 
     return _train(work, cfg, gold, meta, launch, spark)
-
-
-def usable_gold_files(work: WorkDir | Path, path: str, version: int | None) -> tuple[dict, dict]:
-    """``usable_gold`` without Spark: the commit must record a passed validation and this work
-    dir's tokenizer, and every file must have the size its commit recorded (the row digest needs
-    Spark's hash, so ``--no-spark`` checks sizes instead)."""
-    work = WorkDir.of(work)
-    try:
-        version = gold_files.latest_version(path) if version is None else int(version)
-        meta = gold_files.commit_metadata(path, version)
-        gold_files.delta_files(path, version, check_sizes=True)
-    except (OSError, ValueError) as exc:
-        raise GoldRefused(f"gold at {path}: {exc}") from exc
-    _check_commit(work, path, version, meta)
-    return {"path": path, "version": version, "digest": meta.get("digest")}, meta
 
 
 def run_train_without_spark(

@@ -220,14 +220,14 @@ def test_an_input_without_a_usable_training_row_exits_4_with_one_line(spark, tmp
 
 def test_a_failure_to_read_gold_that_is_not_tampering_is_not_reported_as_tampering(etl_work, spark, monkeypatch):
     """Only errors that mean a file is bad or gone make gold "changed outside Delta"."""
-    from tokenlake.jobs import runner
+    from tokenlake.jobs import gold_trust
 
     def out_of_memory(df):
         raise MemoryError("Java heap space")
 
-    monkeypatch.setattr(runner, "table_digest", out_of_memory)
+    monkeypatch.setattr(gold_trust, "table_digest", out_of_memory)
     with pytest.raises(MemoryError):
-        runner.usable_gold(spark, etl_work, None)
+        gold_trust.usable_gold(spark, etl_work, None)
 
 
 def test_a_run_on_a_work_dir_another_run_holds_exits_7_and_writes_nothing(corpus, tmp_path, capsys):

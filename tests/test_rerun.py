@@ -13,7 +13,7 @@ from tokenlake.etl.config import EtlConfig
 from tokenlake.etl.generate import CLASSES, make_document
 from tokenlake.etl.lake import read_table
 from tokenlake.etl.pipeline import run_etl
-from tokenlake.jobs.runner import usable_gold
+from tokenlake.jobs.gold_trust import usable_gold
 
 LABELS = sorted(CLASSES)
 CFG = EtlConfig(vocab_size=300, min_files=1)
