@@ -28,7 +28,7 @@ bench: venv delta-jars peer-venv
 	$(PY) -m tokenlake.benchmarks.run --mb $(BENCH_MB) --peer-python $(PEER_VENV)/bin/python
 
 lint: venv
-	$(VENV)/bin/ruff check etl training jobs expectations tests benchmarks
+	$(VENV)/bin/ruff check etl training jobs expectations tests benchmarks synthetic
 
 java:
 	@command -v java >/dev/null || { echo "error: java not found on PATH; install a JDK 17+ (e.g. apt-get install openjdk-17-jdk-headless)" >&2; exit 1; }

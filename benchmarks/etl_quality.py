@@ -80,11 +80,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
 
     from tokenlake.etl.config import EtlConfig
-    from tokenlake.etl.generate import generate_corpus, truth_path
     from tokenlake.etl.lake import read_table
-    from tokenlake.etl.pii import mask_text, pii_scores
+    from tokenlake.etl.pii import mask_text
     from tokenlake.etl.pipeline import run_etl
     from tokenlake.jobs.session import get_spark
+    from tokenlake.synthetic.generate import generate_corpus, truth_path
+    from tokenlake.synthetic.scores import pii_scores
 
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)

@@ -142,7 +142,7 @@ CORPUS_KINDS = {
 
 def make_corpus(path: Path, mb: float, seed: int, *, kind: str = "web") -> Path:
     """A generated corpus of about ``mb`` MB of ``CORPUS_KINDS[kind]`` (deterministic per seed)."""
-    from tokenlake.etl.generate import generate_corpus
+    from tokenlake.synthetic.generate import generate_corpus
 
     if not path.exists():
         probe = generate_corpus(path.with_suffix(".probe"), 2000, seed, **CORPUS_KINDS[kind])

@@ -1,99 +1,29 @@
 """Near-duplicate marking at 1x and 4x documents, side by side in one process:
 ``python -m tokenlake.benchmarks.neardup_scale --docs 20000 [--cores 2]``.
 
-The corpus is synthetic (made here, not by ``etl/generate.py``): base documents of 20-60 words drawn
-with Zipf weights from pseudo-words, plus copies with 1-10 % of their words substituted, inserted or
-deleted (re-drawn until the copy's word-set Jaccard with its original is >= 0.8). It is written to
-Parquet first, so the timed part reads it like a pipeline stage would: MinHash bands (persisted,
-counted), then ``mark_near_duplicates`` written to the ``noop`` sink. The time ratio 4x / 1x should
-be about 4 if the cost is linear (less at small sizes, where Spark's fixed cost per job weighs); 1x and
-4x alternate ``--repeats`` times and the fastest of each counts. Recall and precision against the
-planted clusters are printed too.
+The corpus is synthetic (``synthetic/near_copies.py``, not the labelled generator): base documents
+of 20-60 words drawn with Zipf weights from pseudo-words, plus copies with 1-10 % of their words
+substituted, inserted or deleted (re-drawn until the copy's word-set Jaccard with its original is >=
+0.8). It is written to Parquet first, so the timed part reads it like a pipeline stage would:
+MinHash bands (persisted, counted), then ``mark_near_duplicates`` written to the ``noop`` sink. The
+time ratio 4x / 1x should be about 4 if the cost is linear (less at small sizes, where Spark's fixed
+cost per job weighs); 1x and 4x alternate ``--repeats`` times and the fastest of each counts. Recall
+and precision against the planted clusters are printed too.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import random
 import tempfile
 import time
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-SCHEMA = "id string, text string, truth_cluster long"
-
-
-def pseudo_words(n: int, rng: random.Random) -> list[str]:
-    """``n`` distinct lowercase words of 2-4 consonant-vowel syllables."""
-    syllables = [c + v for c in "bdfgklmnprstvz" for v in "aeiou"]
-    out: dict[str, None] = {}
-    while len(out) < n:
-        out["".join(rng.choices(syllables, k=rng.randint(2, 4)))] = None
-    return list(out)
-
-
-def _edit(words: list[str], vocab: list[str], weights: list[float], rng: random.Random) -> list[str]:
-    copy = list(words)
-    for _ in range(max(1, round(rng.uniform(0.01, 0.10) * len(words)))):
-        op, i = rng.choice(("sub", "ins", "del")), rng.randrange(len(copy))
-        if op == "del" and len(copy) > 1:
-            del copy[i]
-        else:
-            new = rng.choices(vocab, cum_weights=weights)[0]
-            copy[i : i + (op == "sub")] = [new]
-    return copy
-
-
-def near_dup_corpus(n_base: int, n_copies: int, *, seed: int = 0, vocab_size: int = 3000) -> list[tuple]:
-    """Rows (id, text, truth_cluster): ``n_base`` documents, each its own cluster, and ``n_copies``
-    near-duplicates of randomly chosen ones (in their original's cluster). Ids are random hex, so
-    a copy is as likely as its original to have the smaller id."""
-    rng = random.Random(seed)
-    vocab = pseudo_words(vocab_size, rng)
-    weights, total = [], 0.0
-    for rank in range(1, vocab_size + 1):  # Zipf, exponent 1
-        total += 1.0 / rank
-        weights.append(total)
-    ids: set[str] = set()
-
-    def new_id() -> str:
-        while (i := f"{rng.getrandbits(48):012x}") in ids:
-            pass
-        ids.add(i)
-        return i
-
-    base = [rng.choices(vocab, cum_weights=weights, k=rng.randint(20, 60)) for _ in range(n_base)]
-    rows = [(new_id(), " ".join(words), c) for c, words in enumerate(base)]
-    for _ in range(n_copies):
-        c = rng.randrange(n_base)
-        original = set(base[c])
-        while True:
-            copy = _edit(base[c], vocab, weights, rng)
-            if len(original & set(copy)) / len(original | set(copy)) >= 0.8:
-                break
-        rows.append((new_id(), " ".join(copy).capitalize() + ".", c))  # case and punctuation differ too
-    rng.shuffle(rows)
-    return rows
-
-
-def recall_precision(marked: DataFrame) -> dict[str, float]:
-    """Score ``near_dup_of`` against ``truth_cluster``: a marked row is right when its keeper is in
-    its truth cluster; recall divides by sum(cluster size - 1), precision by the marked rows."""
-    keepers = marked.select(F.col("id").alias("near_dup_of"), F.col("truth_cluster").alias("keeper_cluster"))
-    hits = marked.where(F.col("near_dup_of").isNotNull()).join(keepers, "near_dup_of", "left")
-    got = hits.agg(F.count("*").alias("marked"), F.sum((F.col("truth_cluster") == F.col("keeper_cluster")).cast("int")))
-    n_marked, tp = got.first()
-    rows, clusters = marked.agg(F.count("*"), F.countDistinct("truth_cluster")).first()
-    expected = rows - clusters
-    return {
-        "recall": (tp or 0) / expected if expected else 1.0,
-        "precision": (tp or 0) / n_marked if n_marked else 1.0,
-        "marked": n_marked,
-        "expected": expected,
-    }
+from tokenlake.synthetic.near_copies import SCHEMA, near_dup_corpus
+from tokenlake.synthetic.scores import recall_precision
 
 
 def _timed_run(spark: SparkSession, path: str) -> dict[str, float]:

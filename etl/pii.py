@@ -11,7 +11,6 @@ kept *and consumed*, so no later, weaker pattern (a phone) can take a piece of i
 
 Pseudonyms are HMAC-SHA256 under the key in ``TOKENLAKE_PII_SECRET``, read on the driver and
 handed to the UDF in its closure: never a literal in the plan, a log line or an error message.
-``pii_scores`` rates masked texts against the generator's ground truth (``etl.generate``).
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ import hmac
 import ipaddress
 import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame
@@ -66,8 +64,8 @@ _SHAPES = {
     )
     for emails in (True, False)
 }
-_COUNTED = {t: rf"<{t.upper()}(?:_[0-9a-f]{{12}})?>" for t in TYPES}
-_COUNTED_RE = {t: re.compile(p) for t, p in _COUNTED.items()}
+PLACEHOLDER_PATTERNS = {t: rf"<{t.upper()}(?:_[0-9a-f]{{12}})?>" for t in TYPES}
+"""What each type's masks look like in a text: the placeholder, or a pseudonym."""
 DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
 
 
@@ -224,46 +222,6 @@ def first_email(text: Column) -> Column:
 
 def pii_counts(df: DataFrame) -> dict[str, int]:
     """Placeholders per type in ``text``, plain or pseudonymised (one aggregation pass); every type present."""
-    row = df.agg(*[F.sum(F.regexp_count(F.col("text"), F.lit(p))).alias(t) for t, p in _COUNTED.items()]).first()
+    counts = [F.sum(F.regexp_count(F.col("text"), F.lit(p))).alias(t) for t, p in PLACEHOLDER_PATTERNS.items()]
+    row = df.agg(*counts).first()
     return {t: int(row[t] or 0) for t in TYPES}
-
-
-def _present(value: str, text: str) -> bool:
-    """``value`` is still in ``text`` as a whole word (a decoy is inserted as one)."""
-    return re.search(rf"(?<!\S){re.escape(value)}(?!\S)", text) is not None
-
-
-def pii_scores(pairs: Iterable[tuple[dict, str | None]]) -> dict[str, dict]:
-    """Recall and precision per type of masked texts against ground truth (``etl.generate``'s
-    truth records: ``pii`` and ``decoys`` lists of ``{"type", "value"}``).
-
-    recall = planted values whose string is gone from the masked text / planted; precision = masks
-    attributable to planted values (per document, min(placeholders, planted) of the type) / all
-    placeholders of the type (1.0 where the denominator is 0). ``"decoys"`` holds ``planted`` and
-    ``decoys_lost``: look-alikes no longer present as a word (they must all survive).
-    """
-    planted, gone, masked, hits = Counter(), Counter(), Counter(), Counter()
-    decoys = lost = 0
-    for truth, text in pairs:
-        text = text or ""
-        here = Counter(p["type"] for p in truth.get("pii") or [])
-        planted.update(here)
-        gone.update(p["type"] for p in truth.get("pii") or [] if p["value"] not in text)
-        for t in TYPES:
-            n = len(_COUNTED_RE[t].findall(text))
-            masked[t] += n
-            hits[t] += min(n, here[t])
-        for d in truth.get("decoys") or []:
-            decoys += 1
-            lost += not _present(d["value"], text)
-    scores: dict[str, dict] = {
-        t: {
-            "recall": gone[t] / planted[t] if planted[t] else 1.0,
-            "precision": hits[t] / masked[t] if masked[t] else 1.0,
-            "planted": planted[t],
-            "masked": masked[t],
-        }
-        for t in TYPES
-    }
-    scores["decoys"] = {"planted": decoys, "decoys_lost": lost}
-    return scores

@@ -272,7 +272,7 @@ def setup_logging() -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from tokenlake.etl.generate import CONTRAST, generate_corpus
+    from tokenlake.synthetic.generate import CONTRAST, generate_corpus
 
     contrast = CONTRAST if args.contrast is None else args.contrast
     dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")

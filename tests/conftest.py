@@ -32,7 +32,7 @@ def corpus(tmp_path_factory):
     the first document's text under another id, and one document with an e-mail and a card number."""
     import json
 
-    from tokenlake.etl.generate import generate_corpus
+    from tokenlake.synthetic.generate import generate_corpus
 
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
     generate_corpus(path, 2000, seed=7)

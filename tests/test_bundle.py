@@ -78,9 +78,10 @@ def test_the_wheel_installs_one_tokenlake_namespace_that_a_users_etl_module_cann
     for package in ("etl", "training", "jobs", "expectations", "benchmarks"):
         assert f"tokenlake/{package}/__init__.py" in names
     assert "tokenlake/expectations/gold.json" in names
-    assert "tokenlake = tokenlake.jobs.cli:main" in zipfile.ZipFile(wheel).read(
-        f"{wheel.name.split('-py')[0]}.dist-info/entry_points.txt"
-    ).decode()
+    assert (
+        "tokenlake = tokenlake.jobs.cli:main"
+        in zipfile.ZipFile(wheel).read(f"{wheel.name.split('-py')[0]}.dist-info/entry_points.txt").decode()
+    )
     # a user's own etl.py and jobs.py beside their code do not reach ours
     (tmp_path / "etl.py").write_text("raise ImportError('the user etl module was imported by tokenlake')\n")
     (tmp_path / "jobs.py").write_text("NAME = 'user jobs'\n")

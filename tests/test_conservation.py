@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tokenlake.etl.config import EtlConfig
-from tokenlake.etl.generate import CLASSES, make_document
 from tokenlake.etl.lake import read_table
 from tokenlake.etl.pipeline import run_etl
+from tokenlake.synthetic.documents import CLASSES, make_document
 
 LABELS = sorted(CLASSES)
 

@@ -9,19 +9,11 @@ from collections import Counter
 
 import pytest
 
-from tokenlake.etl.generate import (
-    BAD_KINDS,
-    CLASSES,
-    CLASSES_ES,
-    FILLER,
-    LANGUAGES,
-    generate_corpus,
-    jaccard,
-    truth_path,
-    word_set,
-)
 from tokenlake.etl.ingest import BAD_LABEL_TYPE, MALFORMED_JSON, MISSING_LABEL, MISSING_TEXT, TEXT_NOT_STRING
 from tokenlake.etl.sources import INVALID_UTF8
+from tokenlake.synthetic.dirt import BAD_KINDS, jaccard, word_set
+from tokenlake.synthetic.documents import CLASSES, CLASSES_ES, FILLER, LANGUAGES
+from tokenlake.synthetic.generate import generate_corpus, truth_path
 
 NEUTRAL = set(FILLER) | set(LANGUAGES["en"].pseudo)
 
@@ -51,7 +43,7 @@ def test_same_seed_same_bytes_and_labelled_rows(tmp_path):
 
 def test_contrast_sentences_name_one_topic_and_negate_the_other(tmp_path):
     """So a contrast document's bag of words is as likely to come from its mirror image."""
-    from tokenlake.etl.generate import make_contrast_document
+    from tokenlake.synthetic.documents import make_contrast_document
 
     openings = set()
     for seed in range(20):

@@ -3,7 +3,6 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tokenlake.benchmarks.neardup_scale import near_dup_corpus, recall_precision
 from tokenlake.etl.neardup import (
     NearDupClusteringDidNotConverge,
     band_hashes,
@@ -13,6 +12,8 @@ from tokenlake.etl.neardup import (
     shingles,
     with_minhash_bands,
 )
+from tokenlake.synthetic.near_copies import near_dup_corpus
+from tokenlake.synthetic.scores import recall_precision
 
 SCHEMA = "id string, text string, preferred boolean"
 W = [f"w{i:02d}" for i in range(40)]  # distinct words, so each Jaccard below is exact arithmetic

@@ -4,7 +4,6 @@ import re
 import pytest
 from pyspark.sql import functions as F
 
-from tokenlake.etl.generate import generate_corpus, truth_path
 from tokenlake.etl.pii import (
     SECRET_ENV,
     TYPES,
@@ -15,9 +14,10 @@ from tokenlake.etl.pii import (
     mask_pii,
     mask_text,
     pii_counts,
-    pii_scores,
     pseudonym,
 )
+from tokenlake.synthetic.generate import generate_corpus, truth_path
+from tokenlake.synthetic.scores import pii_scores
 
 SCHEMA = "id string, text string"
 

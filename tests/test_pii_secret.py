@@ -4,10 +4,10 @@ output, the report, validation results, MLflow (params, tags, store) nor the Del
 import json
 import random
 
-from tokenlake.etl.generate import CLASSES, make_document
 from tokenlake.etl.lake import read_table
 from tokenlake.etl.pii import SECRET_ENV
 from tokenlake.jobs.cli import EXIT_CONFIG, main
+from tokenlake.synthetic.documents import CLASSES, make_document
 
 KEY = "k3y-7f1e9a2c5d"
 

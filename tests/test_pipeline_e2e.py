@@ -71,7 +71,7 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert run.data.tags["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
     # the linear baseline, on the same test split, beside the transformer
     assert 0.25 < metrics["baseline_test_accuracy"] <= 1 and 0 < metrics["baseline_test_macro_f1"] <= 1
-    # a quarter of the corpus is "X, not Y": only word order tells those apart (etl/generate.py)
+    # a quarter of the corpus is "X, not Y": only word order tells those apart (synthetic/documents.py)
     assert metrics["test_accuracy"] > metrics["baseline_test_accuracy"] + 0.05
     assert run.data.metrics["baseline_test_accuracy"] == pytest.approx(metrics["baseline_test_accuracy"])
     # per-step metrics from rank 0, and the plots

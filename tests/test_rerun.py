@@ -10,10 +10,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from tokenlake.etl.config import EtlConfig
-from tokenlake.etl.generate import CLASSES, make_document
 from tokenlake.etl.lake import read_table
 from tokenlake.etl.pipeline import run_etl
 from tokenlake.jobs.gold_trust import usable_gold
+from tokenlake.synthetic.documents import CLASSES, make_document
 
 LABELS = sorted(CLASSES)
 CFG = EtlConfig(vocab_size=300, min_files=1)

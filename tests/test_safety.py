@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted(p for d in ("etl", "training", "jobs", "benchmarks") for p in (ROOT / d).rglob("*.py"))
+SOURCES = sorted(p for d in ("etl", "training", "jobs", "benchmarks", "synthetic") for p in (ROOT / d).rglob("*.py"))
 
 
 UNPICKLERS = {

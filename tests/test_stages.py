@@ -199,8 +199,8 @@ def test_a_pretrained_model_refuses_gold_made_with_another_tokenizer(etl_work, c
 
 @pytest.mark.slow
 def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
-    from tokenlake.etl.generate import generate_corpus
     from tokenlake.etl.tokenize import fingerprint, pretrained_dir
+    from tokenlake.synthetic.generate import generate_corpus
 
     # topics only (no "X, not Y" documents): seven steps check the warm start, not word order
     corpus = generate_corpus(tmp_path / "small.jsonl", 300, seed=11, contrast=0.0)
