@@ -26,8 +26,9 @@ from pyspark.sql import DataFrame, SparkSession
 from tokenlake.etl import reasons
 from tokenlake.etl.config import EtlConfig
 from tokenlake.etl.lake import merge_new
+from tokenlake.etl.metrics import split_bounds
 from tokenlake.etl.storage import WorkDir
-from tokenlake.etl.validate import SuiteResult, ValidationFailed, split_bounds, validate_table
+from tokenlake.etl.validate import SuiteResult, ValidationFailed, validate_table
 
 log = logging.getLogger("tokenlake.etl")
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from tokenlake.etl import metrics as etl_metrics
 from tokenlake.etl import validate as etl_validate
 from tokenlake.etl.config import EtlConfig
 from tokenlake.etl.context import row_params, suite_params
-from tokenlake.etl.validate import compute_metrics, data_docs_index, split_bounds, validate_table
+from tokenlake.etl.metrics import compute_metrics, split_bounds
+from tokenlake.etl.validate import data_docs_index, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
 SHA = "a" * 64
@@ -151,7 +153,7 @@ def test_a_passing_suite_costs_one_spark_query(spark):
     before = max(_queries_that_ran_jobs(spark))
     assert validate_table(df, "silver", params={}, row_params=row_params("silver", CFG)).success
     ran = [d for i, d in _queries_that_ran_jobs(spark).items() if i > before]
-    assert len(ran) == 1 and "validate.py" in ran[0], ran
+    assert len(ran) == 1 and "metrics.py" in ran[0], ran
 
 
 @pytest.mark.parametrize("suite", ["quarantine", "silver"])
@@ -224,7 +226,7 @@ def test_split_bounds_follow_the_rows_the_metrics_pass_counted(spark, tmp_path):
 def test_a_hash_collision_does_not_count_as_a_repeated_value(spark, monkeypatch):
     """Repeated values are found by hash first; where hashes repeat, the values are counted
     exactly. A deliberately weak hash (the length) makes every id of BRONZE collide."""
-    monkeypatch.setattr(etl_validate, "REPEATED_KEY", "length({})")
+    monkeypatch.setattr(etl_metrics, "REPEATED_KEY", "length({})")
     assert _run(spark, "bronze", BRONZE).success
     result = _run(spark, "bronze", BRONZE + [("a", "again", "pos", "f")])
     assert result.failed_expectations == ["expect_column_values_to_be_between(repeated_id)"]
@@ -297,7 +299,7 @@ def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_sha
 
 
 def test_a_repeated_hash_in_an_append_is_recounted_over_the_values(spark, monkeypatch):
-    monkeypatch.setattr(etl_validate, "REPEATED_KEY", "length({})")  # every id of one length "collides"
+    monkeypatch.setattr(etl_metrics, "REPEATED_KEY", "length({})")  # every id of one length "collides"
     stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
     new = spark.createDataFrame([("n1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
     metrics = {"repeated_id": {"repeated": "id"}}
