@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from tokenlake.etl.config import Task
+from tokenlake.training.config import GoldData
 
 log = logging.getLogger("tokenlake.bench")
 
@@ -80,7 +81,7 @@ def first_rows(gold, path: str, train_rows: int, eval_rows: int, *, files: int) 
     return {"path": path, "version": write_table(frame, path)}
 
 
-def bench_model(spark, table: dict, size: str, *, data: dict, work: Path, processes: int, use_gpu: bool,
+def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, processes: int, use_gpu: bool,
                 batch_size: int, peak: float) -> dict:  # fmt: skip
     """One epoch of ``size`` through ``launch_training`` on ``table``; its steady rates and MFU."""
     import torch
@@ -93,21 +94,20 @@ def bench_model(spark, table: dict, size: str, *, data: dict, work: Path, proces
 
     cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size, num_processes=processes, use_gpu=use_gpu,
                       local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
-    result = launch_training(spark, table, work / size, cfg, **data)
+    result = launch_training(spark, table, work / size, cfg, data)
     tokens_per_s = steady_rate([s["tokens_per_s"] for s in result["steps"]])
-    model = build_model(data["task"], size, vocab_size=data["vocab_size"], labels=data["labels"],
-                        max_len=data["max_len"])  # fmt: skip
+    model = build_model(data.task, size, vocab_size=data.vocab_size, labels=data.labels, max_len=data.max_len)
     amp = precision(cfg.mixed_precision, torch.device("cuda" if use_gpu else "cpu"))
     return {
         "model": size,
-        "task": data["task"],
+        "task": data.task,
         "params": sum(p.numel() for p in model.parameters()),
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
         "processes": processes,
         "steps": result["steps_per_epoch"],
         "tokens_per_s": tokens_per_s,
         "samples_per_s": steady_rate([s["samples_per_s"] for s in result["steps"]]),
-        "mfu": tokens_per_s * flops_per_token(model, data["max_len"]) / (peak * processes),
+        "mfu": tokens_per_s * flops_per_token(model, data.max_len) / (peak * processes),
         "startup_s": result["startup_s"],
         "data_copy_bytes": result["data_path"]["copy_bytes"],
     }
@@ -142,12 +142,12 @@ def main(argv: list[str] | None = None) -> dict:
     labelled = "label" in gold.columns
     stats = gold.agg(F.max(F.array_max("input_ids")).alias("vocab"),
                      F.max("label" if labelled else F.lit(None)).alias("label")).first()  # fmt: skip
-    data = {
-        "task": Task.CLASSIFICATION if labelled else Task.CAUSAL_LM,
-        "labels": [str(i) for i in range(int(stats["label"]) + 1)] if labelled else [],
-        "vocab_size": int(stats["vocab"]) + 1,
-        "max_len": args.max_len,
-    }
+    data = GoldData(
+        task=Task.CLASSIFICATION if labelled else Task.CAUSAL_LM,
+        labels=[str(i) for i in range(int(stats["label"]) + 1)] if labelled else [],
+        vocab_size=int(stats["vocab"]) + 1,
+        max_len=args.max_len,
+    )
     with tempfile.TemporaryDirectory(prefix="tokenlake-gpu-") as tmp:
         work = Path(tmp)
         rows = args.steps * args.batch_size * processes

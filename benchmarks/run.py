@@ -273,7 +273,7 @@ def small_gold(spark, gold, path: Path, train_rows: int, eval_rows: int) -> dict
 
 
 def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: int) -> dict:
-    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.config import GoldData, TrainConfig
     from tokenlake.training.launch import launch_training
 
     cfg = TrainConfig(num_processes=1, epochs=1, local_mode=True)
@@ -281,7 +281,7 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
     kwargs = {"vocab_size": meta["vocab_size"], "labels": meta["labels"], "max_len": meta["max_len"]}
     pairs, startups = [], []
     for _ in range(repeats + 1):  # the first pair warms up
-        result = launch_training(spark, table, work / "train", cfg, task=Task.CLASSIFICATION, **kwargs)
+        result = launch_training(spark, table, work / "train", cfg, GoldData(Task.CLASSIFICATION, **kwargs))
         distributed = steady_rate([s["samples_per_s"] for s in result["steps"]])
         memory = in_memory_training(gold, cfg, steps=steps, **kwargs)
         pairs.append((distributed, memory))

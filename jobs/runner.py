@@ -32,6 +32,7 @@ from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, usable_g
 from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
 from tokenlake.jobs.report import etl_report, read_report, update_report, validation_summary
 from tokenlake.training.baseline import train_baseline
+from tokenlake.training.config import GoldData
 from tokenlake.training.distributed import EVAL_KEYS
 from tokenlake.training.launch import launch_training, train_without_spark
 from tokenlake.training.tracking import lineage_tags, log_delta_inputs, log_training
@@ -104,8 +105,8 @@ def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, 
     gold, meta = usable_gold(spark, work, version)
     check_model_tokenizer(cfg, meta)
 
-    def launch(**inputs) -> dict:
-        return launch_training(spark, gold, work, cfg.train, **inputs)
+    def launch(data: GoldData, mlflow_run_id: str) -> dict:
+        return launch_training(spark, gold, work, cfg.train, data, mlflow_run_id=mlflow_run_id)
 
     return _train(work, cfg, gold, meta, launch, spark)
 
@@ -123,12 +124,11 @@ def run_train_without_spark(
     gold, meta = usable_gold_files(work, str(data or gold_path(work)), version)
     check_model_tokenizer(cfg, meta)
 
-    def launch(**inputs) -> dict:
-        return train_without_spark(gold, work, cfg.train, **inputs)
+    def launch(data: GoldData, mlflow_run_id: str | None) -> dict:
+        return train_without_spark(gold, work, cfg.train, data, mlflow_run_id=mlflow_run_id)
 
     if int(os.environ.get("RANK", "0")) != 0:
-        launch(task=meta.get("task", Task.CLASSIFICATION), labels=meta["labels"], vocab_size=meta["vocab_size"],
-               max_len=meta["max_len"])  # fmt: skip
+        launch(GoldData.of_commit(meta), None)
         return {}
     with mlflow_run(mlflow_uri, work, None, cfg):
         return _train(work, cfg, gold, meta, launch, None)
@@ -154,14 +154,9 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     if docs and docs.is_file():
         mlflow.log_artifacts(str(docs.parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
-    task = meta.get("task", Task.CLASSIFICATION)
-    result = launch(
-        task=task,
-        labels=meta["labels"],
-        vocab_size=meta["vocab_size"],
-        max_len=meta["max_len"],
-        mlflow_run_id=mlflow.active_run().info.run_id,
-    )
+    data = GoldData.of_commit(meta)
+    task = data.task
+    result = launch(data, mlflow.active_run().info.run_id)
     log_training(result, task, work.path("model"), work.local / "tokenizer", meta["labels"])
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}

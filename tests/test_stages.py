@@ -241,13 +241,13 @@ def _gold_meta(spark, work):
 
 
 def test_failed_training_leaves_no_model_and_no_copy(spark, work_copy):
-    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.config import GoldData, TrainConfig
     from tokenlake.training.launch import launch_training
 
     gold, meta = _gold_meta(spark, work_copy)
+    data = GoldData("classification", meta["labels"], vocab_size=2, max_len=meta["max_len"])
     with pytest.raises(RuntimeError):  # token ids beyond a 2-word vocabulary: every rank crashes
-        launch_training(spark, gold, work_copy, TrainConfig(epochs=1), task="classification",
-                        labels=meta["labels"], vocab_size=2, max_len=meta["max_len"])  # fmt: skip
+        launch_training(spark, gold, work_copy, TrainConfig(epochs=1), data)
     assert not (work_copy / "petastorm_cache").exists()
     assert not (work_copy / "model" / "config.json").exists()
 
@@ -264,7 +264,7 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
     from pyspark.sql import functions as F
 
     from tokenlake.training import launch
-    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.config import GoldData, TrainConfig
 
     gold, meta = _gold_meta(spark, work_copy)
 
@@ -274,8 +274,7 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
 
     table = _relaid_gold(spark, gold, work_copy / "skewed_gold", skewed)
     result = launch.launch_training(spark, table, work_copy, TrainConfig(epochs=1, checkpoint_steps=0),
-                                    task="classification", labels=meta["labels"], vocab_size=meta["vocab_size"],
-                                    max_len=meta["max_len"])  # fmt: skip
+                                    GoldData.of_commit(meta))  # fmt: skip
     small, large = sorted(result["data_path"]["rows_per_rank"]["train"])
     assert small * 5 < large  # the shards really were uneven
     assert result["ranks_confirmed"] == 2 and result["steps_per_epoch"] == (small + large) // (32 * 2)
@@ -284,7 +283,7 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
 
 
 def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy):
-    from tokenlake.training.config import TrainConfig
+    from tokenlake.training.config import GoldData, TrainConfig
     from tokenlake.training.launch import TrainingFailed, launch_training
 
     gold, meta = _gold_meta(spark, work_copy)
@@ -292,8 +291,7 @@ def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy
     (work_copy / "model").mkdir()
     (work_copy / "model" / "config.json").write_text("{}")  # the last run's model
     with pytest.raises(TrainingFailed, match=r"train split is in 1 of gold's 1 row groups.*2 processes"):
-        launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), task="classification",
-                        labels=meta["labels"], vocab_size=meta["vocab_size"], max_len=meta["max_len"])  # fmt: skip
+        launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), GoldData.of_commit(meta))
     assert (work_copy / "model" / "config.json").read_text() == "{}"  # refused before anything was removed
 
 

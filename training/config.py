@@ -110,6 +110,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class GoldData:
+    """What a gold version defines for the model trained on it (read from its commit)."""
+
+    task: str
+    labels: list[str]
+    """Label names, in gold's label-id order (empty for a causal LM)."""
+    vocab_size: int
+    max_len: int
+
+    @classmethod
+    def of_commit(cls, meta: dict) -> GoldData:
+        """From a gold commit's metadata (``etl.gold.GoldCommit``; a commit from before the task
+        was recorded is classification)."""
+        return cls(meta.get("task", "classification"), list(meta.get("labels") or []), meta["vocab_size"],
+                   meta["max_len"])  # fmt: skip
+
+
+@dataclass(frozen=True)
 class TrainSpec:
     """What every rank's ``train_fn`` gets (``training.launch.training_spec`` makes it): the train
     config, what the gold version defines and where the run writes."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -19,7 +19,7 @@ from tokenlake.etl.lake import read_table
 from tokenlake.etl.split import SPLITS
 from tokenlake.etl.storage import WorkDir
 from tokenlake.training import checkpoint
-from tokenlake.training.config import TrainConfig, TrainSpec
+from tokenlake.training.config import GoldData, TrainConfig, TrainSpec
 from tokenlake.training.data import steps_per_epoch
 from tokenlake.training.gold_reader import GoldSplit, row_groups, shard_rows
 
@@ -105,13 +105,20 @@ def verify(result: dict | None, cfg: TrainConfig, model_dir: str) -> dict:
 
 
 def training_spec(
-    cfg: TrainConfig, gold: dict, work: WorkDir, *, data: dict, resume_from: str | None, mlflow_run_id: str | None
+    cfg: TrainConfig,
+    gold: dict,
+    work: WorkDir,
+    *,
+    data: GoldData,
+    train_rows: int,
+    resume_from: str | None,
+    mlflow_run_id: str | None,
 ) -> TrainSpec:
-    """What ``train_fn`` gets: the config, what the data defines (``data``: task, labels,
-    vocab_size, max_len, train_rows) and where to write."""
+    """What ``train_fn`` gets: the config, what the data defines and where to write."""
     return TrainSpec(
         train=cfg,
-        **data,
+        **asdict(data),
+        train_rows=train_rows,
         model_dir=work.path("model"),
         checkpoint_dir=work.path(CHECKPOINTS),
         lineage=cfg.lineage(gold),
@@ -122,15 +129,7 @@ def training_spec(
 
 
 def train_without_spark(
-    gold: dict,
-    work: WorkDir | Path,
-    cfg: TrainConfig,
-    *,
-    task: str,
-    labels: list[str],
-    vocab_size: int,
-    max_len: int,
-    mlflow_run_id: str | None = None,
+    gold: dict, work: WorkDir | Path, cfg: TrainConfig, data: GoldData, *, mlflow_run_id: str | None = None
 ) -> dict:
     """``train_fn`` on the gold version's Parquet files, read through its Delta log: in this
     process alone, or as one rank of a ``torchrun`` job (its environment sets the ranks). No
@@ -149,10 +148,9 @@ def train_without_spark(
     resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold) if rank == 0 or cfg.resume else None
     if rank == 0:
         storage.remove(work.path("model"))
-    splits = {s: TensorSplit(load_gold(gold["path"], gold["version"], split=s, max_len=max_len)) for s in SPLITS}
-    data = {"task": task, "labels": labels, "vocab_size": vocab_size, "max_len": max_len,
-            "train_rows": len(splits["train"])}  # fmt: skip
-    spec = training_spec(cfg, gold, work, data=data, resume_from=resume_from, mlflow_run_id=mlflow_run_id)
+    splits = {s: TensorSplit(load_gold(gold["path"], gold["version"], split=s, max_len=data.max_len)) for s in SPLITS}
+    spec = training_spec(cfg, gold, work, data=data, train_rows=len(splits["train"]), resume_from=resume_from,
+                         mlflow_run_id=mlflow_run_id)  # fmt: skip
     log.info("training %s on %d rows, rank %d of %d, without Spark", cfg.model, len(splits["train"]), rank,
              cfg.num_processes)  # fmt: skip
     result = train_fn(spec, splits)
@@ -174,11 +172,8 @@ def launch_training(
     gold: dict,
     work: WorkDir | Path,
     cfg: TrainConfig,
+    data: GoldData,
     *,
-    task: str,
-    labels: list[str],
-    vocab_size: int,
-    max_len: int,
     mlflow_run_id: str | None = None,
 ) -> dict:
     """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result.
@@ -191,7 +186,7 @@ def launch_training(
     check_task_slots(spark, cfg)
     table = read_table(spark, gold["path"], gold["version"])
     splits, data_path = gold_splits(
-        sorted(table.inputFiles()), max_len=max_len, labelled="label" in table.columns, world=cfg.num_processes
+        sorted(table.inputFiles()), max_len=data.max_len, labelled="label" in table.columns, world=cfg.num_processes
     )
     try:  # the ranks would refuse it too, but only after starting; say it here, as a clear error
         steps_per_epoch(len(splits["train"]), cfg.batch_size, cfg.num_processes)
@@ -202,9 +197,8 @@ def launch_training(
     model_dir = work.path("model")
     storage.remove(work.path("petastorm_cache"))  # the per-run copy of older versions
     storage.remove(model_dir)
-    spec = training_spec(cfg, gold, work, data={"task": task, "labels": labels, "vocab_size": vocab_size,
-                         "max_len": max_len, "train_rows": len(splits["train"])},
-                         resume_from=resume_from, mlflow_run_id=mlflow_run_id)  # fmt: skip
+    spec = training_spec(cfg, gold, work, data=data, train_rows=len(splits["train"]), resume_from=resume_from,
+                         mlflow_run_id=mlflow_run_id)  # fmt: skip
     log.info("training %s on %d rows with %d processes, reading %d row groups of gold in place (rows per rank: %s)",
              cfg.model, spec.train_rows, cfg.num_processes, data_path["row_groups"],
              data_path["rows_per_rank"]["train"])  # fmt: skip
