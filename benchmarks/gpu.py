@@ -9,7 +9,7 @@ python -m tokenlake.benchmarks.gpu --gold WORK/lake/gold [--version N] [--models
 ``--processes`` defaults to the number of GPUs (1 on a CPU). Each model trains one epoch on the
 first ``steps x batch x processes`` train rows of gold (a Delta table of their own, so the reader
 does what it does on all of gold); the rate is the median per-step rate after the first
-``WARMUP_STEPS`` logged steps (``benchmarks.run.steady_rate``).
+``WARMUP_STEPS`` logged steps (``benchmarks.training.steady_rate``).
 
 MFU = real tokens/s x model FLOPs per token / peak. FLOPs per token: 6 x non-embedding
 parameters, plus the attention matmuls (12 x layers x width x ``--max-len``, an upper bound of
@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tokenlake.benchmarks.training import first_rows, steady_rate
 from tokenlake.etl.config import Task
 from tokenlake.training.config import GoldData
 
@@ -70,23 +71,11 @@ def flops_per_token(model, context: int) -> float:
     return 6 * params + 12 * cfg.num_hidden_layers * cfg.hidden_size * context
 
 
-def first_rows(gold, path: str, train_rows: int, eval_rows: int, *, files: int) -> dict:
-    """The first rows of each split of ``gold`` as a Delta table of ``files`` files (each rank reads
-    whole row groups: every one of them gets some)."""
-    from tokenlake.etl.lake import write_table
-
-    parts = [gold.where(f"split = '{s}'").limit(train_rows if s == "train" else eval_rows)
-             for s in ("train", "validation", "test")]  # fmt: skip
-    frame = parts[0].unionByName(parts[1]).unionByName(parts[2]).repartition(files)
-    return {"path": path, "version": write_table(frame, path)}
-
-
 def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, processes: int, use_gpu: bool,
                 batch_size: int, peak: float) -> dict:  # fmt: skip
     """One epoch of ``size`` through ``launch_training`` on ``table``; its steady rates and MFU."""
     import torch
 
-    from tokenlake.benchmarks.run import steady_rate
     from tokenlake.training.config import TrainConfig
     from tokenlake.training.launch import launch_training
     from tokenlake.training.loop import precision
