@@ -10,11 +10,11 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from tokenlake.jobs.flags import (
     FLAGS,
     HELP,
+    TOOLS,
     Parser,
     add_config_flags,
     add_flags,
@@ -63,24 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help, epilog=epilog(name))
 
-    gen = command("generate", "write a deterministic labelled JSONL corpus")
-    gen.add_argument("--out", required=True, help="a .jsonl file, or a directory with --files N")
-    gen.add_argument("--docs", type=int, default=4000, help="documents to write")
-    gen.add_argument("--seed", type=int, default=0, help="the same seed writes the same corpus")
-    gen.add_argument(
-        "--contrast", type=float, default=None, help="share of order-dependent 'X not Y' documents (default 0.25)"
-    )
-    gen.add_argument("--dup-rate", type=float, default=0.0, help="extra exact copies, as a share of --docs")
-    gen.add_argument("--near-dup-rate", type=float, default=0.0, help="extra copies with 1-10%% of words edited")
-    gen.add_argument("--pii-rate", type=float, default=0.0, help="share of clean documents with 1-3 PII values")
-    gen.add_argument("--noise-rate", type=float, default=0.0, help="share with markup, entities, controls, boilerplate")
-    gen.add_argument("--bad-rate", type=float, default=0.0, help="share of lines that ingest must reject")
-    gen.add_argument("--skew", type=float, default=0.0, help="in (0, 1): Pareto lengths; first file's share of rows")
-    gen.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
-    gen.add_argument("--lang", choices=("en", "es"), default="en", help="language of the documents")
-    gen.add_argument(
-        "--web-lengths", action="store_true", help="lengths like crawled pages (long tail, mean over 2 KB)"
-    )
     for name in FLAGS:
         add_flags(command(name, HELP[name]), name)
     config = command("config", "show the effective configuration")
@@ -89,22 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="every setting with its value and where it came from: defaults <- --config YAML <- --set "
         "<- named flags", epilog=epilog("config"))  # fmt: skip
     add_config_flags(show)
-    runs = command("runs", "list the work dir's MLflow runs: status, start, test accuracy, baseline, gold version")
-    runs.add_argument("--work", default="work", help="work directory")
-    runs.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
-    tables = command("tables", "list each Delta table's versions: time, operation, rows")
-    tables.add_argument("--work", default="work", help="work directory (a path or a URI)")
-    ui = command("ui", "serve the work dir's MLflow store on 127.0.0.1")
-    ui.add_argument("--work", default="work", help="work directory")
-    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
+    for name, add in TOOLS.items():
+        add(command(name, HELP[name]))
     return parser
-
-
-def mlflow_server_command(backend_db: Path, artifacts: Path, port: int) -> list[str]:
-    """``mlflow server`` on 127.0.0.1 with a sqlite backend and a local artifact store it proxies."""
-    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-            "--backend-store-uri", f"sqlite:///{backend_db.resolve()}",
-            "--artifacts-destination", str(artifacts.resolve()), "--workers", "1"]  # fmt: skip
 
 
 def resolve_args(args: argparse.Namespace):
@@ -285,12 +254,9 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
-    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.overview import serve_ui
 
-    local = WorkDir.of(args.work).local  # a remote work dir's MLflow store is in its local copy
-    command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", args.port)
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)", flush=True)
-    os.execv(command[0], command)
+    return serve_ui(args.work, args.port)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -185,6 +185,39 @@ def _dry_run_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _generate_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="a .jsonl file, or a directory with --files N")
+    p.add_argument("--docs", type=int, default=4000, help="documents to write")
+    p.add_argument("--seed", type=int, default=0, help="the same seed writes the same corpus")
+    p.add_argument("--contrast", type=float, default=None, help="share of order-dependent 'X not Y' documents "
+                   "(default 0.25)")  # fmt: skip
+    p.add_argument("--dup-rate", type=float, default=0.0, help="extra exact copies, as a share of --docs")
+    p.add_argument("--near-dup-rate", type=float, default=0.0, help="extra copies with 1-10%% of words edited")
+    p.add_argument("--pii-rate", type=float, default=0.0, help="share of clean documents with 1-3 PII values")
+    p.add_argument("--noise-rate", type=float, default=0.0, help="share with markup, entities, controls, boilerplate")
+    p.add_argument("--bad-rate", type=float, default=0.0, help="share of lines that ingest must reject")
+    p.add_argument("--skew", type=float, default=0.0, help="in (0, 1): Pareto lengths; first file's share of rows")
+    p.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
+    p.add_argument("--lang", choices=("en", "es"), default="en", help="language of the documents")
+    p.add_argument("--web-lengths", action="store_true", help="lengths like crawled pages (long tail, mean over 2 KB)")
+
+
+def _runs_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--work", default="work", help="work directory")
+    p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
+
+
+def _tables_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--work", default="work", help="work directory (a path or a URI)")
+
+
+def _ui_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--work", default="work", help="work directory")
+    p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
+
+
+TOOLS = {"generate": _generate_flags, "runs": _runs_flags, "tables": _tables_flags, "ui": _ui_flags}
+"""The commands that are not pipeline stages, and their flags (``tokenlake config show`` aside)."""
 FLAGS = {
     "etl": (_etl_flags, _dry_run_flag),
     "validate": (_version_flag,),
@@ -196,6 +229,10 @@ HELP = {
     "validate": "re-validate a published gold version",
     "train": "train on a validated gold version",
     "run": "etl and train, end to end, in one MLflow run",
+    "generate": "write a deterministic labelled JSONL corpus",
+    "runs": "list the work dir's MLflow runs: status, start, test accuracy, baseline, gold version",
+    "tables": "list each Delta table's versions: time, operation, rows",
+    "ui": "serve the work dir's MLflow store on 127.0.0.1",
 }
 EXAMPLES = {
     "generate": "tokenlake generate --out data/sample.jsonl --docs 4000 --seed 0 --pii-rate 0.05",

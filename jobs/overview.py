@@ -1,4 +1,4 @@
-"""Commands that look and change nothing: ``config show``, ``run --dry-run``, ``runs``, ``tables``.
+"""Commands that look and change nothing: ``config show``, ``run --dry-run``, ``runs``, ``tables``, ``ui``.
 
 None of them starts Spark: the Delta tables' histories are read from their ``_delta_log``
 directly, the MLflow runs through MLflow's client, the input files through fsspec.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -205,3 +206,21 @@ def runs_text(work: storage.WorkDir, uri: str | None) -> str:
     if not rows:
         return f"no MLflow runs in {uri}"
     return _table(rows, ["run", "status", "started (UTC)", "test_accuracy", "baseline", "gold version"])
+
+
+# ---------------------------------------------------------------- ui
+
+
+def mlflow_server_command(backend_db: Path, artifacts: Path, port: int) -> list[str]:
+    """``mlflow server`` on 127.0.0.1 with a sqlite backend and a local artifact store it proxies."""
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{backend_db.resolve()}",
+            "--artifacts-destination", str(artifacts.resolve()), "--workers", "1"]  # fmt: skip
+
+
+def serve_ui(work: str, port: int) -> int:
+    """Replace this process with ``mlflow server`` on the work dir's store (``tokenlake ui``)."""
+    local = storage.WorkDir.of(work).local  # a remote work dir's MLflow store is in its local copy
+    command = mlflow_server_command(local / "mlflow.db", local / "mlartifacts", port)
+    print(f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C stops it)", flush=True)
+    os.execv(command[0], command)

@@ -15,7 +15,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tokenlake.jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_TRAINING, EXIT_VALIDATION, main, mlflow_server_command
+from tokenlake.jobs.cli import EXIT_BUSY, EXIT_CONFIG, EXIT_TRAINING, EXIT_VALIDATION, main
+from tokenlake.jobs.overview import mlflow_server_command
 
 from conftest import free_port
 
