@@ -58,7 +58,8 @@ def near_scores(marked: dict[str, str | None], roots: dict[str, str]) -> dict:
 
 def score_near_duplicates(spark, truth: list[dict], cfg) -> dict:
     """The near-duplicate stage alone, on the truth's clean texts without exact copies."""
-    from tokenlake.etl.neardup import mark_near_duplicates, with_minhash_bands
+    from tokenlake.etl.minhash import with_minhash_bands
+    from tokenlake.etl.neardup import mark_near_duplicates
 
     rows = [(t["id"], t["clean_text"]) for t in truth if t["kind"] in ("clean", "duplicate_near")]
     df = spark.createDataFrame(rows, "id string, text string").withColumn("preferred", F.lit(False))

@@ -27,7 +27,8 @@ from tokenlake.synthetic.scores import recall_precision
 
 
 def _timed_run(spark: SparkSession, path: str) -> dict[str, float]:
-    from tokenlake.etl.neardup import mark_near_duplicates, with_minhash_bands
+    from tokenlake.etl.minhash import with_minhash_bands
+    from tokenlake.etl.neardup import mark_near_duplicates
 
     start = time.perf_counter()
     docs = spark.read.parquet(path).withColumn("preferred", F.lit(False))

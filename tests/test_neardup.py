@@ -3,15 +3,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tokenlake.etl.neardup import (
-    NearDupClusteringDidNotConverge,
-    band_hashes,
-    mark_near_duplicates,
-    minhash_signatures,
-    permutations,
-    shingles,
-    with_minhash_bands,
-)
+from tokenlake.etl.minhash import band_hashes, minhash_signatures, permutations, shingles, with_minhash_bands
+from tokenlake.etl.neardup import NearDupClusteringDidNotConverge, mark_near_duplicates
 from tokenlake.synthetic.near_copies import near_dup_corpus
 from tokenlake.synthetic.scores import recall_precision
 
