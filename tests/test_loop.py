@@ -99,7 +99,7 @@ def test_fit_epoch_learns_a_toy_task(grad_checkpointing):
 def test_progress_prints_plain_lines_when_not_a_terminal():
     import io
 
-    from tokenlake.training.distributed import progress_printer
+    from tokenlake.training.progress import progress_printer
 
     out = io.StringIO()
     on_step = progress_printer(1, 2, steps=20, world=2, stream=out)
