@@ -4,10 +4,12 @@ recorded, and whose tokenizer fits the model asked for."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from tokenlake.etl.gold import GoldCommit
 from tokenlake.etl.lake import commit_metadata, error_cause, is_bad_file_error, latest_version, read_table, table_digest
 from tokenlake.etl.storage import WorkDir, exists
 from tokenlake.etl.tokenize import fingerprint, pretrained_dir
@@ -37,8 +39,21 @@ def _check_commit(work: WorkDir, path: str, version: int, meta: dict) -> None:
         )
 
 
-def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) -> tuple[dict, dict]:
-    """``({"path", "version", "digest"}, commit metadata)`` of a gold version that passed
+def parse_commit(path: str, version: int, meta: dict) -> GoldCommit:
+    """The ``GoldCommit`` a gold version's metadata holds; ``GoldRefused`` if it lacks a field (a
+    version written by an older tokenlake, or not by tokenlake at all)."""
+    commit = GoldCommit.parse(meta)
+    if commit is None:
+        missing = sorted({f.name for f in fields(GoldCommit)} - set(meta))
+        raise GoldRefused(
+            f"gold version {version} at {path} has no {', '.join(missing)} in its commit (not written by this "
+            "tokenlake): rebuild gold with `tokenlake etl --rebuild-gold`"
+        )
+    return commit
+
+
+def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) -> tuple[dict, GoldCommit]:
+    """``({"path", "version", "digest"}, its GoldCommit)`` of a gold version that passed
     validation, was tokenized with the tokenizer in ``WORK/tokenizer`` and still has the digest
     recorded when it was published; ``GoldRefused`` otherwise."""
     work = WorkDir.of(work)
@@ -57,28 +72,29 @@ def usable_gold(spark: SparkSession, work: WorkDir | Path, version: int | None) 
             f"gold version {version} at {path} cannot be read back ({error_cause(exc, 200)}): its files "
             "were changed outside Delta; training refuses it"
         ) from exc
-    if meta.get("digest") != digest:
+    commit = parse_commit(path, version, meta)
+    if commit.digest != digest:
         raise GoldRefused(
             f"gold version {version} at {path} does not match the digest recorded when it was published "
-            f"({meta.get('digest')} recorded, {digest} now): its files were changed outside Delta; training refuses it"
+            f"({commit.digest} recorded, {digest} now): its files were changed outside Delta; training refuses it"
         )
-    return {"path": path, "version": version, "digest": digest}, meta
+    return {"path": path, "version": version, "digest": digest}, commit
 
 
-def check_model_tokenizer(cfg: PipelineConfig, meta: dict) -> None:
+def check_model_tokenizer(cfg: PipelineConfig, commit: GoldCommit) -> None:
     """A warm-started model must have been fed ids from its own tokenizer."""
     if not cfg.train.pretrained:
         return
     model_fp = fingerprint(pretrained_dir(cfg.train.model))
-    if meta.get("tokenizer_fingerprint") != model_fp:
+    if commit.tokenizer_fingerprint != model_fp:
         raise GoldRefused(
             f"model {cfg.train.model!r} carries tokenizer {model_fp[:12]}..., but gold was tokenized with "
-            f"{str(meta.get('tokenizer_fingerprint'))[:12]}...: run the ETL with --set etl.tokenizer="
+            f"{commit.tokenizer_fingerprint[:12]}...: run the ETL with --set etl.tokenizer="
             f"{cfg.train.model} (or --model {cfg.train.model}) first"
         )
 
 
-def usable_gold_files(work: WorkDir | Path, path: str, version: int | None) -> tuple[dict, dict]:
+def usable_gold_files(work: WorkDir | Path, path: str, version: int | None) -> tuple[dict, GoldCommit]:
     """``usable_gold`` without Spark: the commit must record a passed validation and this work
     dir's tokenizer, and every file must have the size its commit recorded (the row digest needs
     Spark's hash, so ``--no-spark`` checks sizes instead)."""
@@ -90,4 +106,5 @@ def usable_gold_files(work: WorkDir | Path, path: str, version: int | None) -> t
     except (OSError, ValueError) as exc:
         raise GoldRefused(f"gold at {path}: {exc}") from exc
     _check_commit(work, path, version, meta)
-    return {"path": path, "version": version, "digest": meta.get("digest")}, meta
+    commit = parse_commit(path, version, meta)
+    return {"path": path, "version": version, "digest": commit.digest}, commit

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 
 from tokenlake.etl.config import Task
 from tokenlake.etl.context import row_params, suite_params
+from tokenlake.etl.gold import GoldCommit
 from tokenlake.etl.lake import commit_metadata, latest_version, read_table
 from tokenlake.etl.pipeline import run_etl
 from tokenlake.etl.storage import WorkDir
@@ -28,7 +29,7 @@ from tokenlake.etl.validate import (
     validate_table,
 )
 from tokenlake.jobs.config import PipelineConfig
-from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, usable_gold, usable_gold_files
+from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, parse_commit, usable_gold, usable_gold_files
 from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
 from tokenlake.jobs.report import etl_report, read_report, update_report, validation_summary
 from tokenlake.training.baseline import train_baseline
@@ -68,13 +69,11 @@ def run_validate_stage(
         etl_cfg, extra = cfg.etl, {}
         if name == "gold":  # the gold commit records what its suite must check
             meta = commit_metadata(spark, table["path"], table["version"])
+            commit = parse_commit(table["path"], table["version"], meta)
             etl_cfg = replace(
-                cfg.etl,
-                max_len=meta["max_len"],
-                task=meta.get("task", cfg.etl.task),
-                split_fractions=tuple(meta.get("split_fractions", cfg.etl.split_fractions)),
+                cfg.etl, max_len=commit.max_len, task=commit.task, split_fractions=tuple(commit.split_fractions)
             )
-            extra = {"vocab_size": meta["vocab_size"], "labels": meta.get("labels", [])}
+            extra = {"vocab_size": commit.vocab_size, "labels": commit.labels}
         results.append(
             validate_table(
                 df,
@@ -102,13 +101,13 @@ def run_validate_stage(
 def train_stage(spark: SparkSession, work: WorkDir | Path, cfg: PipelineConfig, version: int | None = None) -> dict:
     """Train on a usable gold version inside the active MLflow run; merge ``training`` into the report."""
     work = WorkDir.of(work)
-    gold, meta = usable_gold(spark, work, version)
-    check_model_tokenizer(cfg, meta)
+    gold, commit = usable_gold(spark, work, version)
+    check_model_tokenizer(cfg, commit)
 
     def launch(data: GoldData, mlflow_run_id: str) -> dict:
         return launch_training(spark, gold, work, cfg.train, data, mlflow_run_id=mlflow_run_id)
 
-    return _train(work, cfg, gold, meta, launch, spark)
+    return _train(work, cfg, gold, commit, launch, spark)
 
 
 def run_train_without_spark(
@@ -121,26 +120,28 @@ def run_train_without_spark(
     """``tokenlake train --no-spark [--data DIR]``: the same training loop on the gold files, in this
     process or as a ``torchrun`` rank; rank 0 alone logs to MLflow and writes the report."""
     work = WorkDir.of(work)
-    gold, meta = usable_gold_files(work, str(data or gold_path(work)), version)
-    check_model_tokenizer(cfg, meta)
+    gold, commit = usable_gold_files(work, str(data or gold_path(work)), version)
+    check_model_tokenizer(cfg, commit)
 
     def launch(data: GoldData, mlflow_run_id: str | None) -> dict:
         return train_without_spark(gold, work, cfg.train, data, mlflow_run_id=mlflow_run_id)
 
     if int(os.environ.get("RANK", "0")) != 0:
-        launch(GoldData.of_commit(meta), None)
+        launch(GoldData.of_commit(commit), None)
         return {}
     with mlflow_run(mlflow_uri, work, None, cfg):
-        return _train(work, cfg, gold, meta, launch, None)
+        return _train(work, cfg, gold, commit, launch, None)
 
 
-def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, spark: SparkSession | None) -> dict:
+def _train(
+    work: WorkDir, cfg: PipelineConfig, gold: dict, commit: GoldCommit, launch, spark: SparkSession | None
+) -> dict:
     import mlflow
 
     set_stage("train")
     report = read_report(work)
     tables = {**report.get("tables", {}), "gold": gold}
-    mlflow.set_tags(lineage_tags(tables, report.get("validation"), meta["tokenizer_fingerprint"]))
+    mlflow.set_tags(lineage_tags(tables, report.get("validation"), commit.tokenizer_fingerprint))
     log_delta_inputs(tables)
     if report.get("input"):
         mlflow.set_tag("input", report["input"])
@@ -154,15 +155,15 @@ def _train(work: WorkDir, cfg: PipelineConfig, gold: dict, meta: dict, launch, s
     if docs and docs.is_file():
         mlflow.log_artifacts(str(docs.parent), artifact_path="validation/data_docs")
     start = time.perf_counter()
-    data = GoldData.of_commit(meta)
+    data = GoldData.of_commit(commit)
     task = data.task
     result = launch(data, mlflow.active_run().info.run_id)
-    log_training(result, task, work.path("model"), work.local / "tokenizer", meta["labels"])
+    log_training(result, task, work.path("model"), work.local / "tokenizer", commit.labels)
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
     silver = report.get("tables", {}).get("silver")
     if task == Task.CLASSIFICATION and cfg.train.baseline and silver and spark is not None:
-        baseline = train_baseline(read_table(spark, silver["path"], silver["version"]), meta["labels"])
+        baseline = train_baseline(read_table(spark, silver["path"], silver["version"]), commit.labels)
         metrics |= {
             "baseline_test_accuracy": baseline["test_accuracy"],
             "baseline_test_macro_f1": baseline["test_macro_f1"],

@@ -234,19 +234,24 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6  # MiniLM-L6, not a fresh model
 
 
-def _gold_meta(spark, work):
+def _gold_data(spark, work):
+    """The report's gold version, and what its commit defines for the model."""
+    from tokenlake.etl.gold import GoldCommit
     from tokenlake.etl.lake import commit_metadata
+    from tokenlake.training.config import GoldData
 
     gold = json.loads((work / "report.json").read_text())["tables"]["gold"]
-    return gold, commit_metadata(spark, gold["path"], gold["version"])
+    return gold, GoldData.of_commit(GoldCommit.parse(commit_metadata(spark, gold["path"], gold["version"])))
 
 
 def test_failed_training_leaves_no_model_and_no_copy(spark, work_copy):
-    from tokenlake.training.config import GoldData, TrainConfig
+    from dataclasses import replace
+
+    from tokenlake.training.config import TrainConfig
     from tokenlake.training.launch import launch_training
 
-    gold, meta = _gold_meta(spark, work_copy)
-    data = GoldData("classification", meta["labels"], vocab_size=2, max_len=meta["max_len"])
+    gold, data = _gold_data(spark, work_copy)
+    data = replace(data, vocab_size=2)
     with pytest.raises(RuntimeError):  # token ids beyond a 2-word vocabulary: every rank crashes
         launch_training(spark, gold, work_copy, TrainConfig(epochs=1), data)
     assert not (work_copy / "petastorm_cache").exists()
@@ -265,17 +270,16 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
     from pyspark.sql import functions as F
 
     from tokenlake.training import launch
-    from tokenlake.training.config import GoldData, TrainConfig
+    from tokenlake.training.config import TrainConfig
 
-    gold, meta = _gold_meta(spark, work_copy)
+    gold, data = _gold_data(spark, work_copy)
 
     def skewed(rows):  # two files, about 90% and 10% of the rows: rank 0 reads one, rank 1 the other
         key = (F.xxhash64("id") % 10 == 0).cast("int")
         return rows.withColumn("_k", key).repartitionByRange(2, "_k").drop("_k")
 
     table = _relaid_gold(spark, gold, work_copy / "skewed_gold", skewed)
-    result = launch.launch_training(spark, table, work_copy, TrainConfig(epochs=1, checkpoint_steps=0),
-                                    GoldData.of_commit(meta))  # fmt: skip
+    result = launch.launch_training(spark, table, work_copy, TrainConfig(epochs=1, checkpoint_steps=0), data)
     small, large = sorted(result["data_path"]["rows_per_rank"]["train"])
     assert small * 5 < large  # the shards really were uneven
     assert result["ranks_confirmed"] == 2 and result["steps_per_epoch"] == (small + large) // (32 * 2)
@@ -284,15 +288,15 @@ def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy
 
 
 def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy):
-    from tokenlake.training.config import GoldData, TrainConfig
+    from tokenlake.training.config import TrainConfig
     from tokenlake.training.launch import TrainingFailed, launch_training
 
-    gold, meta = _gold_meta(spark, work_copy)
+    gold, data = _gold_data(spark, work_copy)
     table = _relaid_gold(spark, gold, work_copy / "one_file_gold", lambda rows: rows.coalesce(1))
     (work_copy / "model").mkdir()
     (work_copy / "model" / "config.json").write_text("{}")  # the last run's model
     with pytest.raises(TrainingFailed, match=r"train split is in 1 of gold's 1 row groups.*2 processes"):
-        launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), GoldData.of_commit(meta))
+        launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), data)
     assert (work_copy / "model" / "config.json").read_text() == "{}"  # refused before anything was removed
 
 

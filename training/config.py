@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tokenlake.etl.config import one_of
+
+if TYPE_CHECKING:
+    from tokenlake.etl.gold import GoldCommit
 
 # Peak learning rates that train each size well from scratch on a few thousand documents.
 DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}
@@ -120,11 +124,8 @@ class GoldData:
     max_len: int
 
     @classmethod
-    def of_commit(cls, meta: dict) -> GoldData:
-        """From a gold commit's metadata (``etl.gold.GoldCommit``; a commit from before the task
-        was recorded is classification)."""
-        return cls(meta.get("task", "classification"), list(meta.get("labels") or []), meta["vocab_size"],
-                   meta["max_len"])  # fmt: skip
+    def of_commit(cls, commit: GoldCommit) -> GoldData:
+        return cls(commit.task, list(commit.labels), commit.vocab_size, commit.max_len)
 
 
 @dataclass(frozen=True)
