@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from tokenlake.jobs.flags import (
     FLAGS,
@@ -24,7 +25,7 @@ from tokenlake.jobs.flags import (
     tokenlake_version,
 )
 
-EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 2, 3, 4, 5, 6, 7
+EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 1, 2, 3, 4, 5, 6, 7
 DESCRIPTION = (
     "Turn a raw text corpus into Delta tables (bronze, silver, gold, quarantine), each validated by "
     "Great Expectations, and train a transformer on gold with PyTorch DDP on Spark, tracked in MLflow."
@@ -216,8 +217,23 @@ def execute(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_VALIDATION)
     except TrainingFailed as exc:
         return _fail(f"training failed: {exc}", EXIT_TRAINING)
+    except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
+        return _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''} "
+                     f"(traceback in {_keep_traceback(work)})", EXIT_UNEXPECTED)  # fmt: skip
     print_summary(report, work.uri)
     return 0
+
+
+def _keep_traceback(work) -> Path:
+    """Write the exception being handled to ``WORK/logs/error-<time>.log`` (for a remote work dir,
+    in its local copy on this machine, as ``logs/spark.log``); return where."""
+    import traceback
+    from datetime import UTC, datetime
+
+    path = work.local / "logs" / f"error-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(traceback.format_exc())
+    return path
 
 
 def _fail(message: str, code: int) -> int:

@@ -13,9 +13,9 @@ Locally, the same flags::
 
     tokenlake etl --input data/sample.jsonl --work /dbfs/tokenlake/work
 
-Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite, 4 input missing, unreadable
-or without a usable training row, 5 Delta JARs missing, 7 another run holds the work dir, 130/143
-stopped by Ctrl-C/SIGTERM (README: "The CLI").
+Exit codes: 0 success, 1 an unforeseen error (its traceback in WORK/logs), 2 bad configuration, 3 a
+table failed its suite, 4 input missing, unreadable or without a usable training row, 5 Delta JARs
+missing, 7 another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM (README: "The CLI").
 """
 
 import sys

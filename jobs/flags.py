@@ -17,6 +17,7 @@ from tokenlake.etl.config import Task
 
 EXIT_CODES = {
     0: "success",
+    1: "an error nobody foresaw (a bug, an outage): one line here, the traceback in WORK/logs/error-*.log",
     2: "bad configuration or flags (found before Spark starts)",
     3: "a table failed its expectation suite, or gold was refused (another tokenizer, files changed)",
     4: "input missing, unreadable, or without a usable training row",

@@ -13,10 +13,10 @@ Locally, the same flags::
 
     tokenlake run --input data/sample.jsonl --work work
 
-Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite or gold was refused, 4 input
-missing, unreadable or without a usable training row, 5 Delta JARs missing, 6 training failed (not
-enough task slots included), 7 another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM
-(README: "The CLI").
+Exit codes: 0 success, 1 an unforeseen error (its traceback in WORK/logs), 2 bad configuration, 3 a
+table failed its suite or gold was refused, 4 input missing, unreadable or without a usable training
+row, 5 Delta JARs missing, 6 training failed (not enough task slots included), 7 another run holds
+the work dir, 130/143 stopped by Ctrl-C/SIGTERM (README: "The CLI").
 """
 
 import sys

@@ -13,9 +13,10 @@ Locally, the same flags::
 
     tokenlake train --work /dbfs/tokenlake/work --num-processes 2
 
-Exit codes: 0 success, 2 bad configuration, 3 gold refused (failed validation, another tokenizer,
-files changed outside Delta), 5 Delta JARs missing, 6 training failed (not enough task slots
-included), 7 another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM (README: "The CLI").
+Exit codes: 0 success, 1 an unforeseen error (its traceback in WORK/logs), 2 bad configuration, 3
+gold refused (failed validation, another tokenizer, files changed outside Delta), 5 Delta JARs
+missing, 6 training failed (not enough task slots included), 7 another run holds the work dir,
+130/143 stopped by Ctrl-C/SIGTERM (README: "The CLI").
 """
 
 import sys

@@ -12,8 +12,9 @@ Locally, the same flags::
 
     tokenlake validate --work /dbfs/tokenlake/work --data-version 3
 
-Exit codes: 0 success, 2 bad configuration, 3 a table failed its suite, 5 Delta JARs missing, 7
-another run holds the work dir, 130/143 stopped by Ctrl-C/SIGTERM (README: "The CLI").
+Exit codes: 0 success, 1 an unforeseen error (its traceback in WORK/logs), 2 bad configuration, 3 a
+table failed its suite, 5 Delta JARs missing, 7 another run holds the work dir, 130/143 stopped by
+Ctrl-C/SIGTERM (README: "The CLI").
 """
 
 import sys

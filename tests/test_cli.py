@@ -217,3 +217,18 @@ def test_the_summary_says_where_the_model_is_and_when_it_is_not_the_best_epoch()
     assert "  model       /w/model  (epoch 3; NOT the best epoch: validation loss was lowest at epoch 2)" in lines
     training["model"] |= {"epoch": 2, "is_best_epoch": True}
     assert "  model       /w/model  (epoch 2)" in summary_lines({"training": training}, "/w")
+
+
+def test_an_error_nobody_foresaw_is_one_line_and_its_traceback_is_kept(tmp_path, corpus, capsys, monkeypatch):
+    """Not a traceback on the terminal: one line with the error and where its traceback is (exit 1)."""
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("division by zero in a stage")
+
+    monkeypatch.setattr(cli, "_run_command", broken)
+    code, err = _exit(["etl", "--input", str(corpus), "--work", str(tmp_path / "work")], capsys)
+    assert code == cli.EXIT_UNEXPECTED == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: unexpected ZeroDivisionError: division by zero in a stage (traceback in ")
+    log = Path(line.split("(traceback in ", 1)[1].rstrip(")"))
+    assert log.parent == tmp_path / "work" / "logs" and 'raise ZeroDivisionError("division' in log.read_text()
