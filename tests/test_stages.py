@@ -420,7 +420,8 @@ def test_sigterm_ends_the_mlflow_run_as_killed_and_says_where_it_stopped(work_co
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, err.read_text()[-3000:]
     line = err.read_text().strip().splitlines()[-1]
-    (run,) = MlflowClient(f"sqlite:///{work_copy / 'mlflow.db'}").search_runs(["1"])
+    client = MlflowClient(f"sqlite:///{work_copy / 'mlflow.db'}")  # the copied work dir may hold older runs
+    (run,) = client.search_runs(["1"], order_by=["attributes.start_time DESC"], max_results=1)
     assert line.startswith(f"error: stopped by SIGTERM during train; MLflow run {run.info.run_id} is marked KILLED")
     assert "the latest checkpoint is" in line and "(--resume continues from it)" in line
     assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
