@@ -82,7 +82,7 @@ def parse_records(
     pre = F.col("pre_reason") if "pre_reason" in df.columns else F.lit(None).cast("string")
     reason = (
         F.when(pre.isNotNull(), pre)
-        .when(F.trim("raw") == "", F.lit(BLANK_LINE))
+        .when(F.col("raw").rlike(r"^\s*$"), F.lit(BLANK_LINE))  # trim() keeps tabs: a tab-only line is blank too
         .when(~F.is_valid_utf8("raw"), F.lit(INVALID_UTF8))
         .when(v.isNull(), F.lit(MALFORMED_JSON))
         .when(~F.schema_of_variant(v).startswith("OBJECT"), F.lit(NOT_AN_OBJECT))

@@ -145,3 +145,97 @@ def test_hostile_files_are_quarantined_with_their_file_and_line(spark, tmp_path)
     assert {reason for _, reason in binary} <= {"invalid_utf8", "malformed_json", "blank_line", "not_an_object"}
     assert sorted(line for line, _ in binary) == list(range(len(binary)))
     assert q.where("length(raw) > 2000").count() == 0  # the 10 MB record is kept truncated
+
+
+# what ingest may say of each kind of line: a usable line keeps a null reason unless its id was
+# taken by another usable line (then all but one of them are duplicate_id)
+USABLE = {None, "duplicate_id"}
+ALLOWED = {
+    "good": USABLE,
+    "duplicate_id": USABLE,
+    "duplicate_text": USABLE,  # an exact copy of a text: found later, by dedup
+    "controls_only": USABLE,  # nothing left once cleaned: found later, by clean
+    "malformed_json": {"malformed_json"},
+    "not_an_object": {"not_an_object"},
+    "blank": {"blank_line"},
+    "invalid_utf8": {"invalid_utf8"},
+    "nul_bytes": {"malformed_json"},
+    "missing_text": {"missing_text"},
+    "text_not_string": {"text_not_string", "missing_text"},  # a null text is a missing one
+    "bad_label": {"missing_label", "bad_label_type", None},  # an integer label is a label
+    "missing_label": {"missing_label"},
+    "bad_id": {"bad_id"},
+}
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=25),
+    seed=st.integers(0, 2**16),
+    truncated_last=st.booleans(),
+)
+def test_ingest_gives_every_line_exactly_one_row_with_a_reason_its_kind_allows(spark, kinds, seed, truncated_last):
+    """The first stage, where a line can most easily be lost or doubled, over many small inputs
+    (the whole ETL is above, on fewer): one row per physical line, at its own line number."""
+    from pyspark import StorageLevel
+
+    from tokenlake.etl.ingest import flag_duplicate_ids, parse_records
+    from tokenlake.etl.sources import read_sources, with_source_line
+
+    rng = random.Random(seed)
+    seen: list[dict] = []
+    lines = [(_line("good", 10_000 + i, rng, seen), "good") for i in range(5)]
+    lines += [(_line(kind, i, rng, seen), kind) for i, kind in enumerate(kinds)]
+    rng.shuffle(lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mixed.jsonl"
+        path.write_bytes(b"\n".join(raw for raw, _ in lines) + (b"" if truncated_last else b"\n"))
+        parsed = parse_records(read_sources(spark, str(path))).transform(flag_duplicate_ids)
+        parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            got = {r["source_line"]: r["reject_reason"] for r in with_source_line(parsed).collect()}
+            assert parsed.count() == len(lines)  # and not a row more
+        finally:
+            parsed.unpersist()
+    assert sorted(got) == list(range(len(lines)))
+    for line, (_, kind) in enumerate(lines):
+        assert got[line] in ALLOWED[kind], (line, kind, got[line])
+    assert sum(reason == "duplicate_id" for reason in got.values()) == kinds.count("duplicate_id")
+
+
+def test_a_corpus_of_every_hostile_kind_at_once_is_counted_reason_by_reason(spark, tmp_path):
+    """Each kind of bad line three times, among good lines, through the whole ETL: each reason's
+    count is the number of lines planted for it, and the rest are clean rows or duplicates."""
+    rng = random.Random(11)
+    good = [{"id": f"g{i}", "text": make_document(rng, LABELS[i % 4]), "label": LABELS[i % 4]} for i in range(60)]
+    planted = {  # reason -> three lines that must get it
+        "malformed_json": [b'{"id": "x%d", "text": "unterminated' % i for i in range(3)],
+        "not_an_object": [b"[1, 2]", b"42", b'"text"'],
+        "blank_line": [b"", b"   ", b"\t"],
+        "invalid_utf8": [b'{"id": "u%d", "text": "caf\xe9 \xff", "label": "food"}' % i for i in range(3)],
+        "missing_text": [json.dumps({"id": f"m{i}", "label": "food"}).encode() for i in range(3)],
+        "text_not_string": [
+            json.dumps({"id": f"t{i}", "text": v, "label": "food"}).encode() for i, v in enumerate([42, [1], {"a": 1}])
+        ],
+        "bad_label_type": [
+            json.dumps({"id": f"l{i}", "text": "a b c", "label": v}).encode()
+            for i, v in enumerate([[1], {"a": 1}, 1.5])
+        ],
+        "missing_label": [json.dumps({"id": f"k{i}", "text": "some words here"}).encode() for i in range(3)],
+        "bad_id": [json.dumps({"id": v, "text": "x y z", "label": "food"}).encode() for v in ([1], {"a": 1}, 1.5)],
+        "duplicate_id": [json.dumps({**good[i], "text": good[i]["text"] + " changed"}).encode() for i in range(3)],
+        "empty_after_clean": [
+            json.dumps({"id": f"c{i}", "text": " \u0007 ", "label": "food"}).encode() for i in range(3)
+        ],
+    }
+    copies = [json.dumps({**good[i], "id": f"copy{i}"}).encode() for i in range(3)]  # exact duplicates
+    lines = [json.dumps(d).encode() for d in good] + copies + [raw for raws in planted.values() for raw in raws]
+    rng.shuffle(lines)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "all.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    result = run_etl(spark, str(tmp_path / "in"), tmp_path / "work", EtlConfig(vocab_size=300, min_files=1))
+    assert result.reject_reasons == {reason: 3 for reason in planted}
+    rows = result.rows
+    assert rows["read"] == len(lines) and rows["duplicates_exact"] == 3
+    assert (rows["clean"], rows["quarantined"]) == (60, 3 * len(planted))
+    assert rows["read"] == rows["clean"] + rows["quarantined"] + rows["duplicates_exact"] + rows["duplicates_near"]
