@@ -427,6 +427,49 @@ def test_sigterm_ends_the_mlflow_run_as_killed_and_says_where_it_stopped(work_co
     assert run.info.status == "KILLED" and run.data.tags["stopped_by"] == "SIGTERM"
 
 
+@pytest.mark.slow
+def test_a_rank_killed_mid_epoch_fails_the_run_within_the_collective_timeout_and_resume_completes(work_copy):
+    """kill -9 of one training process: no hang, but exit 6 well within ``collective_timeout_s``
+    (plus start-up margin) with one line; the checkpoint stays usable and --resume finishes."""
+    import psutil
+
+    from tokenlake.training import checkpoint
+
+    timeout_s = 30
+    train = ["--epochs", "2", "--batch-size", "16", "--set", "train.checkpoint_steps=10",
+             "--set", f"train.collective_timeout_s={timeout_s}", "--set", "train.baseline=false"]  # fmt: skip
+    err = work_copy / "train.err"
+    with err.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "tokenlake.jobs.cli", "train", "--work", str(work_copy), *train],
+                                stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            found = checkpoint.latest(work_copy / "checkpoints")
+            if found and checkpoint.position(found)["step"] > 0:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, err.read_text()[-2000:]
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+        (victim,) = [p for p in workers if p.parent() not in workers]  # the rank, not a process it started
+        killed_at = time.monotonic()
+        victim.kill()
+        proc.wait(timeout=timeout_s + 120)
+        took = time.monotonic() - killed_at
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == EXIT_TRAINING, err.read_text()[-2000:]
+    assert took < timeout_s + 30, took
+    assert err.read_text().strip().splitlines()[-1].startswith("error: training failed: a training process failed")
+    kept = checkpoint.latest(work_copy / "checkpoints")
+    assert kept and checkpoint.position(kept)["step"] > 0  # what was saved before the kill is intact
+    assert main(["train", "--work", str(work_copy), "--resume", *train]) == 0
+    training = json.loads((work_copy / "report.json").read_text())["training"]
+    assert [e["epoch"] for e in training["epochs"]] == [1, 2]
+
+
 def test_secrets_from_the_environment_never_reach_logs_report_or_mlflow(work_copy, capsys, caplog, monkeypatch):
     """MLflow credentials come from the environment only; no password or token shows up anywhere
     we write, in the MLflow store included."""
@@ -481,3 +524,7 @@ def test_a_rank_that_crashes_exits_6_with_one_line_that_says_why(work_copy, caps
     why = "ValueError: mixed_precision=fp16 needs a CUDA device"
     assert err == [f"error: training failed: a training process failed: rank 0: {why}; rank 1: {why}"]
     assert sorted(p.name for p in (work_copy / "failures").iterdir()) == ["rank-0.txt", "rank-1.txt"]
+    # without Spark (one process here; each rank alike under torchrun): the same exit and line
+    assert main([*args, "--no-spark"]) == EXIT_TRAINING
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert err == [f"error: training failed: rank 0 failed: {why}"]

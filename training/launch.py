@@ -153,7 +153,11 @@ def train_without_spark(
                          mlflow_run_id=mlflow_run_id)  # fmt: skip
     log.info("training %s on %d rows, rank %d of %d, without Spark", cfg.model, len(splits["train"]), rank,
              cfg.num_processes)  # fmt: skip
-    result = train_fn(spec, splits)
+    try:
+        result = train_fn(spec, splits)
+    except Exception as exc:  # as with TorchDistributor: exit 6 and what the rank said, not a traceback
+        why = (str(exc).splitlines() or [""])[0][:300]
+        raise TrainingFailed(f"rank {rank} failed: {type(exc).__name__}: {why}") from exc
     if rank != 0:
         return result
     return started_result(verify(result, cfg, work.path("model")), started, {"read": "in_memory", "copy_bytes": 0})
