@@ -166,8 +166,13 @@ from tokenlake.etl.neardup import _checkpoint
 spark = SparkSession.builder.master("local-cluster[2,1,1024]").config("spark.ui.enabled", "false").getOrCreate()
 df = spark.range(0, 20000, numPartitions=8).selectExpr("id", "id % 7 AS k")
 ours, single = _checkpoint(df), df.selectExpr("id", "k + 1 AS k").localCheckpoint(eager=True)
+def cmdline(p):
+    try:
+        return p.cmdline()
+    except (psutil.Error, OSError):  # a child that ended (or is a zombie) meanwhile
+        return []
 executors = [p for p in psutil.Process().children(recursive=True)
-             if any("CoarseGrainedExecutorBackend" in c for c in p.cmdline())]
+             if any("CoarseGrainedExecutorBackend" in c for c in cmdline(p))]
 assert len(executors) == 2, executors
 executors[0].kill()
 time.sleep(5)

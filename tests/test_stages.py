@@ -450,7 +450,14 @@ def test_a_rank_killed_mid_epoch_fails_the_run_within_the_collective_timeout_and
                 break
             time.sleep(0.05)
         assert proc.poll() is None, err.read_text()[-2000:]
-        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+
+        def rank(p) -> str | None:
+            try:
+                return p.environ().get("RANK")
+            except (psutil.Error, OSError):  # a child that ended (or is a zombie) meanwhile
+                return None
+
+        workers = [p for p in psutil.Process(proc.pid).children(recursive=True) if rank(p) == "1"]
         (victim,) = [p for p in workers if p.parent() not in workers]  # the rank, not a process it started
         killed_at = time.monotonic()
         victim.kill()
