@@ -218,8 +218,10 @@ def execute(args: argparse.Namespace) -> int:
     except TrainingFailed as exc:
         return _fail(f"training failed: {exc}", EXIT_TRAINING)
     except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
-        return _fail(f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''} "
-                     f"(traceback in {_keep_traceback(work)})", EXIT_UNEXPECTED)  # fmt: skip
+        from tokenlake.etl.lake import error_cause
+
+        return _fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {_keep_traceback(work)})",
+                     EXIT_UNEXPECTED)  # fmt: skip
     print_summary(report, work.uri)
     return 0
 

@@ -79,11 +79,8 @@ def delta_jars() -> str:
 
 
 def dry_run_lines(command: str, input_path: str | None, work: str, cfg: PipelineConfig) -> list[str]:
-    """What ``tokenlake COMMAND`` would do; raises ``FileNotFoundError`` for missing input and
-    ``ValueError`` for a model or tokenizer that is not there."""
-    from tokenlake.jobs.config import check_names
-
-    check_names(cfg)
+    """What ``tokenlake COMMAND`` would do with ``cfg`` (its names already checked by the caller,
+    ``jobs.config.check_names``); raises ``FileNotFoundError`` for missing input."""
     lines = [f"work dir: {work}" + ("" if storage.exists(work) else " (does not exist yet)")]
     if input_path:
         files = input_files(input_path)

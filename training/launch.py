@@ -15,7 +15,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from tokenlake.etl import storage
-from tokenlake.etl.lake import read_table
+from tokenlake.etl.lake import error_cause, read_table
 from tokenlake.etl.split import SPLITS
 from tokenlake.etl.storage import WorkDir
 from tokenlake.training import checkpoint
@@ -156,8 +156,7 @@ def train_without_spark(
     try:
         result = train_fn(spec, splits)
     except Exception as exc:  # as with TorchDistributor: exit 6 and what the rank said, not a traceback
-        why = (str(exc).splitlines() or [""])[0][:300]
-        raise TrainingFailed(f"rank {rank} failed: {type(exc).__name__}: {why}") from exc
+        raise TrainingFailed(f"rank {rank} failed: {type(exc).__name__}: {error_cause(exc, 300)}") from exc
     if rank != 0:
         return result
     return started_result(verify(result, cfg, work.path("model")), started, {"read": "in_memory", "copy_bytes": 0})
