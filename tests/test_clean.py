@@ -102,3 +102,18 @@ def test_repeated_trigram_share_is_exact(spark):
     share = _repeated_share(_word_trigrams(words_of(F.col("text"))))
     got = dict(spark.createDataFrame(rows, "id string, text string").select("id", share).collect())
     assert got == {"cycle": 0.25, "joined": 0.0, "lines": 0.25, "short": 0.0}
+
+
+def test_cleaning_cleaned_and_masked_text_changes_nothing(spark):
+    """Silver's text cleaned again (``tokenlake predict`` on silver) keeps its placeholders: they are
+    not markup. The list matches what masking writes."""
+    from tokenlake.etl.clean import PLACEHOLDER_TAGS, URL_PLACEHOLDER
+    from tokenlake.etl.pii import PLACEHOLDERS
+
+    assert {p.strip("<>") for p in [*PLACEHOLDERS.values(), URL_PLACEHOLDER]} == set(PLACEHOLDER_TAGS)
+    masked = "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE> or see <URL>. <b>Bold</b><p>end</p>"
+    df = spark.createDataFrame([("1", masked)], "id string, text string")
+    once = clean_docs(df, max_doc_chars=1000).first()["text"]
+    assert once == "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE> or see <URL>. Bold end"
+    again = clean_docs(spark.createDataFrame([("1", once)], "id string, text string"), max_doc_chars=1000)
+    assert again.first()["text"] == once
