@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tokenlake.etl.config import EtlConfig
 from tokenlake.etl.context import EtlResult
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.etl.validate import SuiteResult, data_docs_index
@@ -58,9 +60,10 @@ def absolute_input(input_path: str) -> str:
     return ",".join(p if "://" in p else os.path.abspath(p) for p in (q.strip() for q in input_path.split(",")) if p)
 
 
-def etl_report(input_path: str, work: WorkDir, etl: EtlResult) -> dict:
+def etl_report(input_path: str, work: WorkDir, etl: EtlResult, cfg: EtlConfig) -> dict:
     return {
         "input": absolute_input(input_path),
+        "etl_config": asdict(cfg),
         "rows": etl.rows,
         "reject_reasons": etl.reject_reasons,
         "tables": etl.tables,

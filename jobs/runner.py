@@ -31,12 +31,13 @@ from tokenlake.etl.validate import (
 from tokenlake.jobs.config import PipelineConfig
 from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, parse_commit, usable_gold, usable_gold_files
 from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
+from tokenlake.jobs.release import release_classifier
 from tokenlake.jobs.report import etl_report, read_report, update_report, validation_summary
 from tokenlake.training.baseline import train_baseline
 from tokenlake.training.config import GoldData
 from tokenlake.training.distributed import EVAL_KEYS
 from tokenlake.training.launch import launch_training, train_without_spark
-from tokenlake.training.tracking import lineage_tags, log_delta_inputs, log_training
+from tokenlake.training.tracking import lineage_tags, log_causal_lm, log_delta_inputs, log_training
 
 log = logging.getLogger("tokenlake")
 
@@ -48,9 +49,9 @@ def run_etl_stage(spark: SparkSession, input_path: str, work: WorkDir | Path, cf
     try:
         etl = run_etl(spark, input_path, work, cfg.etl)
     except ValidationFailed as failure:
-        failure.report = update_report(work, **etl_report(input_path, work, failure.etl_result))
+        failure.report = update_report(work, **etl_report(input_path, work, failure.etl_result, cfg.etl))
         raise
-    return update_report(work, **etl_report(input_path, work, etl))
+    return update_report(work, **etl_report(input_path, work, etl, cfg.etl))
 
 
 def run_validate_stage(
@@ -158,7 +159,7 @@ def _train(
     data = GoldData.of_commit(commit)
     task = data.task
     result = launch(data, mlflow.active_run().info.run_id)
-    log_training(result, task, work.path("model"), work.local / "tokenizer", commit.labels)
+    log_training(result, commit.labels)
     last, keys = result["history"][-1], EVAL_KEYS[task]
     metrics = {**{f"val_{k}": last[f"val_{k}"] for k in keys}, **{f"test_{k}": result["test"][k] for k in keys}}
     silver = report.get("tables", {}).get("silver")
@@ -170,6 +171,11 @@ def _train(
         }
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
         mlflow.set_tag("baseline", f"MLlib TF-IDF + logistic regression on silver v{silver['version']}")
+    if task == Task.CLASSIFICATION:
+        registry = release_classifier(work, cfg, commit, tables, metrics, report.get("etl_config"))
+        model_uri = registry.pop("model_uri")
+    else:
+        registry, model_uri = None, log_causal_lm(work.path("model"), work.local / "tokenizer")
     best_epoch = min(result["history"], key=lambda h: h["val_loss"])["epoch"]
     run_id = mlflow.active_run().info.run_id
     training = {
@@ -178,6 +184,7 @@ def _train(
         "model": {
             "path": work.path("model"),
             "mlflow_uri": f"runs:/{run_id}/model",
+            "logged_model_uri": model_uri,
             "epoch": result["history"][-1]["epoch"],
             "is_best_epoch": result["history"][-1]["epoch"] == best_epoch,
         },
@@ -196,7 +203,7 @@ def _train(
     if training["startup_s"] is not None:
         mlflow.log_metric("startup_s", training["startup_s"])
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
-    report = update_report(work, training=training, timings_s=timings)
+    report = update_report(work, training=training, registry=registry, timings_s=timings)
     mlflow.log_dict(report, "report.json")
     return report
 

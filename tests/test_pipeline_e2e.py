@@ -96,9 +96,12 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert report["timestamp"].endswith("+00:00") and report["tokenlake_version"] == version("tokenlake")
     assert report["input"] == str(corpus.resolve())
     assert training["mlflow_tracking_uri"] == f"sqlite:///{work / 'mlflow.db'}" and training["lr"] == 3e-3
+    logged_model = training["model"]["logged_model_uri"]
+    assert logged_model.startswith("models:/m-")
     assert training["model"] == {
         "path": str(work / "model"),
         "mlflow_uri": f"runs:/{run.info.run_id}/model",
+        "logged_model_uri": logged_model,
         "epoch": 3,
         "is_best_epoch": training["best_epoch"] == 3,
     }

@@ -66,8 +66,15 @@ class TrainConfig:
     """An improvement of validation loss smaller than this does not count."""
     baseline: bool = True
     """Also train the MLlib TF-IDF + logistic regression baseline on the same splits (classification)."""
+    registered_model: str = "tokenlake"
+    """The MLflow registered model each classifier is registered to (alias ``candidate``; ``champion``
+    if it beats the baseline and the current champion)."""
+    gate_rows: int = 10_000
+    """Test rows of silver on which a candidate and the current champion are both scored."""
 
     def __post_init__(self) -> None:
+        if not self.registered_model.strip():
+            raise ValueError("train.registered_model must be a name")
         if not self.model:
             raise ValueError("train.model must be tiny, small, base, minilm or a checkpoint directory")
         one_of("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
@@ -80,6 +87,7 @@ class TrainConfig:
             "collective_timeout_s",
             "reader_workers",
             "bucket_batches",
+            "gate_rows",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")

@@ -1,8 +1,9 @@
 """MLflow: one run per pipeline run, with the config, metrics, model, tokenizer and lineage.
 
 The driver logs (after TorchDistributor returns rank 0's verified result), so nothing about
-tracking has to reach executors. Models are logged with the ``pickle`` serialisation of the
-pytorch flavour: MLflow 3's default ``pt2`` format needs an input example and is ~15x slower.
+tracking has to reach executors. A classifier is logged by ``training.packaging`` (pyfunc from
+code, nothing pickled); a causal LM with the ``pickle`` serialisation of the pytorch flavour: MLflow
+3's default ``pt2`` format needs an input example and is ~15x slower.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 import subprocess
 from pathlib import Path
 
-from tokenlake.etl.config import Task
 from tokenlake.etl.storage import local_dir
 
 
@@ -129,12 +129,9 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
     return fig
 
 
-def log_training(result: dict, task: str, model_dir: str, tokenizer_dir: Path, labels: list[str]) -> None:
-    """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, the
-    model (reloadable with ``mlflow.pytorch.load_model``) and the tokenizer, into the active run."""
+def log_training(result: dict, labels: list[str]) -> None:
+    """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, into the active run."""
     import mlflow
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     for row in result["history"]:
         mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
@@ -147,13 +144,22 @@ def log_training(result: dict, task: str, model_dir: str, tokenizer_dir: Path, l
         mlflow.log_dict({"labels": labels, "confusion": test["confusion"]}, "test_confusion.json")  # rows: true
         _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
     _log_figure(curve_figure(result), "plots/training_curve.png")
-    auto = AutoModelForCausalLM if task == Task.CAUSAL_LM else AutoModelForSequenceClassification
+
+
+def log_causal_lm(model_dir: str, tokenizer_dir: Path) -> str:
+    """A causal LM as the run's ``model`` (``mlflow.pytorch``, pickle serialisation: reload it with
+    ``mlflow.pytorch.load_model`` from a store you trust) and its tokenizer; return the model's URI."""
+    import mlflow
+    import torch
+    from transformers import AutoModelForCausalLM
+
     with local_dir(model_dir, read=True) as local:
-        model = auto.from_pretrained(str(local))
-    mlflow.pytorch.log_model(
+        model = AutoModelForCausalLM.from_pretrained(str(local))
+    info = mlflow.pytorch.log_model(
         model,
         name="model",
         serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "transformers"],
     )
     mlflow.log_artifacts(str(tokenizer_dir), artifact_path="tokenizer")
+    return info.model_uri
