@@ -54,7 +54,7 @@ $(PEER_STAMP):
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,pretrained,bench,s3]"
+	$(PY) -m pip install -q -e ".[dev,pretrained,bench,s3,export]"
 	@rm -f $(VENV)/.tokenlake-* && touch $@
 
 # Delta's JARs come through Spark's Ivy (~/.m2 first, then the Maven repository). If that fails,

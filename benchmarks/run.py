@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tokenlake.benchmarks.append import append_runs
 from tokenlake.benchmarks.measure import file_mb, machine, make_corpus, median, run_child
+from tokenlake.benchmarks.predict import predict_ratio
 from tokenlake.benchmarks.training import bucketing_fractions, loader_ratio, training_ratios
 
 log = logging.getLogger("tokenlake.bench")
@@ -43,6 +44,7 @@ TARGETS = {
     "bucketing_real_token_fraction": (None, None),
     "padding_real_token_fraction": (None, None),
     "gx_vs_tokenize_time": ("<=", 0.3),
+    "predict_ratio": (">=", 0.7),
 }
 
 
@@ -188,6 +190,9 @@ def run(args) -> dict:
         spark, gold, work, max_len, args.loader_rows, train_cfg.batch_size, train_cfg.reader_workers, args.repeats
     )
     train = training_ratios(spark, gold, work, meta, args.train_steps, args.repeats)
+    predict = predict_ratio(spark, silver, work, tokenizer_dir=ref["tokenizer_dir"], labels=ref["labels"],
+                            vocab_size=ref["vocab_size"], max_len=max_len, rows=args.predict_rows,
+                            repeats=args.repeats)  # fmt: skip
     gold.unpersist()
     spark.stop()
 
@@ -206,6 +211,7 @@ def run(args) -> dict:
         "bucketing_real_token_fraction": bucket["bucketing"],
         "padding_real_token_fraction": bucket["padding"],
         "gx_vs_tokenize_time": median(gx),
+        "predict_ratio": predict["ratio"],
     }
     return {
         **results,
@@ -227,6 +233,7 @@ def run(args) -> dict:
             "packing": pack["raw"],
             "loader": loader["raw"],
             "training": train["raw"],
+            "predict": predict["raw"],
             "loader_samples_per_s": loader["petastorm_samples_per_s"],
             "train_samples_per_s": train["train_samples_per_s"],
             "scale": {
@@ -265,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cores", type=int, default=os.cpu_count())
     p.add_argument("--loader-rows", type=int, default=50_000, help="rows the loader benchmarks read")
     p.add_argument("--train-steps", type=int, default=60, help="optimizer steps per training measurement")
+    p.add_argument("--predict-rows", type=int, default=20_000, help="rows predict_ratio scores")
     p.add_argument("--append-mb", type=float, default=1.0, help="size of the file appended to the 4x lake")
     p.add_argument("--short", action="store_true", help="short clean documents instead of the dirty web-like corpus")
     p.add_argument(

@@ -35,6 +35,7 @@ OVERVIEW = """examples:
   tokenlake run --input corpus.csv --text-column body --label-column topic --dry-run
   tokenlake etl --input 'data/raw/*.jsonl.gz' --work work
   tokenlake train --work work --model small --epochs 5
+  tokenlake predict --model models:/tokenlake@champion --input new.jsonl --work work
   tokenlake runs --work work                                   # the work dir's MLflow runs
   tokenlake tables --work work                                 # each Delta table's versions
   tokenlake COMMAND --help                                     # a command's flags and defaults"""
@@ -128,6 +129,8 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
     jvm_output = None if getattr(args, "verbose", False) else work.local / "logs" / "spark.log"
     spark = get_spark("tokenlake", master=args.master, conf={**conf, **spark_conf(args.conf)}, packages=packages,
                       driver_gpus=gpus, jvm_output=jvm_output)  # fmt: skip
+    if args.command == "predict":
+        return _predict(spark, args, cfg, work)
     if args.command == "etl":
         return runner.run_etl_stage(spark, args.input, work, cfg)
     if args.command == "validate":
@@ -135,6 +138,25 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
     if args.command == "train":
         return runner.run_train(spark, work, cfg, args.data_version, args.mlflow_uri)
     return runner.run_pipeline(spark, args.input, work, cfg, args.mlflow_uri)
+
+
+def _predict(spark, args: argparse.Namespace, cfg, work) -> dict:
+    """``tokenlake predict``: the model's ETL settings, overridden only by those set explicitly."""
+    import dataclasses
+
+    import mlflow
+
+    from tokenlake.jobs.mlflow_run import default_mlflow_uri
+    from tokenlake.jobs.predict import run_predict
+
+    mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(work))
+    origins = resolve_args(args).origins
+    etl = dataclasses.asdict(cfg.etl)
+    overrides = {k: etl[k] for k in etl if origins.get(f"etl.{k}", "default") != "default"}
+    if args.predict_text_column:
+        overrides["text_column"] = args.predict_text_column
+    return run_predict(spark, model=args.model_uri, input_path=args.input, work=work, output=args.output,
+                       batch_size=args.predict_batch_size, overrides=overrides)  # fmt: skip
 
 
 def _has_credentials(uri: str) -> bool:
@@ -154,6 +176,7 @@ def execute(args: argparse.Namespace) -> int:
     from tokenlake.jobs.config import check_names
     from tokenlake.jobs.gold_trust import GoldRefused
     from tokenlake.jobs.mlflow_run import Stopped, stop_on_signals
+    from tokenlake.jobs.predict import ModelUnusable, PredictInputError
     from tokenlake.jobs.session import DeltaJarsMissing
     from tokenlake.jobs.summary import print_summary
     from tokenlake.training.launch import TrainingFailed
@@ -186,6 +209,10 @@ def execute(args: argparse.Namespace) -> int:
         except ValueError as exc:
             return _fail(str(exc), EXIT_CONFIG)
     inputs = [p.strip() for p in (getattr(args, "input", None) or "").split(",") if p.strip()]
+    if args.command == "predict":  # a Delta table may be named at a version: DIR@N
+        from tokenlake.jobs.predict import split_version
+
+        inputs = [split_version(p)[0] for p in inputs]
     missing = [p for p in inputs if not (glob.glob(p) or "://" in p)]
     if missing:
         return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
@@ -209,8 +236,10 @@ def execute(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_DELTA)
     except StoredTableMismatch as exc:
         return _fail(str(exc), EXIT_CONFIG)
-    except (SourceReadFailed, NoTrainingRows) as exc:
+    except (SourceReadFailed, NoTrainingRows, PredictInputError) as exc:
         return _fail(str(exc), EXIT_INPUT)
+    except ModelUnusable as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     except ValidationFailed as exc:
         return _fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
     except GoldRefused as exc:
@@ -247,6 +276,7 @@ def setup_logging() -> None:
     # Petastorm on pyarrow 12 warns about deprecated pyarrow APIs on every read (STACK.md); the
     # variable carries the filter into TorchDistributor's processes.
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     logging.basicConfig(
@@ -268,6 +298,55 @@ def _generate(args: argparse.Namespace) -> int:
         print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
     except ValueError as exc:
         return _fail(str(exc), EXIT_CONFIG)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``tokenlake export``: nothing is written unless the export keeps the model's accuracy."""
+    import json
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from tokenlake.etl.storage import WorkDir
+    from tokenlake.jobs.mlflow_run import default_mlflow_uri
+    from tokenlake.training.export import ExportRefused, export
+    from tokenlake.training.packaging import local_bundle, model_identity
+
+    if args.eval_rows < 1:
+        return _fail(f"--eval-rows must be >= 1, got {args.eval_rows}", EXIT_CONFIG)
+    mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(WorkDir.of(args.work)))
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="tokenlake-model-") as tmp:
+        try:
+            identity = model_identity(args.model_uri)
+            bundle = local_bundle(args.model_uri, dst=Path(tmp))
+        except (MlflowException, OSError, ValueError) as exc:
+            return _fail(f"--model {args.model_uri}: {str(exc).strip().splitlines()[0]}", EXIT_CONFIG)
+        try:
+            report = export(bundle, out, quantize=args.quantize, eval_rows=args.eval_rows)
+        except FileExistsError as exc:
+            return _fail(str(exc), EXIT_CONFIG)
+        except ExportRefused as exc:
+            return _fail(str(exc), EXIT_VALIDATION)
+    report["model"] = identity
+    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    if identity["run_id"]:
+        with mlflow.start_run(run_id=identity["run_id"]):
+            mlflow.log_dict(report, f"export/{out.name}/export.json")
+            latency = {f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()}
+            mlflow.log_metrics(
+                {
+                    "export_size_ratio": report["size_ratio"],
+                    "export_accuracy_delta": report["accuracy_delta"],
+                    **latency,
+                }
+            )
+    ratios = ", ".join(f"{b.replace('_', ' ')} {r:.2f}x" for b, r in report["latency_ratio"].items())
+    print(f"exported to {out}: size {report['size_ratio']:.2f}x smaller, accuracy {report['accuracy']['onnx']:.4f} "
+          f"({report['accuracy_delta']:+.4f} against PyTorch on {report['eval_rows']} test rows), latency {ratios} "
+          f"faster; {out / 'export.json'}")  # fmt: skip
     return 0
 
 
@@ -303,7 +382,7 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"generate": _generate, "ui": _ui, "config": _config, "runs": _runs, "tables": _tables}
+COMMANDS = {"export": _export, "generate": _generate, "ui": _ui, "config": _config, "runs": _runs, "tables": _tables}
 """The commands that are not pipeline stages (those go through ``execute``)."""
 
 

@@ -18,8 +18,9 @@ from tokenlake.etl.config import Task
 EXIT_CODES = {
     0: "success",
     1: "an error nobody foresaw (a bug, an outage): one line here, the traceback in WORK/logs/error-*.log",
-    2: "bad configuration or flags (found before Spark starts)",
-    3: "a table failed its expectation suite, or gold was refused (another tokenizer, files changed)",
+    2: "bad configuration or flags (found before Spark starts), or a --model that cannot be used",
+    3: "a table failed its expectation suite, gold was refused (another tokenizer, files changed), or an export "
+    "lost accuracy",
     4: "input missing, unreadable, or without a usable training row",
     5: "Delta Lake's JARs missing, or Spark could not start",
     6: "training failed (each rank's error is quoted)",
@@ -186,6 +187,34 @@ def _dry_run_flag(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _predict_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", dest="model_uri", required=True, metavar="URI", help="runs:/<id>/model, "
+                   "models:/<name>@<alias>, models:/<name>/<version>, a downloaded MLflow model or a `tokenlake "
+                   "export` directory")  # fmt: skip
+    p.add_argument("--input", required=True, help="files as `etl` reads them, or a Delta table (DIR or DIR@VERSION)")
+    p.add_argument("--text-column", dest="predict_text_column", metavar="NAME",
+                   help="input field holding the text (default: the one the model was trained from)")  # fmt: skip
+    p.add_argument("--output", metavar="DELTA_PATH", help="Delta table of predictions (default WORK/predictions; "
+                   "rows that cannot be scored go to OUTPUT_quarantine)")  # fmt: skip
+    p.add_argument("--batch-size", dest="predict_batch_size", type=int, default=32, metavar="N",
+                   help="rows per forward pass in each Spark Python worker")  # fmt: skip
+    p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI the model URI is resolved in (default: "
+                   "sqlite:///WORK/mlflow.db)")  # fmt: skip
+
+
+def _export_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", dest="model_uri", required=True, metavar="URI", help="a classifier: runs:/<id>/model, "
+                   "models:/<name>@<alias>, models:/<name>/<version> or a downloaded MLflow model")  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR", help="new directory for the export (a bundle "
+                   "`tokenlake predict --model DIR` runs, and export.json)")  # fmt: skip
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization of the weights (ONNX Runtime)")
+    p.add_argument("--eval-rows", type=int, default=2000, metavar="N", help="test rows of the model's gold version "
+                   "the export is verified on")  # fmt: skip
+    p.add_argument("--work", default="work", help="work directory (its MLflow store is the default tracking URI)")
+    p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
+
+
 def _generate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="a .jsonl file, or a directory with --files N")
     p.add_argument("--docs", type=int, default=4000, help="documents to write")
@@ -217,20 +246,29 @@ def _ui_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1")
 
 
-TOOLS = {"generate": _generate_flags, "runs": _runs_flags, "tables": _tables_flags, "ui": _ui_flags}
+TOOLS = {
+    "export": _export_flags,
+    "generate": _generate_flags,
+    "runs": _runs_flags,
+    "tables": _tables_flags,
+    "ui": _ui_flags,
+}
 """The commands that are not pipeline stages, and their flags (``tokenlake config show`` aside)."""
 FLAGS = {
     "etl": (_etl_flags, _dry_run_flag),
     "validate": (_version_flag,),
     "train": (_train_flags, _version_flag, _no_spark_flags),
     "run": (_etl_flags, _train_flags, _dry_run_flag),
+    "predict": (_predict_flags,),
 }
 HELP = {
     "etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
     "validate": "re-validate a published gold version",
     "train": "train on a validated gold version",
     "run": "etl and train, end to end, in one MLflow run",
+    "predict": "score files or a Delta table with a trained classifier, into a Delta table",
     "generate": "write a deterministic labelled JSONL corpus",
+    "export": "export a classifier to ONNX (optionally int8), verified on its gold test split",
     "runs": "list the work dir's MLflow runs: status, start, test accuracy, baseline, gold version",
     "tables": "list each Delta table's versions: time, operation, rows",
     "ui": "serve the work dir's MLflow store on 127.0.0.1",
@@ -243,6 +281,8 @@ EXAMPLES = {
     "  torchrun --nproc-per-node 8 -m tokenlake.jobs.cli train --work work --no-spark --use-gpu",
     "run": "tokenlake run --input data/sample.jsonl --work work\n"
     "  tokenlake run --input s3a://bucket/raw/ --work s3a://bucket/tokenlake --dry-run",
+    "predict": "tokenlake predict --model models:/tokenlake@champion --input data/new.jsonl --work work",
+    "export": "tokenlake export --model models:/tokenlake@champion --format onnx --quantize int8 --out export/",
     "config": "tokenlake config show --config my.yaml --set train.lr=5e-4 --epochs 2",
     "runs": "tokenlake runs --work work",
     "tables": "tokenlake tables --work work",

@@ -7,7 +7,23 @@ from pathlib import Path
 from tokenlake.etl.storage import join
 
 
+def predict_lines(report: dict, work: str | Path) -> list[str]:
+    rows, out, model = report["rows"], report["output"], report["model"]
+    version = f" version {model['version']}" if model.get("version") is not None else ""
+    lines = ["", "tokenlake: done",
+             f"  rows        read {rows['read']}  scored {rows['scored']}  quarantined {rows['quarantined']}",
+             f"  output      {out['path']} v{out['version']}  (quarantine: {report['quarantine']['path']})",
+             f"  model       {model['uri']}{version}"]  # fmt: skip
+    if report.get("metrics"):
+        m = report["metrics"]
+        lines.append(f"  metrics     accuracy {m['accuracy']:.4f}  macro_f1 {m['macro_f1']:.4f}"
+                     f"  (against the input's labels, {m['rows']} rows)")  # fmt: skip
+    return [*lines, f"  report      {join(work, 'predict_report.json')}"]
+
+
 def summary_lines(report: dict, work: str | Path) -> list[str]:
+    if "output" in report:
+        return predict_lines(report, work)
     lines = ["", "tokenlake: done"]
     rows = report.get("rows")
     if rows:
@@ -41,6 +57,12 @@ def summary_lines(report: dict, work: str | Path) -> list[str]:
                 f"{training['best_epoch']}"  # fmt: skip
             lines.append(f"  model       {model['path']}  (epoch {model['epoch']}{best})")
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
+    registry = report.get("registry")
+    if registry:
+        aliases = ", ".join(registry["aliases"])
+        lines.append(
+            f"  registry    {registry['name']} version {registry['version']} ({aliases}): {registry['reason']}"
+        )
     lines.append(f"  report      {join(work, 'report.json')}")
     return lines
 

@@ -69,7 +69,8 @@ def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
     out = tmp_path / "latest.json"
     subprocess.run(
         [sys.executable, "-m", "tokenlake.benchmarks.run", "--mb", "0.4", "--repeats", "1", "--loader-rows", "2000",
-         "--train-steps", "4", "--append-mb", "0.05", "--etl-master", "local",  # one JVM per ETL: quicker
+         "--train-steps", "4", "--append-mb", "0.05", "--predict-rows", "200",
+         "--etl-master", "local",  # one JVM per ETL: quicker
          "--work", str(tmp_path / "work"), "--out", str(out)],
         check=True,
         timeout=900,

@@ -47,7 +47,7 @@ def test_workflow_shape_schedule_and_clusters():
     ((_, doc),) = resources
     job = doc["resources"]["jobs"]["tokenlake"]
     order = {t["task_key"]: [d["task_key"] for d in t.get("depends_on", [])] for t in job["tasks"]}
-    assert order == {"etl": [], "validate": ["etl"], "train": ["validate"]}
+    assert order == {"etl": [], "validate": ["etl"], "train": ["validate"], "predict": ["train"]}
     assert job["schedule"]["quartz_cron_expression"] == "0 0 3 * * ?"  # daily
     assert root["targets"]["dev"]["mode"] == "development"
     assert root["targets"]["dev"]["variables"]["schedule_pause_status"] == "PAUSED"
@@ -56,6 +56,7 @@ def test_workflow_shape_schedule_and_clusters():
     assert "gpu" not in clusters[tasks["etl"]["job_cluster_key"]]["spark_version"]
     assert "gpu" in clusters[tasks["train"]["job_cluster_key"]]["spark_version"]
     assert "train.use_gpu=true" in tasks["train"]["spark_python_task"]["parameters"]
+    assert "models:/tokenlake@champion" in tasks["predict"]["spark_python_task"]["parameters"]
     assert job["tags"]["git_commit"] == "${bundle.git.commit}"
 
 
