@@ -155,22 +155,22 @@ def _predict(spark, bundle: Path, meta: dict, identity: dict, input_path: str, w
         .transform(mask_pii, pseudonymise=settings["pseudonymise_pii"], where=kept)
         .persist(_PERSIST)
     )
-    read = cleaned.count()
+    reasons = {r["reject_reason"]: r["count"] for r in cleaned.groupBy("reject_reason").count().collect()}
+    usable = reasons.pop(None, 0)
+    read, n_quarantined = usable + sum(reasons.values()), sum(reasons.values())
     quarantine = cleaned.where(~kept).select("id", "reject_reason", "stage", "source_file", "source_line",
                                              F.substring("raw", 1, 2000).alias("raw"))  # fmt: skip
     to_score = cleaned.where(kept).select("id", "text", F.col("label").alias("input_label"))
     scored = score_frame(to_score, bundle, labels, batch_size=batch_size).persist(_PERSIST)  # scored once
     metrics = _metrics(scored, labels)
     n_scored = scored.count()
+    if n_scored != usable:  # the one place a row could be lost or doubled: the scoring UDF
+        raise AssertionError(f"predict lost rows: read {read} != scored {n_scored} + quarantined {n_quarantined}")
     commit = {"model_uri": model, "model_version": identity["version"], "model_run_id": identity["run_id"],
               "input": input_path, "gold": meta.get("gold")}  # fmt: skip
     version = write_table(scored.drop("input_label"), output, metadata=commit)
-    reasons = {r["reject_reason"]: r["count"] for r in quarantine.groupBy("reject_reason").count().collect()}
-    n_quarantined = sum(reasons.values())
     quarantine_path = f"{output}_quarantine"
     quarantine_version = write_table(quarantine, quarantine_path, metadata=commit)
-    if read != n_scored + n_quarantined:
-        raise AssertionError(f"predict lost rows: read {read} != scored {n_scored} + quarantined {n_quarantined}")
     cleaned.unpersist()
     scored.unpersist()
     report = {
