@@ -71,6 +71,15 @@ def file_format(path: str) -> str:
     return FORMATS.get(parts[-1], "json") if len(parts) > 1 else "json"
 
 
+def data_files(paths, where: str) -> list[str]:
+    """``paths`` without hidden files (``.x``, ``_x``: Spark's and Delta's own), sorted;
+    ``FileNotFoundError`` naming ``where`` if none is left."""
+    files = sorted(f for f in paths if not f.rsplit("/", 1)[-1].startswith((".", "_")))
+    if not files:
+        raise FileNotFoundError(f"no input files at {where}")
+    return files
+
+
 def list_files(spark: SparkSession, path: str) -> list[str]:
     """Every data file under ``path`` (comma-separated files, directories or globs), through
     Hadoop's file system so that cloud paths work; hidden files (``.x``, ``_x``) are skipped."""
@@ -86,10 +95,7 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
             files = fs.listFiles(status.getPath(), True)
             while files.hasNext():
                 found.add(files.next().getPath().toString())
-    files = sorted(f for f in found if not f.rsplit("/", 1)[-1].startswith((".", "_")))
-    if not files:
-        raise FileNotFoundError(f"no input files at {path}")
-    return files
+    return data_files(found, path)
 
 
 def read_sources(spark: SparkSession, path: str, *, text_column: str = "text") -> DataFrame:

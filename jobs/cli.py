@@ -1,5 +1,5 @@
 """``tokenlake``: the command line. Subcommands call the same functions as ``jobs/*_job.py``;
-their flags are in ``jobs.flags``, the commands that only look in ``jobs.overview``."""
+their flags are in ``jobs.flags``, the commands that are not stages in ``jobs.tools``."""
 
 from __future__ import annotations
 
@@ -13,19 +13,28 @@ import warnings
 from pathlib import Path
 
 from tokenlake.jobs.flags import (
+    EXIT_BUSY,
+    EXIT_CONFIG,
+    EXIT_DELTA,
+    EXIT_INPUT,
+    EXIT_TRAINING,
+    EXIT_UNEXPECTED,
+    EXIT_VALIDATION,
     FLAGS,
     HELP,
     TOOLS,
     Parser,
     add_config_flags,
     add_flags,
+    config_from_args,
     epilog,
     exit_codes,
-    settings_of,
+    fail,
+    resolve_args,
     tokenlake_version,
 )
+from tokenlake.jobs.tools import COMMANDS
 
-EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 1, 2, 3, 4, 5, 6, 7
 DESCRIPTION = (
     "Turn a raw text corpus into Delta tables (bronze, silver, gold, quarantine), each validated by "
     "Great Expectations, and train a transformer on gold with PyTorch DDP on Spark, tracked in MLflow."
@@ -76,17 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     for name, add in TOOLS.items():
         add(command(name, HELP[name]))
     return parser
-
-
-def resolve_args(args: argparse.Namespace):
-    """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
-    from tokenlake.jobs.config import resolve_config
-
-    return resolve_config(args.config, args.set, settings_of(args))
-
-
-def config_from_args(args: argparse.Namespace):
-    return resolve_args(args).config
 
 
 def spark_conf(pairs: list[str]) -> dict[str, str]:
@@ -176,27 +174,28 @@ def execute(args: argparse.Namespace) -> int:
     from tokenlake.jobs.config import check_names
     from tokenlake.jobs.gold_trust import GoldRefused
     from tokenlake.jobs.mlflow_run import Stopped, stop_on_signals
-    from tokenlake.jobs.predict import ModelUnusable, PredictInputError
+    from tokenlake.jobs.predict import PredictInputError
     from tokenlake.jobs.session import DeltaJarsMissing
     from tokenlake.jobs.summary import print_summary
     from tokenlake.training.launch import TrainingFailed
+    from tokenlake.training.packaging import ModelUnusable
 
     try:
         cfg = config_from_args(args)
         spark_conf(args.conf)
         check_names(cfg)  # a model or tokenizer that is not there fails now, not after Spark started
     except (ValueError, TypeError, OSError) as exc:
-        return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
+        return fail(f"bad configuration: {exc}", EXIT_CONFIG)
     # Executors resolve relative paths against their own working directories: hand them absolute ones.
     work = WorkDir.of(args.work)
     if _has_credentials(args.work) or any(_has_credentials(p) for p in (getattr(args, "input", None) or "").split(",")):
-        return _fail(  # not echoed: it holds a secret
+        return fail(  # not echoed: it holds a secret
             "--work and --input must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "in the environment (or use a profile or role) instead",
             EXIT_CONFIG,
         )
     if getattr(args, "mlflow_uri", None) and _has_credentials(args.mlflow_uri):
-        return _fail(  # the URI is not echoed: it holds a secret
+        return fail(  # the URI is not echoed: it holds a secret
             "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
             EXIT_CONFIG,
@@ -207,7 +206,7 @@ def execute(args: argparse.Namespace) -> int:
         try:
             pii_secret()  # before any work: a missing key must not fail the run halfway
         except ValueError as exc:
-            return _fail(str(exc), EXIT_CONFIG)
+            return fail(str(exc), EXIT_CONFIG)
     inputs = [p.strip() for p in (getattr(args, "input", None) or "").split(",") if p.strip()]
     if args.command == "predict":  # a Delta table may be named at a version: DIR@N
         from tokenlake.jobs.predict import split_version
@@ -215,41 +214,41 @@ def execute(args: argparse.Namespace) -> int:
         inputs = [split_version(p)[0] for p in inputs]
     missing = [p for p in inputs if not (glob.glob(p) or "://" in p)]
     if missing:
-        return _fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
+        return fail(f"input not found: {', '.join(missing)}", EXIT_INPUT)
     if getattr(args, "dry_run", False):
         from tokenlake.jobs.overview import dry_run_lines
 
         try:
             print("\n".join(dry_run_lines(args.command, getattr(args, "input", None), work.uri, cfg)))
         except FileNotFoundError as exc:
-            return _fail(str(exc), EXIT_INPUT)
+            return fail(str(exc), EXIT_INPUT)
         return 0
     try:
         with stop_on_signals():
             report = _dispatch(args, cfg, work)
     except Stopped as stop:  # 128 + the signal's number, as a shell reports it
         where = "; ".join(stop.where) or "tables are only ever published whole, so nothing half-written is visible"
-        return _fail(f"stopped by {stop.signal} {where}", 128 + stop.signum)
+        return fail(f"stopped by {stop.signal} {where}", 128 + stop.signum)
     except WorkDirBusy as exc:
-        return _fail(str(exc), EXIT_BUSY)
+        return fail(str(exc), EXIT_BUSY)
     except DeltaJarsMissing as exc:
-        return _fail(str(exc), EXIT_DELTA)
+        return fail(str(exc), EXIT_DELTA)
     except StoredTableMismatch as exc:
-        return _fail(str(exc), EXIT_CONFIG)
+        return fail(str(exc), EXIT_CONFIG)
     except (SourceReadFailed, NoTrainingRows, PredictInputError) as exc:
-        return _fail(str(exc), EXIT_INPUT)
+        return fail(str(exc), EXIT_INPUT)
     except ModelUnusable as exc:
-        return _fail(str(exc), EXIT_CONFIG)
+        return fail(str(exc), EXIT_CONFIG)
     except ValidationFailed as exc:
-        return _fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
+        return fail(f"{exc}; nothing was handed to training", EXIT_VALIDATION)
     except GoldRefused as exc:
-        return _fail(str(exc), EXIT_VALIDATION)
+        return fail(str(exc), EXIT_VALIDATION)
     except TrainingFailed as exc:
-        return _fail(f"training failed: {exc}", EXIT_TRAINING)
+        return fail(f"training failed: {exc}", EXIT_TRAINING)
     except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
         from tokenlake.etl.lake import error_cause
 
-        return _fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {_keep_traceback(work)})",
+        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {_keep_traceback(work)})",
                      EXIT_UNEXPECTED)  # fmt: skip
     print_summary(report, work.uri)
     return 0
@@ -267,11 +266,6 @@ def _keep_traceback(work) -> Path:
     return path
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def setup_logging() -> None:
     # Petastorm on pyarrow 12 warns about deprecated pyarrow APIs on every read (STACK.md); the
     # variable carries the filter into TorchDistributor's processes.
@@ -286,104 +280,6 @@ def setup_logging() -> None:
     )
     for noisy in ("py4j", "great_expectations", "petastorm", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from tokenlake.synthetic.generate import CONTRAST, generate_corpus
-
-    contrast = CONTRAST if args.contrast is None else args.contrast
-    dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
-    dirt += ("web_lengths",)
-    try:
-        print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
-    except ValueError as exc:
-        return _fail(str(exc), EXIT_CONFIG)
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    """``tokenlake export``: nothing is written unless the export keeps the model's accuracy."""
-    import json
-    import tempfile
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from tokenlake.etl.storage import WorkDir
-    from tokenlake.jobs.mlflow_run import default_mlflow_uri
-    from tokenlake.training.export import ExportRefused, export
-    from tokenlake.training.packaging import local_bundle, model_identity
-
-    if args.eval_rows < 1:
-        return _fail(f"--eval-rows must be >= 1, got {args.eval_rows}", EXIT_CONFIG)
-    mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(WorkDir.of(args.work)))
-    out = Path(args.out)
-    with tempfile.TemporaryDirectory(prefix="tokenlake-model-") as tmp:
-        try:
-            identity = model_identity(args.model_uri)
-            bundle = local_bundle(args.model_uri, dst=Path(tmp))
-        except (MlflowException, OSError, ValueError) as exc:
-            return _fail(f"--model {args.model_uri}: {str(exc).strip().splitlines()[0]}", EXIT_CONFIG)
-        try:
-            report = export(bundle, out, quantize=args.quantize, eval_rows=args.eval_rows)
-        except FileExistsError as exc:
-            return _fail(str(exc), EXIT_CONFIG)
-        except ExportRefused as exc:
-            return _fail(str(exc), EXIT_VALIDATION)
-    report["model"] = identity
-    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
-    if identity["run_id"]:
-        with mlflow.start_run(run_id=identity["run_id"]):
-            mlflow.log_dict(report, f"export/{out.name}/export.json")
-            latency = {f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()}
-            mlflow.log_metrics(
-                {
-                    "export_size_ratio": report["size_ratio"],
-                    "export_accuracy_delta": report["accuracy_delta"],
-                    **latency,
-                }
-            )
-    ratios = ", ".join(f"{b.replace('_', ' ')} {r:.2f}x" for b, r in report["latency_ratio"].items())
-    print(f"exported to {out}: size {report['size_ratio']:.2f}x smaller, accuracy {report['accuracy']['onnx']:.4f} "
-          f"({report['accuracy_delta']:+.4f} against PyTorch on {report['eval_rows']} test rows), latency {ratios} "
-          f"faster; {out / 'export.json'}")  # fmt: skip
-    return 0
-
-
-def _ui(args: argparse.Namespace) -> int:
-    from tokenlake.jobs.overview import serve_ui
-
-    return serve_ui(args.work, args.port)
-
-
-def _config(args: argparse.Namespace) -> int:
-    from tokenlake.jobs.overview import config_lines
-
-    try:
-        print(config_lines(resolve_args(args)))
-    except (ValueError, TypeError, OSError) as exc:
-        return _fail(f"bad configuration: {exc}", EXIT_CONFIG)
-    return 0
-
-
-def _runs(args: argparse.Namespace) -> int:
-    from tokenlake.etl.storage import WorkDir
-    from tokenlake.jobs.overview import runs_text
-
-    print(runs_text(WorkDir.of(args.work), args.mlflow_uri))
-    return 0
-
-
-def _tables(args: argparse.Namespace) -> int:
-    from tokenlake.etl.storage import WorkDir
-    from tokenlake.jobs.overview import tables_text
-
-    print(tables_text(WorkDir.of(args.work)))
-    return 0
-
-
-COMMANDS = {"export": _export, "generate": _generate, "ui": _ui, "config": _config, "runs": _runs, "tables": _tables}
-"""The commands that are not pipeline stages (those go through ``execute``)."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from tokenlake.etl.config import Task
@@ -28,8 +29,26 @@ EXIT_CODES = {
     130: "stopped by Ctrl-C (SIGINT); the MLflow run is marked KILLED",
     143: "stopped by SIGTERM; the MLflow run is marked KILLED",
 }
+EXIT_UNEXPECTED, EXIT_CONFIG, EXIT_VALIDATION, EXIT_INPUT, EXIT_DELTA, EXIT_TRAINING, EXIT_BUSY = 1, 2, 3, 4, 5, 6, 7
 SETTINGS: dict[str, str] = {}
 """dest -> config key of every flag declared with ``_setting``."""
+
+
+def fail(message: str, code: int) -> int:
+    """Say why on one line of stderr; return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def resolve_args(args: argparse.Namespace):
+    """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
+    from tokenlake.jobs.config import resolve_config
+
+    return resolve_config(args.config, args.set, settings_of(args))
+
+
+def config_from_args(args: argparse.Namespace):
+    return resolve_args(args).config
 
 
 def tokenlake_version() -> str:

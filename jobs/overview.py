@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tokenlake.etl import storage
-from tokenlake.etl.sources import FORMATS, file_format
+from tokenlake.etl.sources import FORMATS, data_files, file_format
 from tokenlake.jobs.config import SECTIONS, PipelineConfig, Resolved
 
 TABLES = ("bronze", "silver", "gold", "quarantine")
@@ -57,10 +57,7 @@ def input_files(path: str) -> list[tuple[str, str, int]]:
             sizes = {f: i["size"] for f, i in fs.find(match, detail=True).items()} if fs.isdir(match) else {
                 match: fs.size(match)}  # fmt: skip
             found.update({(f if f.startswith(scheme) else scheme + f): n for f, n in sizes.items()})
-    files = sorted(f for f in found if not f.rsplit("/", 1)[-1].startswith((".", "_")))
-    if not files:
-        raise FileNotFoundError(f"no input files at {path}")
-    return [(f, file_format(f), found[f]) for f in files]
+    return [(f, file_format(f), found[f]) for f in data_files(found, path)]
 
 
 def delta_jars() -> str:

@@ -31,7 +31,7 @@ from tokenlake.etl.sources import read_sources, with_source_line
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.training.baseline import macro_f1
 from tokenlake.training.inference import score_frame
-from tokenlake.training.packaging import INPUT_SETTINGS, local_bundle, model_identity
+from tokenlake.training.packaging import INPUT_SETTINGS, resolve_model
 from tokenlake.training.text_classifier import SETTINGS_FILE
 
 log = logging.getLogger("tokenlake")
@@ -42,10 +42,6 @@ _PERSIST = StorageLevel.MEMORY_AND_DISK
 
 class PredictInputError(ValueError):
     """The input cannot be scored at all (a Delta table without the text column, ...)."""
-
-
-class ModelUnusable(ValueError):
-    """``--model`` names nothing this tracking store or file system holds, or not a classifier."""
 
 
 def split_version(path: str) -> tuple[str, int | None]:
@@ -116,21 +112,11 @@ def run_predict(
 ) -> dict:
     """Score ``input_path`` with ``model`` into the Delta table ``output`` (default WORK/predictions)
     and its quarantine (``OUTPUT_quarantine``); write and return ``WORK/predict_report.json``."""
-    from mlflow.exceptions import MlflowException
-
     work = WorkDir.of(work)
     output = output or work.path("predictions")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tokenlake-predict-") as tmp:
-        try:
-            identity = model_identity(model)
-            found = local_bundle(model, dst=Path(tmp) / "download")
-            meta = json.loads((found / SETTINGS_FILE).read_text())
-            if meta["task"] != "classification":
-                raise ValueError(f"it is a {meta['task']} model; predict scores classifiers only")
-        except (MlflowException, OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelUnusable(f"--model {model}: {first}") from exc
+        identity, found, meta = resolve_model(model, Path(tmp) / "download")
         # a name of its own: Spark ships one file per name for the whole session
         bundle = Path(shutil.copytree(found, Path(tmp) / f"bundle-{uuid.uuid4().hex[:12]}"))
         report = _predict(spark, bundle, meta, identity, input_path, work, output, batch_size, overrides or {})

@@ -151,3 +151,24 @@ def model_identity(model: str) -> dict:
     elif model.startswith("runs:/"):
         identity["run_id"] = model.removeprefix("runs:/").split("/")[0]
     return identity
+
+
+class ModelUnusable(ValueError):
+    """``--model`` names nothing this tracking store or file system holds, or not a classifier."""
+
+
+def resolve_model(model: str, dst: Path) -> tuple[dict, Path, dict]:
+    """``(model_identity, bundle directory, its settings)`` of a classifier, downloaded under
+    ``dst`` if it is in MLflow; ``ModelUnusable`` with the first line of the cause if it cannot be."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        identity = model_identity(model)
+        found = local_bundle(model, dst=dst)
+        meta = json.loads((found / SETTINGS_FILE).read_text())
+        if meta["task"] != "classification":
+            raise ValueError(f"it is a {meta['task']} model; only classifiers are scored and exported")
+    except (MlflowException, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelUnusable(f"--model {model}: {first}") from exc
+    return identity, found, meta

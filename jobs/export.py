@@ -1,0 +1,41 @@
+"""``tokenlake export``: a registered or logged classifier exported (``training.export``), its
+``export.json`` written beside it and logged to the run that trained the model."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from tokenlake.training.export import export
+from tokenlake.training.packaging import resolve_model
+
+
+def run_export(model: str, out: Path, *, quantize: str | None, eval_rows: int) -> dict:
+    """Export ``model`` to ``out``; ``ModelUnusable``, ``FileExistsError`` (``out`` not empty) or
+    ``ExportRefused`` (accuracy lost: nothing written) otherwise. MLflow's tracking URI is set."""
+    import mlflow
+
+    if eval_rows < 1:
+        raise ValueError(f"--eval-rows must be >= 1, got {eval_rows}")
+    with tempfile.TemporaryDirectory(prefix="tokenlake-model-") as tmp:
+        identity, bundle, _ = resolve_model(model, Path(tmp))
+        report = {**export(bundle, out, quantize=quantize, eval_rows=eval_rows), "model": identity}
+    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+    if identity["run_id"]:
+        with mlflow.start_run(run_id=identity["run_id"]):
+            mlflow.log_dict(report, f"export/{out.name}/export.json")
+            metrics = {"export_size_ratio": report["size_ratio"], "export_accuracy_delta": report["accuracy_delta"]}
+            mlflow.log_metrics(
+                {**metrics, **{f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()}}
+            )
+    return report
+
+
+def summary(report: dict, out: Path) -> str:
+    ratios = ", ".join(f"{b.replace('_', ' ')} {r:.2f}x" for b, r in report["latency_ratio"].items())
+    return (
+        f"exported to {out}: size {report['size_ratio']:.2f}x smaller, accuracy {report['accuracy']['onnx']:.4f} "
+        f"({report['accuracy_delta']:+.4f} against PyTorch on {report['eval_rows']} test rows), latency {ratios} "
+        f"faster; {out / 'export.json'}"
+    )
