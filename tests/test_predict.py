@@ -202,18 +202,19 @@ def test_predict_on_a_delta_table_version_matches_the_model_run_in_process(spark
 
 
 def test_predict_refuses_what_it_cannot_use(trained, tmp_path, capsys):
-    work, _ = trained
+    work, report = trained
     data = tmp_path / "in.jsonl"
     data.write_text('{"text": "a document"}\n')
-    assert (
-        main(["predict", "--model", str(tmp_path / "nowhere"), "--input", str(data), "--work", str(work)])
-        == EXIT_CONFIG
-    )
-    assert "--model" in capsys.readouterr().err
-    assert main(["predict", "--model", "runs:/x/model", "--input", str(tmp_path / "none.jsonl"), "--work",
-                 str(work)]) == EXIT_INPUT  # fmt: skip
-    table = work / "lake" / "gold"  # gold has no text column
-    assert main(["predict", "--model", str(tmp_path), "--input", str(table), "--work", str(work)]) == EXIT_CONFIG
+    nowhere = str(tmp_path / "nowhere")
+    assert main(["predict", "--model", nowhere, "--input", str(data), "--work", str(work)]) == EXIT_CONFIG
+    assert f"--model {nowhere}:" in capsys.readouterr().err
+    none = str(tmp_path / "none.jsonl")
+    assert main(["predict", "--model", "runs:/x/model", "--input", none, "--work", str(work)]) == EXIT_INPUT
+    # a Delta table without the model's text column (gold holds token ids): exit 4, and it says which columns
+    model = f"models:/tokenlake/{report['registry']['version']}"
+    gold = str(work / "lake" / "gold")
+    assert main(["predict", "--model", model, "--input", gold, "--work", str(work)]) == EXIT_INPUT
+    assert "has no column 'text'" in capsys.readouterr().err
 
 
 def test_export_to_int8_onnx_is_verified_on_the_gold_test_split_and_predict_runs_it(spark, trained, tmp_path,
