@@ -28,8 +28,10 @@ URL_PLACEHOLDER = "<URL>"
 _BLOCKS = r"(?is)<(script|style)\b[^>]*>.*?</\1\s*>"
 _INLINE_TAGS = r"(?i)</?(?:b|i|em|strong|span|a|u|small|font)\b[^>]*>"
 PLACEHOLDER_TAGS = ("URL", "EMAIL", "PHONE", "CARD", "IPV4", "IPV6", "IBAN", "DNI")
-"""What URL and PII masking write (``<EMAIL>``, ...): not markup, so cleaning masked text again keeps them."""
-_TAGS = rf"</?(?!(?:{'|'.join(PLACEHOLDER_TAGS)})>)[A-Za-z][^<>]*>|<!--.*?-->|<![A-Za-z][^<>]*>"
+"""What URL and PII masking write (``<EMAIL>``, or a pseudonym ``<EMAIL_0123456789ab>``): not markup,
+so cleaning masked text again keeps them."""
+_MASKS = rf"(?:{'|'.join(PLACEHOLDER_TAGS)})(?:_[0-9a-f]{{12}})?>"  # <EMAIL>, or a pseudonym <EMAIL_0123456789ab>
+_TAGS = rf"</?(?!{_MASKS})[A-Za-z][^<>]*>|<!--.*?-->|<![A-Za-z][^<>]*>"
 _URL = r"\b(?:https?://|www\.)[^\s<>\"]+"
 BOILERPLATE_LINE = (
     r"(?im)^.*(?:we use cookies|accept (?:all )?cookies|cookie (?:policy|settings|preferences)"

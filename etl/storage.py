@@ -24,7 +24,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 S3_SCHEMES = ("s3a", "s3", "s3n")
-STAGED = ("report.json", "tokenizer", "validation")  # what WorkDir.local mirrors of a remote work dir
+STAGED = (
+    "report.json",
+    "predict_report.json",
+    "tokenizer",
+    "validation",
+)  # what WorkDir.local mirrors of a remote work dir
 
 
 def is_remote(where: str | Path) -> bool:

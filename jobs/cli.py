@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from tokenlake.jobs.flags import (
     EXIT_BUSY,
@@ -30,6 +29,8 @@ from tokenlake.jobs.flags import (
     epilog,
     exit_codes,
     fail,
+    has_credentials,
+    keep_traceback,
     resolve_args,
     tokenlake_version,
 )
@@ -117,7 +118,7 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
 
     if getattr(args, "no_spark", False):
         return runner.run_train_without_spark(work, cfg, args.data_version, args.mlflow_uri, args.data)
-    uris = [work.uri, *(getattr(args, "input", None) or "").split(",")]
+    uris = [work.uri, *(getattr(args, "input", None) or "").split(","), getattr(args, "output", None) or ""]
     conf, packages = storage_settings([u.strip() for u in uris])
     gpus = 0
     if args.command in ("train", "run") and cfg.train.use_gpu and cfg.train.local_mode:
@@ -157,14 +158,6 @@ def _predict(spark, args: argparse.Namespace, cfg, work) -> dict:
                        batch_size=args.predict_batch_size, overrides=overrides)  # fmt: skip
 
 
-def _has_credentials(uri: str) -> bool:
-    """A user or password in the URI: it would end up in logs, tags and the shell history."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    return bool(parts.username or parts.password)
-
-
 def execute(args: argparse.Namespace) -> int:
     """Run a pipeline command; return the exit code. Every failure is one line on stderr."""
     from tokenlake.etl.pipeline import NoTrainingRows, StoredTableMismatch
@@ -188,13 +181,14 @@ def execute(args: argparse.Namespace) -> int:
         return fail(f"bad configuration: {exc}", EXIT_CONFIG)
     # Executors resolve relative paths against their own working directories: hand them absolute ones.
     work = WorkDir.of(args.work)
-    if _has_credentials(args.work) or any(_has_credentials(p) for p in (getattr(args, "input", None) or "").split(",")):
+    paths = [args.work, getattr(args, "output", None) or "", *(getattr(args, "input", None) or "").split(",")]
+    if any(has_credentials(p) for p in paths):
         return fail(  # not echoed: it holds a secret
-            "--work and --input must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            "--work, --input and --output must not carry credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
             "in the environment (or use a profile or role) instead",
             EXIT_CONFIG,
         )
-    if getattr(args, "mlflow_uri", None) and _has_credentials(args.mlflow_uri):
+    if getattr(args, "mlflow_uri", None) and has_credentials(args.mlflow_uri):
         return fail(  # the URI is not echoed: it holds a secret
             "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
@@ -248,22 +242,10 @@ def execute(args: argparse.Namespace) -> int:
     except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
         from tokenlake.etl.lake import error_cause
 
-        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {_keep_traceback(work)})",
-                     EXIT_UNEXPECTED)  # fmt: skip
+        kept = keep_traceback(work.local)
+        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {kept})", EXIT_UNEXPECTED)
     print_summary(report, work.uri)
     return 0
-
-
-def _keep_traceback(work) -> Path:
-    """Write the exception being handled to ``WORK/logs/error-<time>.log`` (for a remote work dir,
-    in its local copy on this machine, as ``logs/spark.log``); return where."""
-    import traceback
-    from datetime import UTC, datetime
-
-    path = work.local / "logs" / f"error-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(traceback.format_exc())
-    return path
 
 
 def setup_logging() -> None:

@@ -13,22 +13,25 @@ from tokenlake.training.packaging import resolve_model
 
 def run_export(model: str, out: Path, *, quantize: str | None, eval_rows: int) -> dict:
     """Export ``model`` to ``out``; ``ModelUnusable``, ``FileExistsError`` (``out`` not empty) or
-    ``ExportRefused`` (accuracy lost: nothing written) otherwise. MLflow's tracking URI is set."""
-    import mlflow
-
+    ``ExportRefused`` (accuracy lost, or no test rows: nothing written) otherwise. MLflow's tracking
+    URI is set. ``export.json`` is logged to the model's run without reopening it."""
     if eval_rows < 1:
         raise ValueError(f"--eval-rows must be >= 1, got {eval_rows}")
     with tempfile.TemporaryDirectory(prefix="tokenlake-model-") as tmp:
         identity, bundle, _ = resolve_model(model, Path(tmp))
         report = {**export(bundle, out, quantize=quantize, eval_rows=eval_rows), "model": identity}
     (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
-    if identity["run_id"]:
-        with mlflow.start_run(run_id=identity["run_id"]):
-            mlflow.log_dict(report, f"export/{out.name}/export.json")
-            metrics = {"export_size_ratio": report["size_ratio"], "export_accuracy_delta": report["accuracy_delta"]}
-            mlflow.log_metrics(
-                {**metrics, **{f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()}}
-            )
+    if identity["run_id"]:  # added to the run that trained the model, which stays as it ended
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        client.log_dict(identity["run_id"], report, f"export/{out.name}/export.json")
+        metrics = {"export_size_ratio": report["size_ratio"], "export_accuracy_delta": report["accuracy_delta"]}
+        for key, value in {
+            **metrics,
+            **{f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()},
+        }.items():
+            client.log_metric(identity["run_id"], key, value)
     return report
 
 

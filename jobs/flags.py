@@ -40,6 +40,36 @@ def fail(message: str, code: int) -> int:
     return code
 
 
+def keep_traceback(local_work) -> str:
+    """Write the exception being handled to ``logs/error-<time>-<pid>.log`` under ``local_work`` (a
+    work dir's local copy); return where."""
+    import os
+    import traceback
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    path = Path(local_work) / "logs" / f"error-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.getpid()}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(traceback.format_exc())
+    return str(path)
+
+
+def has_credentials(uri: str) -> bool:
+    """A user or password in the URI: it would end up in logs, tags and the shell history."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    return bool(parts.username or parts.password)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def resolve_args(args: argparse.Namespace):
     """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
     from tokenlake.jobs.config import resolve_config
@@ -215,7 +245,7 @@ def _predict_flags(p: argparse.ArgumentParser) -> None:
                    help="input field holding the text (default: the one the model was trained from)")  # fmt: skip
     p.add_argument("--output", metavar="DELTA_PATH", help="Delta table of predictions (default WORK/predictions; "
                    "rows that cannot be scored go to OUTPUT_quarantine)")  # fmt: skip
-    p.add_argument("--batch-size", dest="predict_batch_size", type=int, default=32, metavar="N",
+    p.add_argument("--batch-size", dest="predict_batch_size", type=positive_int, default=32, metavar="N",
                    help="rows per forward pass in each Spark Python worker")  # fmt: skip
     p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI the model URI is resolved in (default: "
                    "sqlite:///WORK/mlflow.db)")  # fmt: skip
@@ -228,8 +258,8 @@ def _export_flags(p: argparse.ArgumentParser) -> None:
                    "`tokenlake predict --model DIR` runs, and export.json)")  # fmt: skip
     p.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
     p.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantization of the weights (ONNX Runtime)")
-    p.add_argument("--eval-rows", type=int, default=2000, metavar="N", help="test rows of the model's gold version "
-                   "the export is verified on")  # fmt: skip
+    p.add_argument("--eval-rows", type=positive_int, default=2000, metavar="N",
+                   help="test rows of the model's gold version the export is verified on")  # fmt: skip
     p.add_argument("--work", default="work", help="work directory (its MLflow store is the default tracking URI)")
     p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
 

@@ -25,13 +25,13 @@ from pyspark.sql import functions as F
 from tokenlake.etl.clean import clean_docs
 from tokenlake.etl.ingest import MISSING_TEXT, parse_records
 from tokenlake.etl.lake import read_table, table_exists, write_table
-from tokenlake.etl.pii import mask_pii
+from tokenlake.etl.pii import mask_pii, pii_secret
 from tokenlake.etl.reasons import reason
 from tokenlake.etl.sources import read_sources, with_source_line
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.training.baseline import macro_f1
 from tokenlake.training.inference import score_frame
-from tokenlake.training.packaging import INPUT_SETTINGS, resolve_model
+from tokenlake.training.packaging import INPUT_SETTINGS, ModelUnusable, resolve_model
 from tokenlake.training.text_classifier import SETTINGS_FILE
 
 log = logging.getLogger("tokenlake")
@@ -113,10 +113,15 @@ def run_predict(
     """Score ``input_path`` with ``model`` into the Delta table ``output`` (default WORK/predictions)
     and its quarantine (``OUTPUT_quarantine``); write and return ``WORK/predict_report.json``."""
     work = WorkDir.of(work)
-    output = output or work.path("predictions")
+    output = (output or work.path("predictions")).rstrip("/")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tokenlake-predict-") as tmp:
         identity, found, meta = resolve_model(model, Path(tmp) / "download")
+        if input_settings(found, overrides or {})["pseudonymise_pii"]:
+            try:
+                pii_secret()  # the model saw pseudonyms made with a key: without it, fail now, not mid-run
+            except ValueError as exc:
+                raise ModelUnusable(f"--model {model} was trained on pseudonymised text: {exc}") from None
         # a name of its own: Spark ships one file per name for the whole session
         bundle = Path(shutil.copytree(found, Path(tmp) / f"bundle-{uuid.uuid4().hex[:12]}"))
         report = _predict(spark, bundle, meta, identity, input_path, work, output, batch_size, overrides or {})
@@ -141,24 +146,28 @@ def _predict(spark, bundle: Path, meta: dict, identity: dict, input_path: str, w
         .transform(mask_pii, pseudonymise=settings["pseudonymise_pii"], where=kept)
         .persist(_PERSIST)
     )
-    reasons = {r["reject_reason"]: r["count"] for r in cleaned.groupBy("reject_reason").count().collect()}
-    usable = reasons.pop(None, 0)
-    read, n_quarantined = usable + sum(reasons.values()), sum(reasons.values())
-    quarantine = cleaned.where(~kept).select("id", "reject_reason", "stage", "source_file", "source_line",
-                                             F.substring("raw", 1, 2000).alias("raw"))  # fmt: skip
-    to_score = cleaned.where(kept).select("id", "text", F.col("label").alias("input_label"))
-    scored = score_frame(to_score, bundle, labels, batch_size=batch_size).persist(_PERSIST)  # scored once
-    metrics = _metrics(scored, labels)
-    n_scored = scored.count()
-    if n_scored != usable:  # the one place a row could be lost or doubled: the scoring UDF
-        raise AssertionError(f"predict lost rows: read {read} != scored {n_scored} + quarantined {n_quarantined}")
-    commit = {"model_uri": model, "model_version": identity["version"], "model_run_id": identity["run_id"],
-              "input": input_path, "gold": meta.get("gold")}  # fmt: skip
-    version = write_table(scored.drop("input_label"), output, metadata=commit)
-    quarantine_path = f"{output}_quarantine"
-    quarantine_version = write_table(quarantine, quarantine_path, metadata=commit)
-    cleaned.unpersist()
-    scored.unpersist()
+    scored = None
+    try:
+        reasons = {r["reject_reason"]: r["count"] for r in cleaned.groupBy("reject_reason").count().collect()}
+        usable = reasons.pop(None, 0)
+        read, n_quarantined = usable + sum(reasons.values()), sum(reasons.values())
+        quarantine = cleaned.where(~kept).select("id", "reject_reason", "stage", "source_file", "source_line",
+                                                 F.substring("raw", 1, 2000).alias("raw"))  # fmt: skip
+        to_score = cleaned.where(kept).select("id", "text", F.col("label").alias("input_label"))
+        scored = score_frame(to_score, bundle, labels, batch_size=batch_size).persist(_PERSIST)  # scored once
+        metrics = _metrics(scored, labels)
+        n_scored = scored.count()
+        if n_scored != usable:  # the one place a row could be lost or doubled: the scoring UDF
+            raise AssertionError(f"predict lost rows: read {read} != scored {n_scored} + quarantined {n_quarantined}")
+        commit = {"model_uri": model, "model_version": identity["version"], "model_run_id": identity["run_id"],
+                  "input": input_path, "gold": meta.get("gold")}  # fmt: skip
+        version = write_table(scored.drop("input_label"), output, metadata=commit)
+        quarantine_path = f"{output}_quarantine"
+        quarantine_version = write_table(quarantine, quarantine_path, metadata=commit)
+    finally:  # on success and on failure alike: a long-lived session keeps nothing of this run
+        cleaned.unpersist()
+        if scored is not None:
+            scored.unpersist()
     report = {
         "input": input_path,
         "rows": {"read": read, "scored": n_scored, "quarantined": n_quarantined},

@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tokenlake.jobs.flags import EXIT_CONFIG, EXIT_VALIDATION, fail, resolve_args
+from tokenlake.jobs.flags import (
+    EXIT_CONFIG,
+    EXIT_INPUT,
+    EXIT_UNEXPECTED,
+    EXIT_VALIDATION,
+    fail,
+    has_credentials,
+    keep_traceback,
+    resolve_args,
+)
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -26,17 +35,33 @@ def _export(args: argparse.Namespace) -> int:
     """``tokenlake export``: nothing is written unless the export keeps the model's accuracy."""
     import mlflow
 
+    from tokenlake.etl.lake import error_cause
     from tokenlake.etl.storage import WorkDir
     from tokenlake.jobs.export import run_export, summary
     from tokenlake.jobs.mlflow_run import default_mlflow_uri
     from tokenlake.training.export import ExportRefused
     from tokenlake.training.packaging import ModelUnusable
 
-    mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(WorkDir.of(args.work)))
+    work = WorkDir.of(args.work)
+    if args.mlflow_uri and has_credentials(args.mlflow_uri):
+        message = "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        return fail(f"{message} (or MLFLOW_TRACKING_TOKEN) in the environment instead", EXIT_CONFIG)
+    if "://" in args.out:
+        return fail(f"--out {args.out}: a local directory (copy it to object storage afterwards)", EXIT_CONFIG)
+    mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(work))
     try:
         report = run_export(args.model_uri, Path(args.out), quantize=args.quantize, eval_rows=args.eval_rows)
+    except ExportRefused as exc:
+        return fail(str(exc), EXIT_VALIDATION)
+    except ModuleNotFoundError as exc:
+        return fail(f"{exc}: install the export extra (pip install 'tokenlake[export]')", EXIT_CONFIG)
     except (ModelUnusable, FileExistsError, ValueError) as exc:
-        return fail(str(exc), EXIT_VALIDATION if isinstance(exc, ExportRefused) else EXIT_CONFIG)
+        return fail(str(exc), EXIT_CONFIG)
+    except OSError as exc:  # the model's gold version gone or unreadable, or --out not writable
+        return fail(f"cannot read or write what the export needs: {error_cause(exc, 300)}", EXIT_INPUT)
+    except Exception as exc:  # one line here, the traceback in a file, as for the stages
+        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in "
+                    f"{keep_traceback(work.local)})", EXIT_UNEXPECTED)  # fmt: skip
     print(summary(report, Path(args.out)))
     return 0
 

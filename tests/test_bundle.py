@@ -56,7 +56,11 @@ def test_workflow_shape_schedule_and_clusters():
     assert "gpu" not in clusters[tasks["etl"]["job_cluster_key"]]["spark_version"]
     assert "gpu" in clusters[tasks["train"]["job_cluster_key"]]["spark_version"]
     assert "train.use_gpu=true" in tasks["train"]["spark_python_task"]["parameters"]
-    assert "models:/tokenlake@champion" in tasks["predict"]["spark_python_task"]["parameters"]
+    # Unity Catalog (Databricks' default registry) takes three-part names only; predict uses the same one
+    model = root["variables"]["registered_model"]["default"]
+    assert len(model.split(".")) == 3
+    assert "train.registered_model=${var.registered_model}" in tasks["train"]["spark_python_task"]["parameters"]
+    assert "models:/${var.registered_model}@champion" in tasks["predict"]["spark_python_task"]["parameters"]
     assert job["tags"]["git_commit"] == "${bundle.git.commit}"
 
 

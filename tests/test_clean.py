@@ -111,9 +111,9 @@ def test_cleaning_cleaned_and_masked_text_changes_nothing(spark):
     from tokenlake.etl.pii import PLACEHOLDERS
 
     assert {p.strip("<>") for p in [*PLACEHOLDERS.values(), URL_PLACEHOLDER]} == set(PLACEHOLDER_TAGS)
-    masked = "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE> or see <URL>. <b>Bold</b><p>end</p>"
+    masked = "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE_0123456789ab> or see <URL>. <b>Bold</b><p>end</p>"
     df = spark.createDataFrame([("1", masked)], "id string, text string")
     once = clean_docs(df, max_doc_chars=1000).first()["text"]
-    assert once == "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE> or see <URL>. Bold end"
+    assert once == "Bank loan: mail <EMAIL>, card <CARD>, call <PHONE_0123456789ab> or see <URL>. Bold end"
     again = clean_docs(spark.createDataFrame([("1", once)], "id string, text string"), max_doc_chars=1000)
     assert again.first()["text"] == once

@@ -168,7 +168,10 @@ def test_predict_on_files_scores_every_usable_row_and_quarantines_the_rest(spark
     labels = report["tokenizer"]["labels"]
     assert table.columns == ["id", "label", "score", *[f"prob_{n}" for n in labels]]
     assert table.count() == rows["scored"] and table.select("id").distinct().count() == rows["scored"]
-    assert read_table(spark, f"{out}_quarantine").count() == rows["quarantined"]
+    quarantined = read_table(spark, f"{out}_quarantine").collect()
+    assert {(r["reject_reason"], r["stage"]) for r in quarantined} == {
+        ("malformed_json", "ingest"), ("text_not_string", "ingest"), ("empty_after_clean", "clean")}  # fmt: skip
+    assert len(quarantined) == rows["quarantined"] and all(r["source_line"] is not None for r in quarantined)
     meta = commit_metadata(spark, str(out), result["output"]["version"])
     assert meta["model_uri"] == model and meta["model_version"] == report["registry"]["version"]
     assert result["model"]["version"] == report["registry"]["version"]
@@ -178,20 +181,22 @@ def test_predict_on_files_scores_every_usable_row_and_quarantines_the_rest(spark
 def test_predict_on_a_delta_table_version_matches_the_model_run_in_process(spark, trained, tmp_path):
     import numpy as np
 
-    from tokenlake.etl.lake import read_table
+    from tokenlake.etl.lake import read_table, write_table
     from tokenlake.training.packaging import local_bundle
     from tokenlake.training.text_classifier import Classifier
 
     work, report = trained
     silver = report["tables"]["silver"]
+    docs = read_table(spark, silver["path"], silver["version"]).select("id", "text", "label").orderBy("id")
+    table = str(tmp_path / "docs")  # version 0 holds 600 documents, version 1 all of them
+    assert write_table(docs.limit(600), table) == 0 and write_table(docs, table) == 1
     out = tmp_path / "scored"
     model = report["training"]["model"]["logged_model_uri"]
-    source = f"{silver['path']}@{silver['version']}"
-    assert main(["predict", "--model", model, "--input", source, "--work", str(work), "--output", str(out),
+    assert main(["predict", "--model", model, "--input", f"{table}@0", "--work", str(work), "--output", str(out),
                  "--batch-size", "8"]) == 0  # fmt: skip
     result = json.loads((work / "predict_report.json").read_text())
-    rows = read_table(spark, silver["path"], silver["version"]).select("id", "text", "label").collect()
-    assert result["rows"] == {"read": len(rows), "scored": len(rows), "quarantined": 0}
+    rows = read_table(spark, table, 0).collect()
+    assert result["rows"] == {"read": 600, "scored": 600, "quarantined": 0} and len(rows) == 600
     _tracking(work)
     expected = Classifier(local_bundle(model, dst=str(tmp_path / "m"))).predict_frame([r["text"] for r in rows])
     scored = {r["id"]: r for r in read_table(spark, str(out)).collect()}
@@ -201,7 +206,7 @@ def test_predict_on_a_delta_table_version_matches_the_model_run_in_process(spark
     assert result["metrics"]["accuracy"] == pytest.approx(right / len(rows))
 
 
-def test_predict_refuses_what_it_cannot_use(trained, tmp_path, capsys):
+def test_predict_refuses_what_it_cannot_use(trained, tmp_path, capsys, monkeypatch):
     work, report = trained
     data = tmp_path / "in.jsonl"
     data.write_text('{"text": "a document"}\n')
@@ -215,6 +220,19 @@ def test_predict_refuses_what_it_cannot_use(trained, tmp_path, capsys):
     gold = str(work / "lake" / "gold")
     assert main(["predict", "--model", model, "--input", gold, "--work", str(work)]) == EXIT_INPUT
     assert "has no column 'text'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: exit 2 before anything runs
+        main(["predict", "--model", model, "--input", str(data), "--work", str(work), "--batch-size", "0"])
+    # a model trained on pseudonymised text needs the key the ETL used: without it, exit 2 before scoring
+    from tokenlake.training.packaging import local_bundle
+
+    _tracking(work)
+    bundle = shutil.copytree(local_bundle(model, dst=str(tmp_path / "m")), tmp_path / "pseudonymised")
+    settings = json.loads((bundle / "tokenlake.json").read_text())
+    settings["etl"]["pseudonymise_pii"] = True
+    (bundle / "tokenlake.json").write_text(json.dumps(settings))
+    monkeypatch.delenv("TOKENLAKE_PII_SECRET", raising=False)
+    assert main(["predict", "--model", str(bundle), "--input", str(data), "--work", str(work)]) == EXIT_CONFIG
+    assert "trained on pseudonymised text" in capsys.readouterr().err
 
 
 def test_export_to_int8_onnx_is_verified_on_the_gold_test_split_and_predict_runs_it(spark, trained, tmp_path,

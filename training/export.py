@@ -121,16 +121,21 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def test_split(settings: dict, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(ids, mask, labels)`` of the first ``rows`` test rows of the gold version the model was
-    trained on, read from its Delta log's files (no Spark)."""
-    from tokenlake.training.gold_files import load_gold
+    trained on, read from its Delta log's files (no Spark), stopping once enough are read."""
+    from tokenlake.training.gold_files import first_rows
 
     gold = settings["gold"]
-    data = load_gold(gold["path"], gold["version"], split="test", max_len=settings["max_len"])
-    n_tokens = data["n_tokens"][:rows].numpy()
+    data = first_rows(gold["path"], gold["version"], split="test", columns=["input_ids", "n_tokens", "label"],
+                      limit=rows)  # fmt: skip
+    if not data["label"]:
+        raise ExportRefused(f"gold v{gold['version']} at {gold['path']} has no test rows to verify the export on")
+    n_tokens = np.minimum(np.array(data["n_tokens"], dtype=np.int64), settings["max_len"])
     width = max(int(n_tokens.max()), 1)
-    ids = data["input_ids"][:rows, :width].numpy().astype(np.int64)
+    ids = np.zeros((len(n_tokens), width), dtype=np.int64)
+    for i, row in enumerate(data["input_ids"]):
+        ids[i, : n_tokens[i]] = row[: n_tokens[i]]
     mask = (np.arange(width)[None, :] < n_tokens[:, None]).astype(np.int64)
-    return ids, mask, data["label"][:rows].numpy()
+    return ids, mask, np.array(data["label"], dtype=np.int64)
 
 
 def _accuracy(classifier: Classifier, ids, mask, labels, batch: int = 64) -> float:
@@ -156,8 +161,10 @@ def _latency_ms(models: dict[str, Classifier], ids, mask, batch: int, repeats: i
 
 def export(bundle: Path, out: Path, *, quantize: str | None = "int8", eval_rows: int = 2000, repeats: int = 30) -> dict:
     """Export ``bundle`` to ``out`` (which must not exist or be empty); return ``export.json``'s content."""
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} is not empty: export writes a new directory")
+    if "://" in str(out) or str(out).startswith(("s3a:", "s3:", "hdfs:", "gs:", "abfs")):
+        raise ValueError(f"--out {out}: a local directory (copy it to object storage afterwards)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} exists and is not an empty directory: export writes a new one")
     settings = json.loads((bundle / SETTINGS_FILE).read_text())
     ids, mask, labels = test_split(settings, eval_rows)
     with tempfile.TemporaryDirectory(prefix="tokenlake-export-") as tmp:
@@ -179,7 +186,7 @@ def export(bundle: Path, out: Path, *, quantize: str | None = "int8", eval_rows:
             "format": "onnx",
             "quantize": quantize,
             "opset": OPSET,
-            "size_ratio": (fp32.stat().st_size if quantize else torch_bytes) / onnx_bytes,
+            "size_ratio": fp32.stat().st_size / onnx_bytes,
             "bytes": {"fp32_onnx": fp32.stat().st_size, "pytorch_safetensors": torch_bytes, "exported": onnx_bytes},
             "accuracy": accuracy,
             "accuracy_delta": accuracy["onnx"] - accuracy["pytorch"],

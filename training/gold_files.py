@@ -67,6 +67,26 @@ def delta_files(table: str | Path, version: int | None = None, *, check_sizes: b
     return paths
 
 
+def first_rows(table: str | Path, version: int | None, *, split: str, columns: list[str], limit: int) -> dict:
+    """``columns`` of the first ``limit`` rows of ``split`` in the Delta table at ``version``, in
+    commit order, as Python lists: row groups are read one batch at a time and reading stops once
+    enough rows are in, so the cost does not grow with the table."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: dict[str, list] = {c: [] for c in columns}
+    for path in delta_files(table, version):
+        fs, inner = storage.filesystem(path)
+        with fs.open(inner, "rb") as handle:
+            for batch in pq.ParquetFile(handle).iter_batches(columns=["split", *columns], batch_size=4096):
+                rows = batch.filter(pc.equal(batch.column("split"), split))
+                for c in columns:
+                    out[c] += rows.column(c).to_pylist()
+                if len(out[columns[0]]) >= limit:
+                    return {c: v[:limit] for c, v in out.items()}
+    return out
+
+
 class TensorSplit:
     """One split in memory, offering what training uses of a ``gold_reader.GoldSplit``: ``len()`` and
     a one-pass ``make_torch_dataloader`` (sharded by rank, shuffled when seeded)."""

@@ -130,9 +130,9 @@ def local_bundle(model: str, dst: Path | None = None) -> Path:
 
 
 def model_identity(model: str) -> dict:
-    """``{"uri", "version", "run_id"}`` of ``model``: the registry version a ``models:/NAME/N`` or
-    ``models:/NAME@ALIAS`` URI resolves to (the alias resolved now), the run of a ``runs:/`` URI or of
-    a logged model (``models:/m-...``); a directory has neither."""
+    """``{"uri", "version", "run_id"}`` of ``model`` (and ``name``, for a registered one): the registry
+    version a ``models:/NAME/N`` or ``models:/NAME@ALIAS`` URI resolves to (the alias resolved now),
+    the run of a ``runs:/`` URI or of a logged model (``models:/m-...``); a directory has neither."""
     identity = {"uri": model, "version": None, "run_id": None}
     if model.startswith("models:/"):
         import mlflow
@@ -147,7 +147,7 @@ def model_identity(model: str) -> dict:
             found = client.get_model_version(name, rest.split("/")[0])
         else:  # a logged model's id
             return {**identity, "run_id": mlflow.get_logged_model(name).source_run_id}
-        identity |= {"version": int(found.version), "run_id": found.run_id}
+        identity |= {"name": name, "version": int(found.version), "run_id": found.run_id}
     elif model.startswith("runs:/"):
         identity["run_id"] = model.removeprefix("runs:/").split("/")[0]
     return identity
@@ -164,7 +164,8 @@ def resolve_model(model: str, dst: Path) -> tuple[dict, Path, dict]:
 
     try:
         identity = model_identity(model)
-        found = local_bundle(model, dst=dst)
+        pinned = f"models:/{identity['name']}/{identity['version']}" if identity.get("name") else model
+        found = local_bundle(pinned, dst=dst)  # an alias resolved once: the weights are the version reported
         meta = json.loads((found / SETTINGS_FILE).read_text())
         if meta["task"] != "classification":
             raise ValueError(f"it is a {meta['task']} model; only classifiers are scored and exported")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 
+from tokenlake.training.gold_files import first_rows
 from tokenlake.training.packaging import local_bundle
 from tokenlake.training.text_classifier import Classifier
 
@@ -22,24 +23,8 @@ CANDIDATE, CHAMPION = "candidate", "champion"
 
 def test_rows(silver: dict, limit: int) -> tuple[list[str], list[str]]:
     """Texts and labels of the first ``limit`` test rows of ``silver`` (``{"path", "version"}``), in commit order."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from tokenlake.etl import storage
-    from tokenlake.training.gold_files import delta_files
-
-    texts: list[str] = []
-    labels: list[str] = []
-    for path in delta_files(silver["path"], silver["version"]):
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(columns=["split", "text", "label"], batch_size=4096):
-                test = batch.filter(pc.equal(batch.column("split"), "test"))
-                texts += test.column("text").to_pylist()
-                labels += test.column("label").to_pylist()
-                if len(texts) >= limit:
-                    return texts[:limit], labels[:limit]
-    return texts, labels
+    rows = first_rows(silver["path"], silver["version"], split="test", columns=["text", "label"], limit=limit)
+    return rows["text"], rows["label"]
 
 
 def accuracy(model_uri: str, texts: list[str], labels: list[str]) -> float:

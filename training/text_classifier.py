@@ -76,6 +76,8 @@ class Classifier:
     def probabilities(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """``[len(texts), len(labels)]`` softmax probabilities. Texts are encoded as in gold (truncated
         to ``max_len``), batched by length so that a batch pads little, and returned in input order."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         encodings = self.tokenizer.encode_batch(list(texts))
         lengths = np.array([len(e.ids) for e in encodings], dtype=np.int64)
         out = np.zeros((len(encodings), len(self.labels)), dtype=np.float32)
