@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from tokenlake.jobs.flags import (
+from tokenlake.jobs.failures import (  # noqa: F401  (the EXIT_* codes are this module's API too)
     EXIT_BUSY,
     EXIT_CONFIG,
     EXIT_DELTA,
@@ -19,6 +19,12 @@ from tokenlake.jobs.flags import (
     EXIT_TRAINING,
     EXIT_UNEXPECTED,
     EXIT_VALIDATION,
+    MLFLOW_URI_WITH_CREDENTIALS,
+    fail,
+    has_credentials,
+    unexpected,
+)
+from tokenlake.jobs.flags import (
     FLAGS,
     HELP,
     TOOLS,
@@ -28,9 +34,6 @@ from tokenlake.jobs.flags import (
     config_from_args,
     epilog,
     exit_codes,
-    fail,
-    has_credentials,
-    keep_traceback,
     resolve_args,
     tokenlake_version,
 )
@@ -189,11 +192,7 @@ def execute(args: argparse.Namespace) -> int:
             EXIT_CONFIG,
         )
     if getattr(args, "mlflow_uri", None) and has_credentials(args.mlflow_uri):
-        return fail(  # the URI is not echoed: it holds a secret
-            "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) in the environment instead",
-            EXIT_CONFIG,
-        )
+        return fail(MLFLOW_URI_WITH_CREDENTIALS, EXIT_CONFIG)  # the URI is not echoed: it holds a secret
     if cfg.etl.pseudonymise_pii and args.command in ("run", "etl"):
         from tokenlake.etl.pii import pii_secret
 
@@ -240,10 +239,7 @@ def execute(args: argparse.Namespace) -> int:
     except TrainingFailed as exc:
         return fail(f"training failed: {exc}", EXIT_TRAINING)
     except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
-        from tokenlake.etl.lake import error_cause
-
-        kept = keep_traceback(work.local)
-        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in {kept})", EXIT_UNEXPECTED)
+        return unexpected(exc, work.local)
     print_summary(report, work.uri)
     return 0
 

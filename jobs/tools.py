@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tokenlake.jobs.flags import (
+from tokenlake.jobs.failures import (
     EXIT_CONFIG,
     EXIT_INPUT,
-    EXIT_UNEXPECTED,
     EXIT_VALIDATION,
+    MLFLOW_URI_WITH_CREDENTIALS,
     fail,
     has_credentials,
-    keep_traceback,
-    resolve_args,
+    unexpected,
 )
+from tokenlake.jobs.flags import resolve_args
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -44,8 +44,7 @@ def _export(args: argparse.Namespace) -> int:
 
     work = WorkDir.of(args.work)
     if args.mlflow_uri and has_credentials(args.mlflow_uri):
-        message = "--mlflow-uri must not carry credentials; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
-        return fail(f"{message} (or MLFLOW_TRACKING_TOKEN) in the environment instead", EXIT_CONFIG)
+        return fail(MLFLOW_URI_WITH_CREDENTIALS, EXIT_CONFIG)
     if "://" in args.out:
         return fail(f"--out {args.out}: a local directory (copy it to object storage afterwards)", EXIT_CONFIG)
     mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(work))
@@ -60,8 +59,7 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:  # the model's gold version gone or unreadable, or --out not writable
         return fail(f"cannot read or write what the export needs: {error_cause(exc, 300)}", EXIT_INPUT)
     except Exception as exc:  # one line here, the traceback in a file, as for the stages
-        return fail(f"unexpected {type(exc).__name__}: {error_cause(exc, 300)} (traceback in "
-                    f"{keep_traceback(work.local)})", EXIT_UNEXPECTED)  # fmt: skip
+        return unexpected(exc, work.local)
     print(summary(report, Path(args.out)))
     return 0
 
