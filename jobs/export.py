@@ -1,9 +1,8 @@
-"""``tokenlake export``: a registered or logged classifier exported (``training.export``), its
-``export.json`` written beside it and logged to the run that trained the model."""
+"""``tokenlake export``: a registered or logged classifier exported (``training.export``, which
+writes ``export.json`` beside it), that file logged to the run that trained the model."""
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -11,26 +10,24 @@ from tokenlake.training.export import export
 from tokenlake.training.packaging import resolve_model
 
 
-def run_export(model: str, out: Path, *, quantize: str | None, eval_rows: int) -> dict:
-    """Export ``model`` to ``out``; ``ModelUnusable``, ``FileExistsError`` (``out`` not empty) or
-    ``ExportRefused`` (accuracy lost, or no test rows: nothing written) otherwise. MLflow's tracking
-    URI is set. ``export.json`` is logged to the model's run without reopening it."""
-    if eval_rows < 1:
-        raise ValueError(f"--eval-rows must be >= 1, got {eval_rows}")
+def run_export(model: str, out: str, *, quantize: str | None, eval_rows: int) -> dict:
+    """Export ``model`` to the local directory ``out``; ``ModelUnusable``, ``ValueError`` (``out`` a
+    URI), ``FileExistsError`` (``out`` not empty) or ``ExportRefused`` (accuracy lost, or no test rows:
+    nothing written) otherwise. MLflow's tracking URI is set. ``export.json`` is logged to the
+    model's run without reopening it."""
+    if "://" in out:
+        raise ValueError(f"--out {out}: a local directory (copy it to object storage afterwards)")
     with tempfile.TemporaryDirectory(prefix="tokenlake-model-") as tmp:
         identity, bundle, _ = resolve_model(model, Path(tmp))
-        report = {**export(bundle, out, quantize=quantize, eval_rows=eval_rows), "model": identity}
-    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+        report = export(bundle, Path(out), quantize=quantize, eval_rows=eval_rows, model=identity)
     if identity["run_id"]:  # added to the run that trained the model, which stays as it ended
         from mlflow import MlflowClient
 
         client = MlflowClient()
-        client.log_dict(identity["run_id"], report, f"export/{out.name}/export.json")
+        client.log_dict(identity["run_id"], report, f"export/{Path(out).name}/export.json")
         metrics = {"export_size_ratio": report["size_ratio"], "export_accuracy_delta": report["accuracy_delta"]}
-        for key, value in {
-            **metrics,
-            **{f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()},
-        }.items():
+        metrics |= {f"export_latency_ratio_{b}": r for b, r in report["latency_ratio"].items()}
+        for key, value in metrics.items():
             client.log_metric(identity["run_id"], key, value)
     return report
 

@@ -23,19 +23,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from tokenlake.etl.clean import clean_docs
-from tokenlake.etl.ingest import MISSING_TEXT, parse_records
+from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.ingest import MISSING_TEXT, TEXT_NOT_STRING, parse_records
 from tokenlake.etl.lake import read_table, table_exists, write_table
 from tokenlake.etl.pii import mask_pii, pii_secret
-from tokenlake.etl.reasons import reason
 from tokenlake.etl.sources import read_sources, with_source_line
 from tokenlake.etl.storage import WorkDir, write_text
-from tokenlake.training.baseline import macro_f1
+from tokenlake.training.baseline import confusion_scores
 from tokenlake.training.inference import score_frame
 from tokenlake.training.packaging import INPUT_SETTINGS, ModelUnusable, resolve_model
-from tokenlake.training.text_classifier import SETTINGS_FILE
 
 log = logging.getLogger("tokenlake")
-TEXT_NOT_STRING = reason("text_not_string")
 REPORT = "predict_report.json"
 _PERSIST = StorageLevel.MEMORY_AND_DISK
 
@@ -92,12 +90,12 @@ def _read_delta(spark: SparkSession, table: str, version: int | None, settings: 
     )
 
 
-def input_settings(bundle: Path, overrides: dict) -> dict:
-    """The model's recorded ETL settings, with any the caller set explicitly (``--set``, ``--config``)."""
-    recorded = json.loads((bundle / SETTINGS_FILE).read_text())["etl"]
-    defaults = {"text_column": "text", "label_column": "label", "id_column": "id", "max_doc_chars": 1_000_000,
-                "url_mode": "keep", "pseudonymise_pii": False}  # fmt: skip
-    return {**defaults, **recorded, **{k: v for k, v in overrides.items() if k in INPUT_SETTINGS}}
+def input_settings(meta: dict, overrides: dict) -> dict:
+    """The ETL settings the model recorded (``meta``: its ``tokenlake.json``), with any the caller set
+    explicitly (``--set``, ``--config``); a setting neither gives has the ETL's default."""
+    defaults = EtlConfig()
+    recorded = {**{k: getattr(defaults, k) for k in INPUT_SETTINGS}, **meta["etl"]}
+    return {**recorded, **{k: v for k, v in overrides.items() if k in INPUT_SETTINGS}}
 
 
 def run_predict(
@@ -117,23 +115,23 @@ def run_predict(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tokenlake-predict-") as tmp:
         identity, found, meta = resolve_model(model, Path(tmp) / "download")
-        if input_settings(found, overrides or {})["pseudonymise_pii"]:
+        settings = input_settings(meta, overrides or {})
+        if settings["pseudonymise_pii"]:
             try:
                 pii_secret()  # the model saw pseudonyms made with a key: without it, fail now, not mid-run
             except ValueError as exc:
                 raise ModelUnusable(f"--model {model} was trained on pseudonymised text: {exc}") from None
         # a name of its own: Spark ships one file per name for the whole session
         bundle = Path(shutil.copytree(found, Path(tmp) / f"bundle-{uuid.uuid4().hex[:12]}"))
-        report = _predict(spark, bundle, meta, identity, input_path, work, output, batch_size, overrides or {})
+        report = _predict(spark, bundle, meta, settings, identity, input_path, output, batch_size)
     report["timings_s"] = {"predict": round(time.perf_counter() - start, 3)}
     write_text(work.local / REPORT, json.dumps(report, indent=2) + "\n")
     return report
 
 
-def _predict(spark, bundle: Path, meta: dict, identity: dict, input_path: str, work: WorkDir, output: str,
-             batch_size: int, overrides: dict) -> dict:  # fmt: skip
+def _predict(spark, bundle: Path, meta: dict, settings: dict, identity: dict, input_path: str, output: str,
+             batch_size: int) -> dict:  # fmt: skip
     model = identity["uri"]
-    settings = input_settings(bundle, overrides)
     labels = meta["labels"]
 
     rows = read_input(spark, input_path, settings).withColumn(
@@ -151,8 +149,8 @@ def _predict(spark, bundle: Path, meta: dict, identity: dict, input_path: str, w
         reasons = {r["reject_reason"]: r["count"] for r in cleaned.groupBy("reject_reason").count().collect()}
         usable = reasons.pop(None, 0)
         read, n_quarantined = usable + sum(reasons.values()), sum(reasons.values())
-        quarantine = cleaned.where(~kept).select("id", "reject_reason", "stage", "source_file", "source_line",
-                                                 F.substring("raw", 1, 2000).alias("raw"))  # fmt: skip
+        raw = F.substring("raw", 1, EtlConfig().raw_keep_chars).alias("raw")  # as the ETL's quarantine keeps it
+        quarantine = cleaned.where(~kept).select("id", "reject_reason", "stage", "source_file", "source_line", raw)
         to_score = cleaned.where(kept).select("id", "text", F.col("label").alias("input_label"))
         scored = score_frame(to_score, bundle, labels, batch_size=batch_size).persist(_PERSIST)  # scored once
         metrics = _metrics(scored, labels)
@@ -193,15 +191,8 @@ def _metrics(scored: DataFrame, labels: list[str]) -> dict | None:
     """``{"accuracy", "macro_f1", "rows"}`` over the scored rows whose input had a label (None if none had)."""
     known = {n: i for i, n in enumerate(labels)}
     pairs = scored.where(F.col("input_label").isNotNull()).groupBy("input_label", "label").count().collect()
-    if not pairs:
-        return None
     confusion: dict[tuple[int, int], int] = {}
     for row in pairs:  # an input label the model does not know counts as wrong
         key = (known.get(row["input_label"], -1), known[row["label"]])
         confusion[key] = confusion.get(key, 0) + row["count"]
-    total = sum(confusion.values())
-    return {
-        "accuracy": sum(n for (t, p), n in confusion.items() if t == p) / total,
-        "macro_f1": macro_f1(confusion, len(labels)),
-        "rows": total,
-    }
+    return confusion_scores(confusion, len(labels)) if confusion else None

@@ -34,11 +34,9 @@ def release_classifier(
         packaging.bundle(model_dir, work.local / "tokenizer", settings) as bundle,
     ):
         info = packaging.log_classifier(bundle, EXAMPLE)
-    mlflow.log_artifacts(str(work.local / "tokenizer"), artifact_path="tokenizer")
     name = cfg.train.registered_model
-    baseline = {k: v for k, v in metrics.items() if k.startswith("baseline_")}
-    card = packaging.model_card(name=name, model_settings=settings, metrics=metrics, baseline=baseline or None,
-                                lineage=tables, model=cfg.train.model)  # fmt: skip
+    card = packaging.model_card(name=name, model_settings=settings, metrics=metrics, lineage=tables,
+                                model=cfg.train.model)  # fmt: skip
     mlflow.log_text(card, "model_card.md")
     registry = register_and_gate(
         info.model_uri,

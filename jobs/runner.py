@@ -175,7 +175,8 @@ def _train(
         registry = release_classifier(work, cfg, commit, tables, metrics, report.get("etl_config"))
         model_uri = registry.pop("model_uri")
     else:
-        registry, model_uri = None, log_causal_lm(work.path("model"), work.local / "tokenizer")
+        registry, model_uri = None, log_causal_lm(work.path("model"))
+    mlflow.log_artifacts(str(work.local / "tokenizer"), artifact_path="tokenizer")
     best_epoch = min(result["history"], key=lambda h: h["val_loss"])["epoch"]
     run_id = mlflow.active_run().info.run_id
     training = {

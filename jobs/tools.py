@@ -45,11 +45,9 @@ def _export(args: argparse.Namespace) -> int:
     work = WorkDir.of(args.work)
     if args.mlflow_uri and has_credentials(args.mlflow_uri):
         return fail(MLFLOW_URI_WITH_CREDENTIALS, EXIT_CONFIG)
-    if "://" in args.out:
-        return fail(f"--out {args.out}: a local directory (copy it to object storage afterwards)", EXIT_CONFIG)
     mlflow.set_tracking_uri(args.mlflow_uri or default_mlflow_uri(work))
     try:
-        report = run_export(args.model_uri, Path(args.out), quantize=args.quantize, eval_rows=args.eval_rows)
+        report = run_export(args.model_uri, args.out, quantize=args.quantize, eval_rows=args.eval_rows)
     except ExportRefused as exc:
         return fail(str(exc), EXIT_VALIDATION)
     except ModuleNotFoundError as exc:

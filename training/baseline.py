@@ -18,6 +18,14 @@ def macro_f1(confusion: dict[tuple[int, int], int], num_labels: int) -> float:
     return sum(scores) / num_labels
 
 
+def confusion_scores(confusion: dict[tuple[int, int], int], num_labels: int) -> dict:
+    """``{"accuracy", "macro_f1", "rows"}`` of ``{(true, predicted): count}`` (a true label of -1,
+    one the model does not know, counts as wrong)."""
+    total = sum(confusion.values())
+    accuracy = sum(n for (t, p), n in confusion.items() if t == p) / total
+    return {"accuracy": accuracy, "macro_f1": macro_f1(confusion, num_labels), "rows": total}
+
+
 def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 1 << 18) -> dict:
     """``{"test_accuracy", "test_macro_f1", "train_rows", "test_rows"}``; label ids follow ``labels``
     (gold's order), so the figures compare with the transformer's."""
@@ -42,11 +50,11 @@ def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 
         (int(r["label_id"]), int(r["prediction"])): r["count"]
         for r in scored.groupBy("label_id", "prediction").count().collect()
     }
-    total = sum(confusion.values())
-    if total == 0:
+    if not confusion:
         raise ValueError("the baseline has no test rows")
+    scores = confusion_scores(confusion, len(labels))
     return {
-        "test_accuracy": sum(n for (t, p), n in confusion.items() if t == p) / total,
-        "test_macro_f1": macro_f1(confusion, len(labels)),
-        "test_rows": total,
+        "test_accuracy": scores["accuracy"],
+        "test_macro_f1": scores["macro_f1"],
+        "test_rows": scores["rows"],
     }

@@ -123,6 +123,7 @@ def test_split(settings: dict, rows: int) -> tuple[np.ndarray, np.ndarray, np.nd
     """``(ids, mask, labels)`` of the first ``rows`` test rows of the gold version the model was
     trained on, read from its Delta log's files (no Spark), stopping once enough are read."""
     from tokenlake.training.gold_files import first_rows
+    from tokenlake.training.gold_reader import pad_rows
 
     gold = settings["gold"]
     data = first_rows(gold["path"], gold["version"], split="test", columns=["input_ids", "n_tokens", "label"],
@@ -131,9 +132,8 @@ def test_split(settings: dict, rows: int) -> tuple[np.ndarray, np.ndarray, np.nd
         raise ExportRefused(f"gold v{gold['version']} at {gold['path']} has no test rows to verify the export on")
     n_tokens = np.minimum(np.array(data["n_tokens"], dtype=np.int64), settings["max_len"])
     width = max(int(n_tokens.max()), 1)
-    ids = np.zeros((len(n_tokens), width), dtype=np.int64)
-    for i, row in enumerate(data["input_ids"]):
-        ids[i, : n_tokens[i]] = row[: n_tokens[i]]
+    flat = np.concatenate([row[:n] for row, n in zip(data["input_ids"], n_tokens, strict=True)])
+    ids = pad_rows(flat, n_tokens, width).astype(np.int64)
     mask = (np.arange(width)[None, :] < n_tokens[:, None]).astype(np.int64)
     return ids, mask, np.array(data["label"], dtype=np.int64)
 
@@ -159,10 +159,12 @@ def _latency_ms(models: dict[str, Classifier], ids, mask, batch: int, repeats: i
     return {f"{name}_ms": statistics.median(t) for name, t in times.items()}
 
 
-def export(bundle: Path, out: Path, *, quantize: str | None = "int8", eval_rows: int = 2000, repeats: int = 30) -> dict:
-    """Export ``bundle`` to ``out`` (which must not exist or be empty); return ``export.json``'s content."""
-    if "://" in str(out) or str(out).startswith(("s3a:", "s3:", "hdfs:", "gs:", "abfs")):
-        raise ValueError(f"--out {out}: a local directory (copy it to object storage afterwards)")
+def export(
+    bundle: Path, out: Path, *, quantize: str | None = "int8", eval_rows: int = 2000, repeats: int = 30,
+    model: dict | None = None,
+) -> dict:  # fmt: skip
+    """Export ``bundle`` to the local directory ``out`` (which must not exist or be empty); return
+    ``export.json``'s content (``model``: what the bundle was exported from, recorded as given)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty directory: export writes a new one")
     settings = json.loads((bundle / SETTINGS_FILE).read_text())
@@ -195,6 +197,7 @@ def export(bundle: Path, out: Path, *, quantize: str | None = "int8", eval_rows:
             "latency": latency,
             "latency_ratio": {b: v["pytorch_ms"] / v["onnx_ms"] for b, v in latency.items()},
             "targets": TARGETS,
+            "model": model,
         }
         report["met"] = {
             "size_ratio": report["size_ratio"] >= TARGETS["size_ratio"],

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 
+from tokenlake.etl.lake import error_cause
 from tokenlake.training import text_classifier
 from tokenlake.training.text_classifier import SETTINGS_FILE
 
@@ -66,9 +67,7 @@ def log_classifier(bundle_dir: Path, example_texts: list[str]):
     )
 
 
-def model_card(
-    *, name: str, model_settings: dict, metrics: dict, baseline: dict | None, lineage: dict, model: str
-) -> str:
+def model_card(*, name: str, model_settings: dict, metrics: dict, lineage: dict, model: str) -> str:
     """Markdown: what the model is, what it was trained on, how well it does beside the baseline,
     what it is for and where it stops."""
     gold = model_settings["gold"]
@@ -77,7 +76,7 @@ def model_card(
         ("macro F1", "test_macro_f1", "baseline_test_macro_f1"),
     ]
     table = "\n".join(
-        f"| {label} | {metrics[key]:.4f} | {baseline[b]:.4f} |" if baseline and b in baseline
+        f"| {label} | {metrics[key]:.4f} | {metrics[b]:.4f} |" if b in metrics
         else f"| {label} | {metrics[key]:.4f} | not measured |"
         for label, key, b in rows if key in metrics
     )  # fmt: skip
@@ -166,10 +165,7 @@ def resolve_model(model: str, dst: Path) -> tuple[dict, Path, dict]:
         identity = model_identity(model)
         pinned = f"models:/{identity['name']}/{identity['version']}" if identity.get("name") else model
         found = local_bundle(pinned, dst=dst)  # an alias resolved once: the weights are the version reported
-        meta = json.loads((found / SETTINGS_FILE).read_text())
-        if meta["task"] != "classification":
-            raise ValueError(f"it is a {meta['task']} model; only classifiers are scored and exported")
+        meta = text_classifier.classifier_settings(found)
     except (MlflowException, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelUnusable(f"--model {model}: {first}") from exc
+        raise ModelUnusable(f"--model {model}: {error_cause(exc)}") from exc
     return identity, found, meta

@@ -29,6 +29,14 @@ SETTINGS_FILE = "tokenlake.json"
 ONNX_FILE = "model.onnx"
 
 
+def classifier_settings(bundle: str | Path) -> dict:
+    """The bundle's ``tokenlake.json``; ``ValueError`` unless it holds a classifier."""
+    settings = json.loads((Path(bundle) / SETTINGS_FILE).read_text())
+    if settings["task"] != "classification":
+        raise ValueError(f"{bundle} holds a {settings['task']} model; only classifiers predict labels")
+    return settings
+
+
 class Classifier:
     """A bundle in memory: ``probabilities(texts)`` in the label order of ``labels``. ``threads``:
     the threads one forward pass may use (default: the runtime's own choice, about one per core)."""
@@ -37,9 +45,7 @@ class Classifier:
         from tokenizers import Tokenizer
 
         bundle = Path(bundle)
-        self.settings = json.loads((bundle / SETTINGS_FILE).read_text())
-        if self.settings["task"] != "classification":
-            raise ValueError(f"{bundle} holds a {self.settings['task']} model; only classifiers predict labels")
+        self.settings = classifier_settings(bundle)
         self.labels: list[str] = self.settings["labels"]
         self.max_len: int = self.settings["max_len"]
         self.tokenizer = Tokenizer.from_file(str(bundle / "tokenizer" / "tokenizer.json"))

@@ -146,9 +146,9 @@ def log_training(result: dict, labels: list[str]) -> None:
     _log_figure(curve_figure(result), "plots/training_curve.png")
 
 
-def log_causal_lm(model_dir: str, tokenizer_dir: Path) -> str:
+def log_causal_lm(model_dir: str) -> str:
     """A causal LM as the run's ``model`` (``mlflow.pytorch``, pickle serialisation: reload it with
-    ``mlflow.pytorch.load_model`` from a store you trust) and its tokenizer; return the model's URI."""
+    ``mlflow.pytorch.load_model`` from a store you trust); return the model's URI."""
     import mlflow
     import torch
     from transformers import AutoModelForCausalLM
@@ -161,5 +161,4 @@ def log_causal_lm(model_dir: str, tokenizer_dir: Path) -> str:
         serialization_format="pickle",
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "transformers"],
     )
-    mlflow.log_artifacts(str(tokenizer_dir), artifact_path="tokenizer")
     return info.model_uri
