@@ -11,6 +11,7 @@ import os
 import sys
 import warnings
 
+from tokenlake.jobs import tokenlake_version
 from tokenlake.jobs.failures import (  # noqa: F401  (the EXIT_* codes are this module's API too)
     EXIT_BUSY,
     EXIT_CONFIG,
@@ -35,7 +36,6 @@ from tokenlake.jobs.flags import (
     epilog,
     exit_codes,
     resolve_args,
-    tokenlake_version,
 )
 from tokenlake.jobs.tools import COMMANDS
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
-from importlib.metadata import PackageNotFoundError, version
 
 from tokenlake.etl.config import Task
 from tokenlake.jobs.failures import EXIT_CODES
@@ -37,13 +36,6 @@ def resolve_args(args: argparse.Namespace):
 
 def config_from_args(args: argparse.Namespace):
     return resolve_args(args).config
-
-
-def tokenlake_version() -> str:
-    try:
-        return version("tokenlake")
-    except PackageNotFoundError:  # run from a clone that was not installed
-        return "unknown"
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

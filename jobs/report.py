@@ -14,6 +14,7 @@ from tokenlake.etl.context import EtlResult
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.etl.validate import SuiteResult, data_docs_index
 from tokenlake.etl.validation_page import write_page
+from tokenlake.jobs import tokenlake_version
 
 
 def read_report(work: WorkDir | Path | str) -> dict:
@@ -24,8 +25,6 @@ def read_report(work: WorkDir | Path | str) -> dict:
 def update_report(work: WorkDir | Path | str, **parts) -> dict:
     """Merge ``parts`` into ``WORK/report.json`` (written atomically) and return the whole report,
     stamped with the time it was written and the tokenlake version that wrote it."""
-    from tokenlake.jobs.flags import tokenlake_version
-
     work = WorkDir.of(work)
     stamp = {"timestamp": datetime.now(UTC).isoformat(timespec="seconds"), "tokenlake_version": tokenlake_version()}
     report = {**read_report(work), **parts, **stamp}
@@ -69,6 +68,7 @@ def etl_report(input_path: str, work: WorkDir, etl: EtlResult, cfg: EtlConfig) -
         "tables": etl.tables,
         "validation": validation_summary(etl.validations, work, etl.tables),
         "pii": etl.pii,
+        "languages": etl.languages,
         "partitions": etl.partitions,
         **({"packing": etl.packing} if etl.packing else {}),
         "timings_s": dict(etl.timings_s),
