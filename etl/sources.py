@@ -4,9 +4,10 @@ Every record becomes ``raw`` (a JSON object as text, or the bad line itself), ``
 ``pre_reason`` (a reject reason known at read time), so that ``etl.ingest.parse_records`` checks
 all formats with the same rules. The format comes from the file name (``.gz``/``.bz2`` are
 decompressed by Spark): JSON Lines (``.jsonl``, ``.json``, ``.ndjson``; also any unknown
-extension), CSV/TSV (header line; quoted fields may hold newlines), Parquet, and plain text
-(``.txt``, ``.md``: one document per file). ``path`` is a file, a directory (read recursively),
-a glob, or several of them separated by commas.
+extension), CSV/TSV (header line; quoted fields may hold newlines), Parquet, plain text
+(``.txt``, ``.md``: one document per file), and the formats ``etl.archives`` reads: web archives
+(``.warc``), HTML pages (``.html``, ``.htm``) and e-mail (``.eml``, ``.mbox``). ``path`` is a
+file, a directory (read recursively), a glob, or several of them separated by commas.
 
 CSV and Parquet files are grouped by their header or schema, so a file with another layout is
 read with its own columns instead of failing the job. A file whose content cannot be read (a
@@ -23,6 +24,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from tokenlake.etl.archives import KINDS, read_documents
 from tokenlake.etl.lake import error_cause, is_bad_file_error
 from tokenlake.etl.reasons import reason
 
@@ -39,6 +41,11 @@ FORMATS = {
     "txt": "text",
     "text": "text",
     "md": "text",
+    "warc": "warc",
+    "html": "html",
+    "htm": "html",
+    "eml": "eml",
+    "mbox": "mbox",
 }
 _COMPRESSED = ("gz", "bz2")
 _CORRUPT = "_corrupt_record"
@@ -64,11 +71,20 @@ _SCHEMA = "raw string, source_file string, pre_reason string, _block long"
 
 
 def file_format(path: str) -> str:
-    """``json``, ``csv``, ``tsv``, ``parquet`` or ``text`` from the file name."""
+    """``json``, ``csv``, ``tsv``, ``parquet``, ``text`` or one of ``etl.archives.KINDS`` from the
+    file name."""
     parts = path.rsplit("/", 1)[-1].lower().split(".")
     if len(parts) > 2 and parts[-1] in _COMPRESSED:
         parts = parts[:-1]
     return FORMATS.get(parts[-1], "json") if len(parts) > 1 else "json"
+
+
+def decoded_on_read(source_file: Column) -> Column:
+    """Whether a record's file is one ``etl.archives`` reads (a web archive, a page, e-mail): its
+    text is decoded already, and ``etl.text_format`` is not for it."""
+    suffixes = "|".join(sorted(ext for ext, fmt in FORMATS.items() if fmt in KINDS))
+    compressed = "|".join(_COMPRESSED)
+    return F.lower(source_file).rlike(rf"\.({suffixes})(\.({compressed}))?$")
 
 
 def data_files(paths, where: str) -> list[str]:
@@ -98,14 +114,19 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     return data_files(found, path)
 
 
-def read_sources(spark: SparkSession, path: str, *, text_column: str = "text") -> DataFrame:
+def read_sources(spark: SparkSession, path: str, *, text_column: str = "text", id_column: str = "id") -> DataFrame:
     """All records under ``path`` as ``raw, source_file, pre_reason`` (and ``_block``, ``_record``
     for ``with_source_line``)."""
     by_format: dict[str, list[str]] = defaultdict(list)
     for f in list_files(spark, path):
         by_format[file_format(f)].append(f)
     readers = {"json": _read_json, "text": _read_text, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
-    frames = [readers[fmt](spark, files, text_column=text_column, fmt=fmt) for fmt, files in sorted(by_format.items())]
+    frames = [
+        readers[fmt](spark, files, text_column=text_column, fmt=fmt)
+        if fmt in readers
+        else read_documents(spark, files, kind=fmt, text_column=text_column, id_column=id_column)
+        for fmt, files in sorted(by_format.items())
+    ]
     return reduce(DataFrame.unionByName, frames).withColumn("_record", F.monotonically_increasing_id())
 
 

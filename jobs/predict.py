@@ -24,10 +24,11 @@ from pyspark.sql import functions as F
 
 from tokenlake.etl.clean import clean_docs
 from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.formats import decode_text
 from tokenlake.etl.ingest import MISSING_TEXT, TEXT_NOT_STRING, parse_records
 from tokenlake.etl.lake import read_table, table_exists, write_table
 from tokenlake.etl.pii import mask_pii, pii_secret
-from tokenlake.etl.sources import read_sources, with_source_line
+from tokenlake.etl.sources import decoded_on_read, read_sources, with_source_line
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.training.baseline import confusion_scores
 from tokenlake.training.inference import score_frame
@@ -59,7 +60,7 @@ def read_input(spark: SparkSession, path: str, settings: dict) -> DataFrame:
     ):
         return _read_delta(spark, table, version, settings)
     parsed = parse_records(
-        read_sources(spark, path, text_column=settings["text_column"]),
+        read_sources(spark, path, text_column=settings["text_column"], id_column=settings["id_column"]),
         text_column=settings["text_column"],
         label_column=settings["label_column"],
         id_column=settings["id_column"],
@@ -134,8 +135,14 @@ def _predict(spark, bundle: Path, meta: dict, settings: dict, identity: dict, in
     model = identity["uri"]
     labels = meta["labels"]
 
-    rows = read_input(spark, input_path, settings).withColumn(
-        "stage", F.when(F.col("reject_reason").isNotNull(), F.lit("ingest"))
+    rows = (
+        read_input(spark, input_path, settings)
+        .transform(  # a model from before text_format: auto
+            decode_text,
+            text_format=settings.get("text_format", "auto"),
+            where=~decoded_on_read(F.coalesce("source_file", F.lit(""))),
+        )
+        .withColumn("stage", F.when(F.col("reject_reason").isNotNull(), F.lit("ingest")))
     )
     kept = F.col("reject_reason").isNull()
     cleaned = (

@@ -17,7 +17,15 @@ from tokenlake.etl.lake import error_cause
 from tokenlake.training import text_classifier
 from tokenlake.training.text_classifier import SETTINGS_FILE
 
-INPUT_SETTINGS = ("text_column", "id_column", "label_column", "max_doc_chars", "url_mode", "pseudonymise_pii")
+INPUT_SETTINGS = (
+    "text_column",
+    "id_column",
+    "label_column",
+    "text_format",
+    "max_doc_chars",
+    "url_mode",
+    "pseudonymise_pii",
+)
 """The ETL settings ``tokenlake predict`` applies to its input as the ETL did to the training text."""
 REQUIREMENTS = ("mlflow", "torch", "transformers", "tokenizers", "pandas", "numpy", "safetensors")
 
