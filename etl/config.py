@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 QUALITY_FIELDS = (
@@ -53,6 +53,19 @@ class EtlConfig:
     """Name of the input field that holds the document id; a record without one gets its text's SHA-256."""
     task: str = Task.CLASSIFICATION.value
     """``classification`` (rows need a label) or ``causal-lm`` (labels ignored)."""
+    text_format: str = "auto"
+    """What the text field of JSON Lines, CSV, Parquet and text files holds: ``plain`` (``auto``),
+    ``html`` (a page: its main content is kept) or ``email`` (an RFC 822 message: its body is
+    kept, its subject, sender domain and date go to ``meta``). Web archives and ``.html`` files
+    are always pages, ``.eml`` and ``.mbox`` files always e-mail."""
+    languages: tuple[str, ...] = ()
+    """ISO 639-1 codes of the languages to keep (``[en, es]``); others are quarantined as
+    ``language``. Empty: every language."""
+    min_lang_confidence: float = 0.0
+    """Rows whose language is identified with less confidence (0-1) are quarantined as ``language``."""
+    quality_by_lang: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Quality thresholds for one language, overriding the ones below for its rows
+    (``{zh: {max_mean_word_len: 0}}``)."""
     max_doc_chars: int = 1_000_000
     """Documents longer than this (after cleaning) are quarantined as ``too_long``."""
     raw_keep_chars: int = 2_000
@@ -122,6 +135,23 @@ class EtlConfig:
                 f"holding both kinds of quote), got {columns}"
             )
         one_of("etl.tokenizer_kind", self.tokenizer_kind, ("wordpiece", "bpe"))
+        one_of("etl.text_format", self.text_format, ("auto", "plain", "html", "email"))
+        if not 0 <= self.min_lang_confidence <= 1:
+            raise ValueError(f"etl.min_lang_confidence must be in [0, 1], got {self.min_lang_confidence}")
+        for code in self.languages:
+            if not (isinstance(code, str) and len(code) == 2 and code.isalpha() and code.islower()):
+                raise ValueError(f"etl.languages holds ISO 639-1 codes (two lower-case letters), got {code!r}")
+        if not isinstance(self.quality_by_lang, dict):
+            raise ValueError(f"etl.quality_by_lang maps a language to thresholds, got {self.quality_by_lang!r}")
+        for code, rules in self.quality_by_lang.items():
+            unknown = set(rules) - set(QUALITY_FIELDS) if isinstance(rules, dict) else {rules}
+            if unknown:
+                raise ValueError(
+                    f"etl.quality_by_lang.{code}: {sorted(map(str, unknown))} are not quality thresholds; "
+                    f"these are: {', '.join(QUALITY_FIELDS)}"
+                )
+            if any(not isinstance(v, int | float) or isinstance(v, bool) or v < 0 for v in rules.values()):
+                raise ValueError(f"etl.quality_by_lang.{code}: thresholds are numbers >= 0, got {rules}")
         one_of("etl.url_mode", self.url_mode, ("keep", "mask", "remove"))
         if len(self.split_fractions) != 3 or any(f < 0 for f in self.split_fractions):
             raise ValueError(f"etl.split_fractions must be three non-negative numbers: {self.split_fractions}")

@@ -26,6 +26,7 @@ from pyspark.sql import DataFrame, SparkSession
 from tokenlake.etl import reasons
 from tokenlake.etl.config import EtlConfig
 from tokenlake.etl.lake import merge_new
+from tokenlake.etl.language import UNDETERMINED, known_languages
 from tokenlake.etl.metrics import split_bounds
 from tokenlake.etl.storage import WorkDir
 from tokenlake.etl.validate import SuiteResult, ValidationFailed, validate_table
@@ -50,6 +51,8 @@ class EtlResult:
     labels: list[str] = field(default_factory=list)
     validations: list[SuiteResult] = field(default_factory=list)
     pii: dict[str, int] = field(default_factory=dict)
+    languages: dict[str, int] = field(default_factory=dict)
+    """Silver's rows per language (``lang``)."""
     packing: dict | None = None
     partitions: dict = field(default_factory=dict)
     gold_digest: str = ""
@@ -163,6 +166,9 @@ def suite_params(suite: str, cfg: EtlConfig, *, vocab_size: int = 0, labels: lis
         return {"reject_reasons": list(reasons.names()), "raw_keep_chars": cfg.raw_keep_chars}
     if suite == "gold":
         return {"max_len": cfg.max_len, "max_token_id": vocab_size - 1, "label_ids": list(range(len(labels or [])))}
+    if suite == "silver":
+        languages = list(cfg.languages) or sorted(known_languages() | {UNDETERMINED})
+        return {"languages": languages, "min_lang_confidence": cfg.min_lang_confidence}
     return {}
 
 

@@ -24,18 +24,31 @@ from tokenlake.etl.clean import clean_docs
 from tokenlake.etl.config import EtlConfig, Task
 from tokenlake.etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
 from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
+from tokenlake.etl.formats import decode_text
 from tokenlake.etl.gold import build_gold
 from tokenlake.etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records
 from tokenlake.etl.lake import TABLES, read_table, table_exists
+from tokenlake.etl.language import language_reason, with_language
 from tokenlake.etl.neardup import BAND_COLUMNS, drop_near_duplicates
 from tokenlake.etl.pii import mask_pii, pii_counts
 from tokenlake.etl.quality import filter_quality
-from tokenlake.etl.sources import read_sources, with_source_line
+from tokenlake.etl.sources import decoded_on_read, read_sources, with_source_line
 from tokenlake.etl.split import SPLITS, assign_split
 from tokenlake.etl.storage import WorkDir
 from tokenlake.etl.validate import build_data_docs, preload
 
-SILVER_COLUMNS = ("id", "text", "label", "meta", "split", "content_sha256", "source_file", "source_line")
+SILVER_COLUMNS = (
+    "id",
+    "text",
+    "label",
+    "meta",
+    "lang",
+    "lang_confidence",
+    "split",
+    "content_sha256",
+    "source_file",
+    "source_line",
+)
 _PERSIST = StorageLevel.MEMORY_AND_DISK
 
 
@@ -49,7 +62,7 @@ class NoTrainingRows(ValueError):
 
 def _quarantine_rows(df: DataFrame, stage: str, keep_chars: int) -> DataFrame:
     """The rejected rows of ``df`` (a ``reject_reason``, the record as read in ``raw``) as
-    quarantine rows of ``stage``."""
+    quarantine rows of ``stage``, with the language identified where there is one."""
     return df.where(F.col("reject_reason").isNotNull()).select(
         "id",
         "reject_reason",
@@ -57,6 +70,7 @@ def _quarantine_rows(df: DataFrame, stage: str, keep_chars: int) -> DataFrame:
         "source_file",
         "source_line",
         F.substring("raw", 1, keep_chars).alias("raw"),
+        (F.col("lang") if "lang" in df.columns else F.lit(None).cast("string")).alias("lang"),
     )
 
 
@@ -81,13 +95,17 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
     """Parse every input record: the usable ones (bronze rows) and the rejects, and the number of
     records read. Ids bronze already holds with another text are rejected (``duplicate_id``)."""
     cfg = run.cfg
-    parsed = parse_records(
-        read_sources(run.spark, input_path, text_column=cfg.text_column),
-        text_column=cfg.text_column,
-        label_column=cfg.label_column,
-        id_column=cfg.id_column,
-        require_label=cfg.task == Task.CLASSIFICATION,
-    ).transform(flag_duplicate_ids)
+    parsed = (
+        parse_records(
+            read_sources(run.spark, input_path, text_column=cfg.text_column, id_column=cfg.id_column),
+            text_column=cfg.text_column,
+            label_column=cfg.label_column,
+            id_column=cfg.id_column,
+            require_label=cfg.task == Task.CLASSIFICATION,
+        )
+        .transform(decode_text, text_format=cfg.text_format, where=~decoded_on_read(F.col("source_file")))
+        .transform(flag_duplicate_ids)
+    )
     parsed = parsed.persist(_PERSIST)
     read = parsed.count()
     if run.stored["bronze"] is not None:  # looked up for this input's ids only
@@ -108,15 +126,19 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
 
 
 def clean_pii(run: EtlRun, bronze: DataFrame, rows: int) -> StageOut:
-    """One pass over each document: cleaning (``etl.clean``), the quality rules (``etl.quality``)
-    and, on the rows both keep, PII masking (``etl.pii``)."""
+    """One pass over each document: cleaning (``etl.clean``), its language (``etl.language``), the
+    quality rules (``etl.quality``), the language gate and, on the rows all keep, PII masking
+    (``etl.pii``)."""
     cfg = run.cfg
     kept = F.col("reject_reason").isNull()
+    gate = language_reason(cfg.languages, cfg.min_lang_confidence)
     cleaned = (
         bronze.withColumn("raw", F.col("text"))
         .withColumn("reject_reason", F.lit(None).cast("string"))
         .transform(clean_docs, max_doc_chars=cfg.max_doc_chars, url_mode=cfg.url_mode)
+        .transform(with_language, where=kept)
         .transform(filter_quality, rules=cfg)
+        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), gate))
         .transform(mask_pii, pseudonymise=cfg.pseudonymise_pii, where=kept)
         .persist(_PERSIST)
     )
@@ -249,7 +271,11 @@ def _run(run: EtlRun, input_path: str) -> None:
     result.tables["silver"]["rows_signed"] = run.signed.value
     silver_new.release()
     silver = read_table(run.spark, run.path("silver"), result.tables["silver"]["version"])
-    split_counts = {r["split"]: r["count"] for r in silver.groupBy("split").count().collect()}
+    split_counts, result.languages = Counter(), Counter()
+    for r in silver.groupBy("split", F.coalesce("lang", F.lit("unidentified")).alias("lang")).count().collect():
+        split_counts[r["split"]] += r["count"]
+        result.languages[r["lang"]] += r["count"]
+    result.languages = dict(result.languages.most_common())
     result.rows.update({s: split_counts.get(s, 0) for s in SPLITS})
     log.info("rows: %s", result.rows)
     if result.rows["train"] == 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from tokenlake.etl.config import EtlConfig
+from tokenlake.etl.config import QUALITY_FIELDS, EtlConfig
 from tokenlake.etl.reasons import reason
 
 
@@ -43,54 +43,78 @@ def words_of(text: Column) -> Column:
     return F.split(text, " |\n")
 
 
-def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None) -> Column:
+def _thresholds(rules: EtlConfig, lang: Column | None) -> dict[str, float | Column]:
+    """Each rule's threshold: ``rules``' own, or a column choosing the row's language's override
+    (``etl.quality_by_lang``) where one is set."""
+    out: dict[str, float | Column] = {}
+    for name in QUALITY_FIELDS:
+        value: float | Column = getattr(rules, name)
+        overrides = [(code, by[name]) for code, by in sorted(rules.quality_by_lang.items()) if name in by]
+        if overrides and lang is not None:
+            column = F.lit(value)
+            for code, override in overrides:
+                column = F.when(lang == code, F.lit(override)).otherwise(column)
+            value = column
+        out[name] = value
+    return out
+
+
+def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None, lang: Column | None = None) -> Column:
     """The first failed rule's reason for ``text``, null when it passes them all. ``words``: the
-    text's words (``words_of``) where a column already holds them."""
+    text's words (``words_of``) where a column already holds them; ``lang``: the row's language,
+    for the thresholds ``etl.quality_by_lang`` sets per language."""
     words = words_of(text) if words is None else words
+    t = _thresholds(rules, lang)
     n_words = F.size(words)
     chars = F.length(F.regexp_replace(text, r"\s", ""))
     checks = [
-        (rules.min_words, reason("too_few_words"), n_words < rules.min_words),
-        (rules.max_words, reason("too_many_words"), n_words > rules.max_words),
-        (rules.min_mean_word_len, reason("mean_word_length"), chars / n_words < rules.min_mean_word_len),
-        (rules.max_mean_word_len, reason("mean_word_length"), chars / n_words > rules.max_mean_word_len),
+        ("min_words", reason("too_few_words"), n_words < t["min_words"]),
+        ("max_words", reason("too_many_words"), n_words > t["max_words"]),
+        ("min_mean_word_len", reason("mean_word_length"), chars / n_words < t["min_mean_word_len"]),
+        ("max_mean_word_len", reason("mean_word_length"), chars / n_words > t["max_mean_word_len"]),
         (
-            rules.min_alpha_words,
+            "min_alpha_words",
             reason("low_alpha_ratio"),
-            F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / n_words < rules.min_alpha_words,
+            F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / n_words < t["min_alpha_words"],
         ),
         (
-            rules.max_symbol_ratio,
+            "max_symbol_ratio",
             reason("high_symbol_ratio"),
-            (F.size(F.split(text, r"#|\.\.\.|\u2026")) - 1) / n_words > rules.max_symbol_ratio,
+            (F.size(F.split(text, r"#|\.\.\.|\u2026")) - 1) / n_words > t["max_symbol_ratio"],
         ),
         (
-            rules.max_digit_ratio,
+            "max_digit_ratio",
             reason("high_digit_ratio"),
-            F.length(F.regexp_replace(text, r"\D", "")) / chars > rules.max_digit_ratio,
+            F.length(F.regexp_replace(text, r"\D", "")) / chars > t["max_digit_ratio"],
         ),
         (
-            rules.max_dup_line_frac,
+            "max_dup_line_frac",
             reason("repeated_lines"),
-            _repeated_share(F.split(text, "\n")) > rules.max_dup_line_frac,
+            _repeated_share(F.split(text, "\n")) > t["max_dup_line_frac"],
         ),
         (
-            rules.max_dup_ngram_frac,
+            "max_dup_ngram_frac",
             reason("repeated_ngrams"),
-            F.coalesce(_repeated_share(_word_trigrams(words)), F.lit(0.0)) > rules.max_dup_ngram_frac,
+            F.coalesce(_repeated_share(_word_trigrams(words)), F.lit(0.0)) > t["max_dup_ngram_frac"],
         ),
     ]
     first = None
-    for threshold, name, failed in checks:
-        if threshold:
-            first = F.when(failed, F.lit(name)) if first is None else first.when(failed, F.lit(name))
+    for name, rule, failed in checks:
+        threshold = t[name]
+        if isinstance(threshold, Column):  # per language: 0 switches the rule off for that language
+            failed = (threshold > 0) & failed
+        elif not threshold:
+            continue
+        first = F.when(failed, F.lit(rule)) if first is None else first.when(failed, F.lit(rule))
     return first if first is not None else F.lit(None).cast("string")
 
 
 def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
-    """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay."""
+    """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay.
+    Where ``df`` has a ``lang`` column, ``etl.quality_by_lang`` thresholds apply per language."""
     words = "_words"  # split once: the rules read the words several times
-    failed = quality_reason(F.col("text"), rules, F.col(words))
+    lang = F.col("lang") if "lang" in df.columns else None
+    failed = quality_reason(F.col("text"), rules, F.col(words), lang)
     return (
         df.withColumn(words, words_of(F.col("text")))
         .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), failed))

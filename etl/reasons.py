@@ -19,7 +19,13 @@ class Reason:
 
 REASONS = (
     Reason("malformed_csv", "ingest", "a CSV row Spark cannot parse (an unbalanced quote runs to the end of the file)"),
-    Reason("unreadable_file", "ingest", "a file that cannot be read at all (a Parquet file that is not one): one row"),
+    Reason(
+        "unreadable_file",
+        "ingest",
+        "a file that cannot be read (a Parquet file that is not one) or read on (a truncated archive): one row",
+    ),
+    Reason("not_html", "ingest", "a web archive record that is not an HTML page (a request, metadata, a PDF)"),
+    Reason("unparseable_email", "ingest", "an e-mail that is not an RFC 822 message, or whose body cannot be decoded"),
     Reason("blank_line", "ingest", "an empty or white-space-only line"),
     Reason("invalid_utf8", "ingest", "a record that is not valid UTF-8"),
     Reason("malformed_json", "ingest", "a line that is not JSON"),
@@ -30,6 +36,7 @@ REASONS = (
     Reason("missing_label", "ingest", "no label, or a null one (classification only)"),
     Reason("bad_label_type", "ingest", "a label that is neither a string nor an integer"),
     Reason("duplicate_id", "ingest", "an id seen before in this input, or held by bronze with another text"),
+    Reason("language", "clean", "a language outside `etl.languages`, or identified below `etl.min_lang_confidence`"),
     Reason("empty_after_clean", "clean", "nothing left once markup, controls and boilerplate are gone"),
     Reason("too_long", "clean", "longer than `etl.max_doc_chars` once cleaned"),
     Reason("too_few_words", "clean", "fewer words than `etl.min_words`"),

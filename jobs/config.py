@@ -67,7 +67,8 @@ def _coerce(section: str, key: str, value):
     kind = typing.get_origin(kind) or kind
     try:
         if kind is tuple:
-            return tuple(float(v) for v in value)
+            element = (typing.get_args(hints[key]) or (float,))[0]
+            return tuple(element(v) for v in ([value] if isinstance(value, str) else value))
         if kind is bool and not isinstance(value, bool):
             raise ValueError
         if kind is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
@@ -75,7 +76,7 @@ def _coerce(section: str, key: str, value):
         if kind in (int, float, str):
             return kind(value)
     except (TypeError, ValueError):
-        expected = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list of numbers"}
+        expected = {bool: "true or false", int: "an integer", float: "a number", tuple: "a list"}
         raise ValueError(f"{section}.{key} must be {expected.get(kind, kind.__name__)}, got {value!r}") from None
     return value
 

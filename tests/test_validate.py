@@ -14,15 +14,21 @@ from tokenlake.etl.metrics import compute_metrics, split_bounds
 from tokenlake.etl.validate import data_docs_index, validate_table
 
 CFG = EtlConfig(max_len=8, raw_keep_chars=20)
+SILVER_PARAMS = suite_params("silver", CFG)
+EN = ("en", 0.9)  # a silver row's lang and lang_confidence
 SHA = "a" * 64
 
 GOLD_SCHEMA = "id string, split string, input_ids array<int>, n_tokens int, label int"
 GOLD = [(f"g{i}", s, [2, 5, 3], 3, i % 2) for i, s in enumerate(["train"] * 8 + ["validation", "test"])]
 BRONZE_SCHEMA = "id string, text string, label string, source_file string"
 BRONZE = [("a", "some text", "pos", "f.jsonl"), ("b", "more text", "neg", "f.jsonl")]
-SILVER_SCHEMA = "id string, text string, label string, split string, content_sha256 string, source_file string"
+SILVER_SCHEMA = (
+    "id string, text string, label string, split string, content_sha256 string, source_file string, "
+    "lang string, lang_confidence double"
+)
 SILVER = [
-    (f"s{i}", f"text {i}", "pos", s, f"{i:064x}", "f") for i, s in enumerate(["train"] * 8 + ["validation", "test"])
+    (f"s{i}", f"text {i}", "pos", s, f"{i:064x}", "f", *EN)
+    for i, s in enumerate(["train"] * 8 + ["validation", "test"])
 ]
 QUARANTINE_SCHEMA = "id string, reject_reason string, stage string, source_file string, raw string"
 QUARANTINE = [("q1", "malformed_json", "ingest", "f", "{bad"), (None, "empty_after_clean", "clean", "f", "  ")]
@@ -70,28 +76,43 @@ BAD = [
     ("bronze", BRONZE + [("c", "t", None, "f")], "expect_column_values_to_be_between(null_label)"),
     (
         "silver",
-        SILVER + [("s99", "text 1", "pos", "test", f"{1:064x}", "f")],
+        SILVER + [("s99", "text 1", "pos", "test", f"{1:064x}", "f", *EN)],
         "expect_column_values_to_be_between(repeated_content_sha256)",
     ),
     (
         "silver",
-        SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f")],
+        SILVER + [("s99", "mail me at jo.doe@example.com", "pos", "train", SHA, "f", *EN)],
         "expect_column_values_to_be_between(raw_email)",
     ),
     (
         "silver",
-        SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f")],
+        SILVER + [("s99", "card 4111 1111 1111 1111 ok", "pos", "train", SHA, "f", *EN)],
         "expect_column_values_to_be_between(raw_card_number)",
     ),
     (
         "silver",
-        SILVER + [("s99", "", "pos", "train", SHA, "f")],
+        SILVER + [("s99", "", "pos", "train", SHA, "f", *EN)],
         "expect_column_values_to_be_between(null_or_empty_text)",
     ),
     (
         "silver",
-        SILVER + [("s99", "x", "pos", "train", "not-a-hash", "f")],
+        SILVER + [("s99", "x", "pos", "train", "not-a-hash", "f", *EN)],
         "expect_column_values_to_be_between(malformed_content_sha256)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "x", "pos", "train", SHA, "f", None, 0.9)],
+        "expect_column_values_to_be_between(null_or_bad_lang)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "x", "pos", "train", SHA, "f", "en", 1.5)],
+        "expect_column_values_to_be_between(null_or_bad_lang)",
+    ),
+    (
+        "silver",
+        SILVER + [("s99", "x", "pos", "train", SHA, "f", "xx", 0.9)],
+        "expect_column_values_to_be_between(unwanted_lang)",
     ),
     (
         "quarantine",
@@ -120,7 +141,7 @@ def test_each_bad_frame_fails_the_expectation_it_breaks(spark, suite, rows, fail
 
 def test_a_failed_count_comes_with_its_rows(spark, tmp_path):
     """A failed count names how many rows broke the rule and shows a few of them."""
-    emails = [(f"e{i}", f"write to user{i}@example.com", "pos", "train", f"{100 + i:064x}", "f") for i in range(3)]
+    emails = [(f"e{i}", f"write to user{i}@example.com", "pos", "train", f"{100 + i:064x}", "f", *EN) for i in range(3)]
     result = _run(spark, "silver", SILVER + emails, results_dir=tmp_path)
     assert result.failed_expectations == ["expect_column_values_to_be_between(raw_email)"]
     assert result.unexpected == 3
@@ -151,7 +172,7 @@ def test_a_passing_suite_costs_one_spark_query(spark):
     df = spark.createDataFrame(SILVER, SILVER_SCHEMA)
     df.count()
     before = max(_queries_that_ran_jobs(spark))
-    assert validate_table(df, "silver", params={}, row_params=row_params("silver", CFG)).success
+    assert validate_table(df, "silver", params=SILVER_PARAMS, row_params=row_params("silver", CFG)).success
     ran = [d for i, d in _queries_that_ran_jobs(spark).items() if i > before]
     assert len(ran) == 1 and "metrics.py" in ran[0], ran
 
@@ -198,8 +219,10 @@ def test_split_proportions_within_two_points_on_a_large_table(spark):
         "case when id < 8500 then 'train' when id < 9250 then 'validation' else 'test' end as split",
         "sha2(cast(id as string), 256) as content_sha256",
         "'f' as source_file",
+        "'en' as lang",
+        "0.9 as lang_confidence",
     )
-    result = validate_table(skewed, "silver", params={}, row_params=row_params("silver", CFG))
+    result = validate_table(skewed, "silver", params=SILVER_PARAMS, row_params=row_params("silver", CFG))
     assert result.failed_expectations == [
         "expect_column_values_to_be_between(train_share)",
         "expect_column_values_to_be_between(validation_share)",
@@ -217,8 +240,12 @@ def test_split_bounds_follow_the_rows_the_metrics_pass_counted(spark, tmp_path):
         "case when id < 75 then 'train' when id < 90 then 'validation' else 'test' end as split",
         "sha2(cast(id as string), 256) as content_sha256",
         "'f' as source_file",
+        "'en' as lang",
+        "0.9 as lang_confidence",
     )
-    result = validate_table(small, "silver", params={}, row_params=row_params("silver", CFG), results_dir=tmp_path)
+    result = validate_table(
+        small, "silver", params=SILVER_PARAMS, row_params=row_params("silver", CFG), results_dir=tmp_path
+    )
     assert result.success, result.failed_expectations
     assert json.loads((tmp_path / "silver.json").read_text())["metrics"]["rows"] == 100
 
@@ -278,22 +305,27 @@ def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_sha
     a repeated key counts the new rows' values that the stored table holds, and a share (scope
     ``table``) is taken over stored and new rows together."""
     stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
-    new = [(f"n{i}", f"new {i}", "pos", "train", f"{100 + i:064x}", "f") for i in range(2)]
+    new = [(f"n{i}", f"new {i}", "pos", "train", f"{100 + i:064x}", "f", *EN) for i in range(2)]
     metrics = {name: spec for name, spec in etl_validate.load_suite("silver", None)["metrics"].items()}
     frame = spark.createDataFrame(new, SILVER_SCHEMA)
-    values = compute_metrics(frame, metrics, {}, stored=stored)
+    values = compute_metrics(frame, metrics, SILVER_PARAMS, stored=stored)
     assert values["rows"] == 12 and values["train_share"] == 10 / 12
     assert values["repeated_id"] == 0 and values["repeated_content_sha256"] == 0
 
-    clash = new + [("s3", "changed", "pos", "train", f"{3:064x}", "f"), ("n0", "again", "pos", "test", SHA, "f")]
-    values = compute_metrics(spark.createDataFrame(clash, SILVER_SCHEMA), metrics, {}, stored=stored)
+    clash = new + [
+        ("s3", "changed", "pos", "train", f"{3:064x}", "f", *EN),
+        ("n0", "again", "pos", "test", SHA, "f", *EN),
+    ]
+    values = compute_metrics(spark.createDataFrame(clash, SILVER_SCHEMA), metrics, SILVER_PARAMS, stored=stored)
     assert (values["repeated_id"], values["repeated_content_sha256"]) == (2, 1)  # s3 stored; n0 twice; sha of s3
 
     # a stored row that breaks a per-row rule is not judged again, a new one is
-    bad_stored = stored.unionByName(spark.createDataFrame([("s99", "", "pos", "train", SHA, "f")], SILVER_SCHEMA))
-    assert compute_metrics(frame, metrics, {}, stored=bad_stored)["null_or_empty_text"] == 0
-    bad_new = spark.createDataFrame([("n9", "", "pos", "train", SHA, "f")], SILVER_SCHEMA)
-    result = validate_table(bad_new, "silver", params={}, row_params=row_params("silver", CFG), stored=stored)
+    bad_stored = stored.unionByName(spark.createDataFrame([("s99", "", "pos", "train", SHA, "f", *EN)], SILVER_SCHEMA))
+    assert compute_metrics(frame, metrics, SILVER_PARAMS, stored=bad_stored)["null_or_empty_text"] == 0
+    bad_new = spark.createDataFrame([("n9", "", "pos", "train", SHA, "f", *EN)], SILVER_SCHEMA)
+    result = validate_table(
+        bad_new, "silver", params=SILVER_PARAMS, row_params=row_params("silver", CFG), stored=stored
+    )
     assert not result.success
     assert result.failed_expectations == ["expect_column_values_to_be_between(null_or_empty_text)"]
 
@@ -301,8 +333,8 @@ def test_an_append_is_judged_by_its_new_rows_the_stored_keys_and_whole_table_sha
 def test_a_repeated_hash_in_an_append_is_recounted_over_the_values(spark, monkeypatch):
     monkeypatch.setattr(etl_metrics, "REPEATED_KEY", "length({})")  # every id of one length "collides"
     stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
-    new = spark.createDataFrame([("n1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
+    new = spark.createDataFrame([("n1", "x y", "pos", "train", f"{77:064x}", "f", *EN)], SILVER_SCHEMA)
     metrics = {"repeated_id": {"repeated": "id"}}
-    assert compute_metrics(new, metrics, {}, stored=stored)["repeated_id"] == 0
-    again = spark.createDataFrame([("s1", "x y", "pos", "train", f"{77:064x}", "f")], SILVER_SCHEMA)
-    assert compute_metrics(again, metrics, {}, stored=stored)["repeated_id"] == 1
+    assert compute_metrics(new, metrics, SILVER_PARAMS, stored=stored)["repeated_id"] == 0
+    again = spark.createDataFrame([("s1", "x y", "pos", "train", f"{77:064x}", "f", *EN)], SILVER_SCHEMA)
+    assert compute_metrics(again, metrics, SILVER_PARAMS, stored=stored)["repeated_id"] == 1
