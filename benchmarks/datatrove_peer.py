@@ -4,7 +4,9 @@
 
 Runs in a virtual environment of its own (``make peer-venv``: datatrove 0.10 needs numpy >= 2,
 tokenlake's stack numpy < 2; ``benchmarks/peer-requirements.txt``). The same work as tokenlake's ETL,
-block for block: JSONL reader, ftfy, C4's boilerplate-line rules, Gopher repetition and quality
+block for block: JSONL reader, ftfy, C4's boilerplate-line rules, tokenlake's language identifier
+(Lingua, as ``etl.language`` runs it: datatrove's own LanguageFilter fetches a fastText model from
+a hub at run time), Gopher repetition and quality
 filters (with tokenlake's thresholds where a rule is the same), its PII formatter, its four MinHash stages (word
 1-grams, 20 buckets of 7 hashes: tokenlake's 140 permutations in 20 bands) and its tokenizer with
 tokenlake's ``tokenizer.json``, on a ``LocalPipelineExecutor`` with as many workers as cores.
@@ -42,6 +44,22 @@ def well_formed_parts(corpus: Path, out: Path, parts: int) -> int:
     return kept
 
 
+_detector = None
+
+
+def tag_language(doc) -> bool:
+    """The language of ``doc`` into its metadata, as ``etl.language.identify`` finds it (Lingua,
+    low accuracy, all languages, the first 2,000 characters); every document is kept."""
+    global _detector
+    if _detector is None:
+        from lingua import LanguageDetectorBuilder
+
+        _detector = LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
+    values = _detector.compute_language_confidence_values(doc.text[:2000])
+    doc.metadata["lang"] = values[0].language.iso_code_639_1.name.lower() if values else "und"
+    return True
+
+
 def run(corpus: Path, tokenizer_file: str, out: Path, workers: int) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (
@@ -51,7 +69,12 @@ def run(corpus: Path, tokenizer_file: str, out: Path, workers: int) -> dict:
         MinhashDedupSignature,
     )
     from datatrove.pipeline.dedup.minhash import MinhashConfig
-    from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        LambdaFilter,
+    )
     from datatrove.pipeline.formatters import FTFYFormatter, PIIFormatter
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
@@ -85,6 +108,7 @@ def run(corpus: Path, tokenizer_file: str, out: Path, workers: int) -> dict:
                 JsonlReader(str(out / "input")),
                 FTFYFormatter(),
                 C4QualityFilter(**boilerplate_only),
+                LambdaFilter(tag_language),
                 GopherRepetitionFilter(dup_line_frac=0.3, top_n_grams=(), dup_n_grams=((3, 0.3),)),
                 GopherQualityFilter(**tokenlake_rules),
                 PIIFormatter(),

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from tokenlake.benchmarks.append import append_runs
+from tokenlake.benchmarks.language import langid_cost
 from tokenlake.benchmarks.measure import file_mb, machine, make_corpus, median, run_child
 from tokenlake.benchmarks.predict import predict_ratio
 from tokenlake.benchmarks.training import bucketing_fractions, loader_ratio, training_ratios
@@ -45,6 +46,8 @@ TARGETS = {
     "padding_real_token_fraction": (None, None),
     "gx_vs_tokenize_time": ("<=", 0.3),
     "predict_ratio": (">=", 0.7),
+    "langid_cost_ratio": (None, None),
+    "langid_docs_per_s_per_core": (None, None),
 }
 
 
@@ -193,6 +196,7 @@ def run(args) -> dict:
     predict = predict_ratio(spark, silver, work, tokenizer_dir=ref["tokenizer_dir"], labels=ref["labels"],
                             vocab_size=ref["vocab_size"], max_len=max_len, rows=args.predict_rows,
                             repeats=args.repeats)  # fmt: skip
+    langid = langid_cost(spark, silver, args.repeats)
     gold.unpersist()
     spark.stop()
 
@@ -212,6 +216,8 @@ def run(args) -> dict:
         "padding_real_token_fraction": bucket["padding"],
         "gx_vs_tokenize_time": median(gx),
         "predict_ratio": predict["ratio"],
+        "langid_cost_ratio": langid["ratio"],
+        "langid_docs_per_s_per_core": langid["docs_per_s_per_core"],
     }
     return {
         **results,
@@ -234,6 +240,7 @@ def run(args) -> dict:
             "loader": loader["raw"],
             "training": train["raw"],
             "predict": predict["raw"],
+            "langid": langid["raw"],
             "loader_samples_per_s": loader["petastorm_samples_per_s"],
             "train_samples_per_s": train["train_samples_per_s"],
             "scale": {
