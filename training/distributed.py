@@ -104,7 +104,18 @@ def train_fn(spec: TrainSpec, splits: dict) -> dict:
         return _finish(state, test, time.perf_counter() - start)
     except BaseException as exc:
         _report_failure(spec, exc)
+        _leave_process_group()
         raise
+
+
+def _leave_process_group() -> None:
+    """Tear down a failed rank's process group, so that a process that goes on (a notebook's,
+    ``--no-spark`` in a test) can train again; a rank that exits loses nothing by it."""
+    import torch.distributed as dist
+
+    with contextlib.suppress(Exception):
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def _report_failure(spec: TrainSpec, exc: BaseException) -> None:

@@ -7,7 +7,9 @@ step. A result is trusted only if every rank confirmed rank 0's broadcast.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -134,15 +136,38 @@ def train_without_spark(
     """``train_fn`` on the gold version's Parquet files, read through its Delta log: in this
     process alone, or as one rank of a ``torchrun`` job (its environment sets the ranks). No
     Spark, no Java: for GPU machines."""
-    import os
+    started, work = time.time(), WorkDir.of(work)
+    with _world_of_one():
+        return _train_without_spark(gold, work, cfg, data, started, mlflow_run_id)
 
+
+@contextlib.contextmanager
+def _world_of_one():
+    """Outside ``torchrun`` (no ``RANK`` in the environment), this process is a world of one while
+    it trains; the environment is given back after, so that nothing later inherits its port."""
+    if "RANK" in os.environ:
+        yield
+        return
+    world = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": os.environ.get("MASTER_PORT", str(_free_port()))}  # fmt: skip
+    before = {k: os.environ.get(k) for k in world}
+    os.environ.update(world)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _train_without_spark(
+    gold: dict, work: WorkDir, cfg: TrainConfig, data: GoldData, started: float, mlflow_run_id: str | None
+) -> dict:
     from tokenlake.training.distributed import train_fn
     from tokenlake.training.gold_files import TensorSplit, load_gold
 
-    started, work = time.time(), WorkDir.of(work)
-    if "RANK" not in os.environ:  # a single process is a world of one
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=os.environ.get("MASTER_PORT", str(_free_port())))  # fmt: skip
     rank = int(os.environ["RANK"])
     cfg = replace(cfg, num_processes=int(os.environ["WORLD_SIZE"]))
     resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold) if rank == 0 or cfg.resume else None
