@@ -1,8 +1,12 @@
-"""One local SparkSession (with Delta) for the whole test run: starting Spark costs ~15 s."""
+"""One local SparkSession (with Delta) for the whole test run (starting Spark costs ~15 s), the
+corpus and work dir the stage tests share, and helpers for the tests that tamper with them."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -58,6 +62,30 @@ def etl_work(spark, corpus, tmp_path_factory):
     work = tmp_path_factory.mktemp("stages") / "work"
     assert main(["etl", "--input", str(corpus), "--work", str(work), "--set", "etl.vocab_size=1000"]) == 0
     return work
+
+
+@pytest.fixture
+def work_copy(etl_work, tmp_path) -> Path:
+    """A private copy of the ETL's work dir, for tests that tamper with it."""
+    return Path(shutil.copytree(etl_work, tmp_path / "work"))
+
+
+def gold_data(spark, work):
+    """The report's gold version, and what its commit defines for the model."""
+    from tokenlake.etl.gold import GoldCommit
+    from tokenlake.etl.lake import commit_metadata
+    from tokenlake.training.config import GoldData
+
+    gold = json.loads((work / "report.json").read_text())["tables"]["gold"]
+    return gold, GoldData.of_commit(GoldCommit.parse(commit_metadata(spark, gold["path"], gold["version"])))
+
+
+def append_unvalidated_gold(spark, work: Path) -> int:
+    """A gold version written behind the gate: same rows, no validation in its commit."""
+    from tokenlake.etl.lake import read_table, write_table
+
+    gold = str(work / "lake/gold")
+    return write_table(read_table(spark, gold, 0).limit(50), gold, mode="append")
 
 
 def free_port() -> int:
