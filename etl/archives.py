@@ -45,7 +45,13 @@ UNREADABLE_FILE = reason("unreadable_file")
 KINDS = ("warc", "html", "eml", "mbox")
 _BATCH = 256
 _SCHEMA = pa.schema(
-    [("raw", pa.string()), ("source_file", pa.string()), ("pre_reason", pa.string()), ("_block", pa.int64())]
+    [
+        ("raw", pa.string()),
+        ("source_file", pa.string()),
+        ("pre_reason", pa.string()),
+        ("_block", pa.int64()),
+        ("_decoded", pa.bool_()),
+    ]
 )
 _RAW_CHARS = 100_000  # of an unparseable message: the quarantine keeps less (etl.raw_keep_chars)
 
@@ -175,7 +181,8 @@ def path_records(path: str, kind: str, *, text_column: str, id_column: str) -> I
 def read_documents(
     spark: SparkSession, files: list[str], *, kind: str, text_column: str = "text", id_column: str = "id"
 ) -> DataFrame:
-    """The records of ``files`` (all of ``kind``) as ``raw, source_file, pre_reason, _block``.
+    """The records of ``files`` (all of ``kind``) as ``raw, source_file, pre_reason, _block,
+    _decoded`` (true: ``etl.text_format`` is not for them).
 
     A file is read whole by one task, so its records are consecutive in one partition. There is a
     task per file up to eight per core; beyond that the files are dealt out in as many tasks (a
@@ -189,14 +196,14 @@ def read_documents(
         for batch in batches:
             for path in batch.column(0).to_pylist():
                 for raw, pre_reason in path_records(path, kind, text_column=text_column, id_column=id_column):
-                    rows.append((raw, path, pre_reason, 0))
+                    rows.append((raw, path, pre_reason, 0, True))
                     if len(rows) == _BATCH:
                         yield _batch(rows)
                         rows = []
         if rows:
             yield _batch(rows)
 
-    return paths.mapInArrow(read, "raw string, source_file string, pre_reason string, _block long")
+    return paths.mapInArrow(read, "raw string, source_file string, pre_reason string, _block long, _decoded boolean")
 
 
 def _batch(rows: list[tuple]) -> pa.RecordBatch:

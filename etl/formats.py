@@ -153,6 +153,12 @@ def email_document(msg: EmailMessage) -> Document:
 # ---------------------------------------------------------------- a text column
 
 
+def unknown_format(text_format: str) -> str:
+    """How a file without a known extension is read: a message (``eml``) when the text format is
+    ``email`` (a maildir, a directory of raw messages), else JSON Lines."""
+    return "eml" if text_format == "email" else "json"
+
+
 def decode_one(text: str | None, fmt: str) -> tuple[str | None, str | None, str | None]:
     """``(text, meta as JSON, reject reason)`` of one value of a text column in format ``fmt``."""
     if text is None:

@@ -109,6 +109,7 @@ def parse_records(
         "raw",
         reason.alias("reject_reason"),
         *[c for c in ("_block", "_record") if c in df.columns],  # for etl.sources.with_source_line
+        *[c for c in ("_decoded",) if c in df.columns],  # for etl.formats.decode_text
     )
 
 

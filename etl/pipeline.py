@@ -24,7 +24,7 @@ from tokenlake.etl.clean import clean_docs
 from tokenlake.etl.config import EtlConfig, Task
 from tokenlake.etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
 from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
-from tokenlake.etl.formats import decode_text
+from tokenlake.etl.formats import decode_text, unknown_format
 from tokenlake.etl.gold import build_gold
 from tokenlake.etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records
 from tokenlake.etl.lake import TABLES, read_table, table_exists
@@ -32,7 +32,7 @@ from tokenlake.etl.language import language_reason, with_language
 from tokenlake.etl.neardup import BAND_COLUMNS, drop_near_duplicates
 from tokenlake.etl.pii import mask_pii, pii_counts
 from tokenlake.etl.quality import filter_quality
-from tokenlake.etl.sources import decoded_on_read, read_sources, with_source_line
+from tokenlake.etl.sources import read_sources, with_source_line
 from tokenlake.etl.split import SPLITS, assign_split
 from tokenlake.etl.storage import WorkDir
 from tokenlake.etl.validate import build_data_docs, preload
@@ -97,13 +97,19 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
     cfg = run.cfg
     parsed = (
         parse_records(
-            read_sources(run.spark, input_path, text_column=cfg.text_column, id_column=cfg.id_column),
+            read_sources(
+                run.spark,
+                input_path,
+                text_column=cfg.text_column,
+                id_column=cfg.id_column,
+                unknown=unknown_format(cfg.text_format),
+            ),
             text_column=cfg.text_column,
             label_column=cfg.label_column,
             id_column=cfg.id_column,
             require_label=cfg.task == Task.CLASSIFICATION,
         )
-        .transform(decode_text, text_format=cfg.text_format, where=~decoded_on_read(F.col("source_file")))
+        .transform(decode_text, text_format=cfg.text_format, where=~F.col("_decoded"))
         .transform(flag_duplicate_ids)
     )
     parsed = parsed.persist(_PERSIST)

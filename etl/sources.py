@@ -24,7 +24,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from tokenlake.etl.archives import KINDS, read_documents
+from tokenlake.etl.archives import read_documents
 from tokenlake.etl.lake import error_cause, is_bad_file_error
 from tokenlake.etl.reasons import reason
 
@@ -67,24 +67,16 @@ def _reject_or_raise(path: str, exc: Exception, bad_content: bool, unreadable: l
     unreadable.append((path, exc))
 
 
-_SCHEMA = "raw string, source_file string, pre_reason string, _block long"
+_SCHEMA = "raw string, source_file string, pre_reason string, _block long, _decoded boolean"
 
 
-def file_format(path: str) -> str:
+def file_format(path: str, unknown: str = "json") -> str:
     """``json``, ``csv``, ``tsv``, ``parquet``, ``text`` or one of ``etl.archives.KINDS`` from the
-    file name."""
+    file name; ``unknown`` for a name without a known extension."""
     parts = path.rsplit("/", 1)[-1].lower().split(".")
     if len(parts) > 2 and parts[-1] in _COMPRESSED:
         parts = parts[:-1]
-    return FORMATS.get(parts[-1], "json") if len(parts) > 1 else "json"
-
-
-def decoded_on_read(source_file: Column) -> Column:
-    """Whether a record's file is one ``etl.archives`` reads (a web archive, a page, e-mail): its
-    text is decoded already, and ``etl.text_format`` is not for it."""
-    suffixes = "|".join(sorted(ext for ext, fmt in FORMATS.items() if fmt in KINDS))
-    compressed = "|".join(_COMPRESSED)
-    return F.lower(source_file).rlike(rf"\.({suffixes})(\.({compressed}))?$")
+    return FORMATS.get(parts[-1], unknown) if len(parts) > 1 else unknown
 
 
 def data_files(paths, where: str) -> list[str]:
@@ -114,12 +106,16 @@ def list_files(spark: SparkSession, path: str) -> list[str]:
     return data_files(found, path)
 
 
-def read_sources(spark: SparkSession, path: str, *, text_column: str = "text", id_column: str = "id") -> DataFrame:
-    """All records under ``path`` as ``raw, source_file, pre_reason`` (and ``_block``, ``_record``
-    for ``with_source_line``)."""
+def read_sources(
+    spark: SparkSession, path: str, *, text_column: str = "text", id_column: str = "id", unknown: str = "json"
+) -> DataFrame:
+    """All records under ``path`` as ``raw, source_file, pre_reason``, ``_decoded`` (the reader
+    decoded the text already: ``etl.archives``'s formats) and ``_block``, ``_record`` for
+    ``with_source_line``. A file without a known extension is read as ``unknown`` (``eml``: a
+    directory of messages such as a maildir)."""
     by_format: dict[str, list[str]] = defaultdict(list)
     for f in list_files(spark, path):
-        by_format[file_format(f)].append(f)
+        by_format[file_format(f, unknown)].append(f)
     readers = {"json": _read_json, "text": _read_text, "csv": _read_csv, "tsv": _read_csv, "parquet": _read_parquet}
     frames = [
         readers[fmt](spark, files, text_column=text_column, fmt=fmt)
@@ -137,6 +133,7 @@ def _as_records(df: DataFrame, raw: Column, pre_reason: Column | None = None) ->
         F.col("_metadata.file_path").alias("source_file"),
         reason.alias("pre_reason"),
         F.col("_metadata.file_block_start").alias("_block"),
+        F.lit(False).alias("_decoded"),
     )
 
 
@@ -193,7 +190,7 @@ def _read_parquet(spark: SparkSession, files: list[str], **_) -> DataFrame:
 
 
 def _unreadable(spark: SparkSession, failures: list[tuple[str, Exception]]) -> DataFrame:
-    rows = [(f"{type(e).__name__}: {error_cause(e, _ERROR_CHARS)}", f, UNREADABLE_FILE, 0) for f, e in failures]
+    rows = [(f"{type(e).__name__}: {error_cause(e, _ERROR_CHARS)}", f, UNREADABLE_FILE, 0, False) for f, e in failures]
     return spark.createDataFrame(rows, _SCHEMA)
 
 

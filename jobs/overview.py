@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tokenlake.etl import storage
+from tokenlake.etl.formats import unknown_format
 from tokenlake.etl.sources import FORMATS, data_files, file_format
 from tokenlake.jobs.config import SECTIONS, PipelineConfig, Resolved
 
@@ -47,8 +48,9 @@ def config_lines(resolved: Resolved) -> str:
 # ---------------------------------------------------------------- dry run
 
 
-def input_files(path: str) -> list[tuple[str, str, int]]:
-    """``(file, format, bytes)`` of every data file ``tokenlake etl --input path`` would read."""
+def input_files(path: str, unknown: str = "json") -> list[tuple[str, str, int]]:
+    """``(file, format, bytes)`` of every data file ``tokenlake etl --input path`` would read (a
+    file without a known extension as ``unknown``)."""
     found: dict[str, int] = {}
     for pattern in (p.strip() for p in path.split(",") if p.strip()):
         fs, where = storage.filesystem(pattern)
@@ -57,7 +59,7 @@ def input_files(path: str) -> list[tuple[str, str, int]]:
             sizes = {f: i["size"] for f, i in fs.find(match, detail=True).items()} if fs.isdir(match) else {
                 match: fs.size(match)}  # fmt: skip
             found.update({(f if f.startswith(scheme) else scheme + f): n for f, n in sizes.items()})
-    return [(f, file_format(f), found[f]) for f in data_files(found, path)]
+    return [(f, file_format(f, unknown), found[f]) for f in data_files(found, path)]
 
 
 def delta_jars() -> str:
@@ -80,13 +82,17 @@ def dry_run_lines(command: str, input_path: str | None, work: str, cfg: Pipeline
     ``jobs.config.check_names``); raises ``FileNotFoundError`` for missing input."""
     lines = [f"work dir: {work}" + ("" if storage.exists(work) else " (does not exist yet)")]
     if input_path:
-        files = input_files(input_path)
+        read_as = unknown_format(cfg.etl.text_format)
+        files = input_files(input_path, read_as)
         total = sum(size for _, _, size in files)
         lines.append(f"input: {len(files)} file(s), {total:,} bytes")
         lines += [f"  {fmt:8} {size:>14,}  {name}" for name, fmt, size in files]
         unknown = sorted({n for n, _, _ in files if n.rsplit(".", 1)[-1].lower() not in (*FORMATS, "gz", "bz2")})
         if unknown:
-            lines.append(f"  note: {len(unknown)} file(s) without a known extension are read as JSON Lines")
+            lines.append(
+                f"  note: {len(unknown)} file(s) without a known extension are read as "
+                + ("e-mail messages (etl.text_format=email)" if read_as == "eml" else "JSON Lines")
+            )
     if command in ("run", "train"):
         lines.append(f"model: {cfg.train.model} (task {cfg.etl.task}, lr {cfg.train.peak_lr})")
     trained = f"trained on the train split ({cfg.etl.tokenizer_kind}, {cfg.etl.vocab_size} tokens)"

@@ -24,11 +24,11 @@ from pyspark.sql import functions as F
 
 from tokenlake.etl.clean import clean_docs
 from tokenlake.etl.config import EtlConfig
-from tokenlake.etl.formats import decode_text
+from tokenlake.etl.formats import decode_text, unknown_format
 from tokenlake.etl.ingest import MISSING_TEXT, TEXT_NOT_STRING, parse_records
 from tokenlake.etl.lake import read_table, table_exists, write_table
 from tokenlake.etl.pii import mask_pii, pii_secret
-from tokenlake.etl.sources import decoded_on_read, read_sources, with_source_line
+from tokenlake.etl.sources import read_sources, with_source_line
 from tokenlake.etl.storage import WorkDir, write_text
 from tokenlake.training.baseline import confusion_scores
 from tokenlake.training.inference import score_frame
@@ -51,7 +51,8 @@ def split_version(path: str) -> tuple[str, int | None]:
 
 def read_input(spark: SparkSession, path: str, settings: dict) -> DataFrame:
     """``id, text, label, source_file, source_line, raw, reject_reason, stage`` for every input row:
-    files as the ETL's ingest parses them (no label required), or a Delta table's rows."""
+    files as the ETL's ingest parses them (no label required), or a Delta table's rows, the text
+    decoded as the model's ``text_format`` says (a model from before it: ``auto``)."""
     table, version = split_version(path)
     if (
         version is not None
@@ -59,13 +60,16 @@ def read_input(spark: SparkSession, path: str, settings: dict) -> DataFrame:
         or ("://" in path and table_exists(spark, path))
     ):
         return _read_delta(spark, table, version, settings)
+    text_format = settings.get("text_format", "auto")
+    sources = read_sources(spark, path, text_column=settings["text_column"], id_column=settings["id_column"],
+                           unknown=unknown_format(text_format))  # fmt: skip
     parsed = parse_records(
-        read_sources(spark, path, text_column=settings["text_column"], id_column=settings["id_column"]),
+        sources,
         text_column=settings["text_column"],
         label_column=settings["label_column"],
         id_column=settings["id_column"],
         require_label=False,
-    )
+    ).transform(decode_text, text_format=text_format, where=~F.col("_decoded"))
     return with_source_line(parsed).select("id", "text", "label", "source_file", "source_line", "raw",
                                            "reject_reason")  # fmt: skip
 
@@ -88,7 +92,7 @@ def _read_delta(spark: SparkSession, table: str, version: int | None, settings: 
         (F.when(F.col(f"`{text}`").isNull(), F.lit(MISSING_TEXT)) if is_string else F.lit(TEXT_NOT_STRING))
         .cast("string")
         .alias("reject_reason"),
-    )
+    ).transform(decode_text, text_format=settings.get("text_format", "auto"))
 
 
 def input_settings(meta: dict, overrides: dict) -> dict:
@@ -135,14 +139,8 @@ def _predict(spark, bundle: Path, meta: dict, settings: dict, identity: dict, in
     model = identity["uri"]
     labels = meta["labels"]
 
-    rows = (
-        read_input(spark, input_path, settings)
-        .transform(  # a model from before text_format: auto
-            decode_text,
-            text_format=settings.get("text_format", "auto"),
-            where=~decoded_on_read(F.coalesce("source_file", F.lit(""))),
-        )
-        .withColumn("stage", F.when(F.col("reject_reason").isNotNull(), F.lit("ingest")))
+    rows = read_input(spark, input_path, settings).withColumn(
+        "stage", F.when(F.col("reject_reason").isNotNull(), F.lit("ingest"))
     )
     kept = F.col("reject_reason").isNull()
     cleaned = (

@@ -191,13 +191,20 @@ SPANISH_PAGE = """<html><head><title>Noticias</title></head><body><header><nav><
 <footer>Aviso legal | Política de privacidad</footer></body></html>"""
 
 
-def _raw_message() -> str:
+MAILDIR_BODY = "The shed roof was repaired on Saturday and the gutters were cleaned at last."
+
+
+def _message(body: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = "Carol <carol@lists.example.com>"
     msg["Subject"] = "Quarterly garden report"
     msg["Date"] = "Tue, 05 Mar 2024 16:00:00 +0000"
-    msg.set_content("The tomatoes did well this quarter and the beans need more water.\n", cte="base64")
-    return msg.as_string()
+    msg.set_content(body + "\n", cte="base64")
+    return msg
+
+
+def _raw_message() -> str:
+    return _message("The tomatoes did well this quarter and the beans need more water.").as_string()
 
 
 def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_path):
@@ -211,6 +218,8 @@ def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_
         write_warc(fh)  # one page, three records that are not
     write_mbox(src / "list.mbox")  # Spanish, English, French (gated out)
     (src / "bad.eml").write_bytes(b"no headers here, only words\n")
+    (src / "cur").mkdir()  # a maildir's file names have no extension: with text_format=email, a message each
+    (src / "cur" / "1700000000.M1P2.host:2,S").write_bytes(_message(MAILDIR_BODY).as_bytes())
     (src / "puerto.html").write_text(SPANISH_PAGE, encoding="utf-8")
     (src / "raw.jsonl").write_text(  # etl.text_format=email: the text field is a raw message
         json.dumps({"id": "m1", "text": _raw_message(), "label": "x"}) + "\n"
@@ -224,7 +233,7 @@ def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_
 
     assert result.reject_reasons == {"not_html": 3, "unparseable_email": 2, "language": 1}
     rows = result.rows
-    assert rows["read"] == 4 + 3 + 1 + 1 + 2 == rows["clean"] + rows["quarantined"]
+    assert rows["read"] == 4 + 3 + 1 + 1 + 1 + 2 == rows["clean"] + rows["quarantined"]
     silver = {
         r["source_file"].rsplit("/", 1)[-1] + ":" + r["id"][:8]: r
         for r in read_table(spark, result.tables["silver"]["path"]).collect()
@@ -239,6 +248,7 @@ def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_
             MESSAGE_RECORDS[0]["text"].strip(),
             MESSAGE_RECORDS[1]["text"],
             "The tomatoes did well this quarter and the beans need more water.",
+            MAILDIR_BODY,
         ]
     )  # cleaning drops the blank lines between paragraphs
     assert not any(h in t for t in texts for h in ("Subject:", "From:", "Content-Type", "Inicio", "Aviso legal"))
@@ -254,7 +264,7 @@ def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_
     }  # fmt: skip
     assert by_text[MESSAGE_RECORDS[1]["text"]]["lang"] == "en" and by_text[texts[0]]["lang"] in ("en", "es")
     assert all(0 < r["lang_confidence"] <= 1 for r in silver.values())
-    assert sum(result.languages.values()) == 5 and set(result.languages) <= {"en", "es"}
+    assert sum(result.languages.values()) == 6 and set(result.languages) <= {"en", "es"}
     quarantine = read_table(spark, result.tables["quarantine"]["path"])
     gated = quarantine.where("reject_reason = 'language'").collect()
     assert [(r["lang"], r["stage"]) for r in gated] == [("fr", "clean")]
