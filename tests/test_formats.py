@@ -269,3 +269,22 @@ def test_a_run_reads_web_archives_pages_and_mail_and_gates_languages(spark, tmp_
     gated = quarantine.where("reject_reason = 'language'").collect()
     assert [(r["lang"], r["stage"]) for r in gated] == [("fr", "clean")]
     assert gated[0]["raw"] == MESSAGE_RECORDS[2]["text"]  # the bronze text, as cleaning read it
+
+
+def test_predict_reads_its_input_as_the_model_was_trained(spark, tmp_path):
+    """``tokenlake predict`` decodes with the model's ``text_format``: raw messages in a JSON Lines
+    file, and a folder of extension-less messages, give the same bodies the ETL trained on."""
+    from tokenlake.jobs.predict import read_input
+
+    (tmp_path / "in" / "cur").mkdir(parents=True)
+    (tmp_path / "in" / "raw.jsonl").write_text(json.dumps({"id": "m1", "text": _raw_message()}) + "\n")
+    (tmp_path / "in" / "cur" / "1700000001.M2P3.host:2,S").write_bytes(_message(MAILDIR_BODY).as_bytes())
+    settings = {"text_column": "text", "id_column": "id", "label_column": "label", "text_format": "email"}
+    rows = read_input(spark, str(tmp_path / "in"), settings).collect()
+    assert sorted(r["text"] for r in rows) == [  # as decoded: cleaning comes next
+        MAILDIR_BODY + "\n",
+        "The tomatoes did well this quarter and the beans need more water.\n",
+    ]
+    assert [r["reject_reason"] for r in rows] == [None, None]
+    before = read_input(spark, str(tmp_path / "in" / "raw.jsonl"), {**settings, "text_format": "auto"}).first()
+    assert before["text"].startswith("From: Carol") and "Subject: Quarterly garden report" in before["text"]
