@@ -21,6 +21,7 @@ of ``>From `` escaping are unescaped once (mboxrd).
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import json
 import zlib
@@ -156,22 +157,25 @@ def _content_errors() -> tuple[type[BaseException], ...]:
     return (ArchiveLoadFailed, DamagedFile, gzip.BadGzipFile, EOFError, zlib.error)
 
 
-def _open(path: str, kind: str):
+def _open(path: str, files: contextlib.ExitStack):
+    """The file at ``path`` as a binary stream, decompressed by its suffix; ``files`` closes it
+    and the file under it."""
     from tokenlake.etl.storage import filesystem
 
     fs, where = filesystem(path)
-    raw = fs.open(where, "rb")
+    raw = files.enter_context(fs.open(where, "rb"))
     if where.endswith(".gz"):
-        return gzip.GzipFile(fileobj=raw)
+        return files.enter_context(gzip.GzipFile(fileobj=raw))
     if where.endswith(".bz2"):
-        return bz2.BZ2File(raw)
+        return files.enter_context(bz2.BZ2File(raw))
     return raw
 
 
 def path_records(path: str, kind: str, *, text_column: str, id_column: str) -> Iterator[Record]:
     """``file_records`` of the file at ``path`` (any file system ``etl.storage`` reaches),
     ending with one ``unreadable_file`` record if its content breaks off."""
-    with _open(path, kind) as stream:
+    with contextlib.ExitStack() as files:
+        stream = _open(path, files)
         try:
             yield from file_records(stream, kind, text_column=text_column, id_column=id_column)
         except _content_errors() as exc:
