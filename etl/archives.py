@@ -39,6 +39,7 @@ from tokenlake.etl.formats import (
     is_html,
     parse_message,
 )
+from tokenlake.etl.lake import error_cause
 from tokenlake.etl.reasons import reason
 
 NOT_HTML = reason("not_html")
@@ -179,7 +180,7 @@ def path_records(path: str, kind: str, *, text_column: str, id_column: str) -> I
         try:
             yield from file_records(stream, kind, text_column=text_column, id_column=id_column)
         except _content_errors() as exc:
-            yield f"{type(exc).__name__}: {str(exc)[:500]}", UNREADABLE_FILE
+            yield f"{type(exc).__name__}: {error_cause(exc)}", UNREADABLE_FILE  # as etl.sources words it
 
 
 def read_documents(
