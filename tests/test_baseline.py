@@ -15,7 +15,7 @@ def test_baseline_learns_words_and_scores_the_test_split(spark):
     words = {"sport": "goal match referee striker", "food": "bread butter recipe oven"}
     rows = [
         (f"{label}-{i}", f"{words[label].split()[i % 4]} and {words[label].split()[(i + 1) % 4]} today",
-         label, "test" if i % 5 == 0 else "train")
+         label, "test" if i % 5 == 0 else "validation" if i % 5 == 1 else "train")
         for label in words for i in range(60)
     ]  # fmt: skip
     rows.append(("odd", "completely unrelated words", "food", "test"))
@@ -23,3 +23,21 @@ def test_baseline_learns_words_and_scores_the_test_split(spark):
     result = train_baseline(silver, ["food", "sport"])
     assert result["test_rows"] == 25
     assert result["test_accuracy"] >= 24 / 25 and result["test_macro_f1"] > 0.9
+    assert result["reg_param"] in (1e-4, 1e-3, 1e-2, 1e-1) and result["val_accuracy"] == 1.0
+
+
+def test_the_baseline_sees_word_pairs_and_tunes_its_regularisation_on_validation(spark):
+    """Both classes use the same words; only their order (a bigram) tells them apart, which a bag
+    of single words cannot learn."""
+    import random
+
+    rng, rows = random.Random(0), []
+    for i in range(400):
+        a, b = rng.sample(["red", "blue", "green", "gold", "grey", "pink"], 2)
+        label = "up" if i % 2 else "down"
+        first, second = ("alpha", "beta") if label == "up" else ("beta", "alpha")
+        split = "test" if i % 5 == 0 else "validation" if i % 5 == 1 else "train"
+        rows.append((str(i), f"{a} {first} {second} {b}", label, split))
+    silver = spark.createDataFrame(rows, "id string, text string, label string, split string")
+    result = train_baseline(silver, ["down", "up"])
+    assert result["test_accuracy"] >= 0.95 and result["val_accuracy"] >= 0.95
