@@ -23,7 +23,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     contrast = CONTRAST if args.contrast is None else args.contrast
     dirt = ("dup_rate", "near_dup_rate", "pii_rate", "noise_rate", "bad_rate", "skew", "files", "lang")
-    dirt += ("web_lengths",)
+    dirt += ("web_lengths", "group_field", "group_skew")
     try:
         print(generate_corpus(args.out, args.docs, args.seed, contrast, **{k: getattr(args, k) for k in dirt}))
     except ValueError as exc:

@@ -62,6 +62,8 @@ class Line:
     raw: bytes = b""
     order: tuple[int, int] = (0, 0)
     original: Line | None = None
+    meta: dict = field(default_factory=dict)
+    """Extra fields of the JSON line (``--group-field``)."""
 
     def truth(self, file: str, line: int) -> dict:
         bad = self.kind == "bad"
@@ -102,11 +104,43 @@ def _base(
 
 
 def base_lines(
-    rng: random.Random, docs: int, seed: int, contrast: float, lang: Language, skew: float, web: bool = False
+    rng: random.Random,
+    docs: int,
+    seed: int,
+    contrast: float,
+    lang: Language,
+    skew: float,
+    web: bool = False,
+    groups: tuple[str, float] | None = None,
 ):
-    """The ``docs`` base documents, in order (the first draws of ``rng``: a clean corpus streams them)."""
+    """The ``docs`` base documents, in order (the first draws of ``rng``: a clean corpus streams them);
+    with ``groups`` (field name, skew), each in a group (``group_of``)."""
     labels = sorted(lang.classes)
-    return (_base(rng, i, seed, labels, lang, contrast, skew, web) for i in range(docs))
+    grouping = random.Random(f"groups-{seed}")  # its own draws: the corpus is the same with or without groups
+    for i in range(docs):
+        line = _base(rng, i, seed, labels, lang, contrast, skew, web)
+        if groups:
+            group_of(grouping, line, labels, *groups)
+        yield line
+
+
+GROUPS = (("a", 0.70), ("b", 0.25), ("c", 0.05))
+"""``--group-field``'s groups and their shares; ``b`` is the one ``--group-skew`` hurts, ``c`` is
+small enough to be merged into ``other`` by a fairness report."""
+
+
+def group_of(rng: random.Random, line: Line, labels: list[str], name: str, skew: float) -> None:
+    """Put ``line`` in a group (field ``name`` of its JSON line); in group ``b``, a ``skew`` share
+    of the labels is replaced by another label, so a model is that much less accurate there."""
+    draw, group = rng.random(), GROUPS[-1][0]
+    for candidate, share in GROUPS:
+        if draw < share:
+            group = candidate
+            break
+        draw -= share
+    line.meta = {name: group}
+    if group == "b" and rng.random() < skew:
+        line.label = rng.choice([k for k in labels if k != line.label])
 
 
 def _plant(rng: random.Random, line: Line, lang: str, pii: bool) -> None:
@@ -163,13 +197,14 @@ def _copies(rng: random.Random, clean: list[Line], docs: int, seed: int, opts: d
 
 
 def _json_line(line: Line, text: str) -> bytes:
-    return json.dumps({"id": line.id, "text": text, "label": line.label}, ensure_ascii=False).encode()
+    return json.dumps({"id": line.id, "text": text, "label": line.label, **line.meta}, ensure_ascii=False).encode()
 
 
 def build_lines(docs: int, seed: int, contrast: float, opts: dict) -> list[Line]:
     """Every corpus line in order, with its ground truth (``opts``: the rates, skew and lang)."""
     rng, lang = random.Random(seed), opts["lang"]
-    lines = list(base_lines(rng, docs, seed, contrast, LANGUAGES[lang], opts["skew"], opts.get("web", False)))
+    lines = list(base_lines(rng, docs, seed, contrast, LANGUAGES[lang], opts["skew"], opts.get("web", False),
+                            opts.get("groups")))  # fmt: skip
     _mark_bad(rng, lines, opts["bad_rate"])
     clean = [line for line in lines if line.kind == "clean"]
     _plant_all(rng, clean, opts["pii_rate"], lang)
@@ -224,6 +259,8 @@ def generate_corpus(
     files: int = 1,
     lang: str = "en",
     web_lengths: bool = False,
+    group_field: str | None = None,
+    group_skew: float = 0.3,
 ) -> Path:
     """Write ``docs`` labelled documents to ``out`` (JSON Lines; a directory of ``part-NNNNN.jsonl``
     with ``files`` > 1), a ``contrast`` share of them order-dependent; same arguments, same bytes.
@@ -232,20 +269,27 @@ def generate_corpus(
     ones carry PII (and decoys) and noise; ``dup_rate * docs`` exact and ``near_dup_rate * docs``
     near copies of clean documents come on top, each after its original. With any of these or
     ``files`` > 1, the ground truth goes to ``truth_path(out)``. ``web_lengths``: document lengths
-    like crawled pages (a long tail, mean over 2 KB) instead of short ones. Returns ``out``.
+    like crawled pages (a long tail, mean over 2 KB) instead of short ones. ``group_field``: each
+    document gets that field, its group (``GROUPS``), and ``group_skew`` of group ``b``'s labels
+    are wrong (``group_of``). Returns ``out``.
     """
     rates = {"dup_rate": dup_rate, "near_dup_rate": near_dup_rate, "pii_rate": pii_rate}
     rates |= {"noise_rate": noise_rate, "bad_rate": bad_rate}
-    _check(docs, {**rates, "contrast": contrast}, skew, files, lang)
+    _check(docs, {**rates, "contrast": contrast, "group_skew": group_skew}, skew, files, lang)
+    if group_field in ("id", "text", "label"):
+        raise ValueError(f"--group-field cannot be {group_field!r}: the documents have that field already")
+    groups = (group_field, group_skew) if group_field else None
     out = Path(out)
     if not any(r > 0 for r in rates.values()) and skew == 0 and files == 1:  # clean: streamed, no truth
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as fh:
-            for line in base_lines(random.Random(seed), docs, seed, contrast, LANGUAGES[lang], skew, web_lengths):
+            for line in base_lines(random.Random(seed), docs, seed, contrast, LANGUAGES[lang], skew, web_lengths,
+                                   groups):  # fmt: skip
                 fh.write(_json_line(line, render(line.sentences)) + b"\n")
         truth_path(out).unlink(missing_ok=True)  # a stale truth file would describe another corpus
         return out
-    lines = build_lines(docs, seed, contrast, {**rates, "skew": skew, "lang": lang, "web": web_lengths})
+    lines = build_lines(docs, seed, contrast, {**rates, "skew": skew, "lang": lang, "web": web_lengths,
+                                               "groups": groups})  # fmt: skip
     truth = _write_files(out, lines, files, skew)
     truth_path(out).write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in truth), encoding="utf-8")
     return out
