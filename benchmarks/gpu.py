@@ -81,7 +81,7 @@ def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, pr
     from tokenlake.training.loop import precision
     from tokenlake.training.model import build_model
 
-    cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size, num_processes=processes, use_gpu=use_gpu,
+    cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size * processes, num_processes=processes, use_gpu=use_gpu,
                       local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
     result = launch_training(spark, table, work / size, cfg, data)
     tokens_per_s = steady_rate([s["tokens_per_s"] for s in result["steps"]])

@@ -188,9 +188,9 @@ def run(args) -> dict:
     tok = tokenize_ratio(spark, silver, tokenizer_file, max_len, args.repeats)
     pack = packing_fraction(silver, tokenizer_file, max_len)
     n_tokens = [r[0] for r in gold.where("split = 'train'").select("n_tokens").collect()]
-    bucket = bucketing_fractions(n_tokens, train_cfg.batch_size, train_cfg.bucket_batches)
+    bucket = bucketing_fractions(n_tokens, train_cfg.rank_batch, train_cfg.bucket_batches)
     loader = loader_ratio(
-        spark, gold, work, max_len, args.loader_rows, train_cfg.batch_size, train_cfg.reader_workers, args.repeats
+        spark, gold, work, max_len, args.loader_rows, train_cfg.rank_batch, train_cfg.reader_workers, args.repeats
     )
     train = training_ratios(spark, gold, work, meta, args.train_steps, args.repeats)
     predict = predict_ratio(spark, silver, work, tokenizer_dir=ref["tokenizer_dir"], labels=ref["labels"],

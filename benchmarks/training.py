@@ -117,7 +117,7 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
     from tokenlake.training.model import build_model
 
     rows = (
-        gold.where("split = 'train'").select("input_ids", "n_tokens", "label").limit(steps * cfg.batch_size).collect()
+        gold.where("split = 'train'").select("input_ids", "n_tokens", "label").limit(steps * cfg.rank_batch).collect()
     )
     ids = torch.zeros((len(rows), max_len), dtype=torch.int32)
     for i, r in enumerate(rows):
@@ -126,11 +126,11 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
     y = torch.as_tensor([r["label"] for r in rows])
     batches = [
         {
-            "input_ids": ids[i : i + cfg.batch_size],
-            "n_tokens": n[i : i + cfg.batch_size],
-            "label": y[i : i + cfg.batch_size],
+            "input_ids": ids[i : i + cfg.rank_batch],
+            "n_tokens": n[i : i + cfg.rank_batch],
+            "label": y[i : i + cfg.rank_batch],
         }
-        for i in range(0, len(rows), cfg.batch_size)
+        for i in range(0, len(rows), cfg.rank_batch)
     ]
     torch.manual_seed(cfg.seed)
     model = build_model(Task.CLASSIFICATION, cfg.model, vocab_size=vocab_size, labels=labels, max_len=max_len)
@@ -150,8 +150,8 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
     from tokenlake.training.config import GoldData, TrainConfig
     from tokenlake.training.launch import launch_training
 
-    cfg = TrainConfig(num_processes=1, epochs=1, local_mode=True)
-    table = first_rows(gold, work / "gold_small", steps * cfg.batch_size, 2 * cfg.eval_batch_size)
+    cfg = TrainConfig(num_processes=1, epochs=1, local_mode=True, batch_size=32)
+    table = first_rows(gold, work / "gold_small", steps * cfg.rank_batch, 2 * cfg.eval_batch_size)
     kwargs = {"vocab_size": meta["vocab_size"], "labels": meta["labels"], "max_len": meta["max_len"]}
     pairs, startups = [], []
     for _ in range(repeats + 1):  # the first pair warms up
@@ -167,7 +167,7 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
         "ratio": median([a / b for a, b in pairs]),
         "train_samples_per_s": median([b for _, b in pairs]),
         "startup_s": median(startups),
-        "raw": {"model": cfg.model, "batch_size": cfg.batch_size, "steps": steps, "warmup_steps": WARMUP_STEPS,
+        "raw": {"model": cfg.model, "batch_size": cfg.rank_batch, "steps": steps, "warmup_steps": WARMUP_STEPS,
                 "distributed_samples_per_s": [a for a, _ in pairs], "in_memory_samples_per_s": [b for _, b in pairs],
                 "startup_s": startups},
     }  # fmt: skip

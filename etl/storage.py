@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 S3_SCHEMES = ("s3a", "s3", "s3n")
 STAGED = (
     "report.json",
+    "tuning",
     "predict_report.json",
     "tokenizer",
     "validation",

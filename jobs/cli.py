@@ -48,6 +48,7 @@ OVERVIEW = """examples:
   tokenlake run --input corpus.csv --text-column body --label-column topic --dry-run
   tokenlake etl --input 'data/raw/*.jsonl.gz' --work work
   tokenlake train --work work --model small --epochs 5
+  tokenlake tune --work work --trials 20                       # Optuna; best settings to work/tuning/best.yaml
   tokenlake predict --model models:/tokenlake@champion --input new.jsonl --work work
   tokenlake runs --work work                                   # the work dir's MLflow runs
   tokenlake tables --work work                                 # each Delta table's versions
@@ -124,7 +125,7 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
     uris = [work.uri, *(getattr(args, "input", None) or "").split(","), getattr(args, "output", None) or ""]
     conf, packages = storage_settings([u.strip() for u in uris])
     gpus = 0
-    if args.command in ("train", "run") and cfg.train.use_gpu and cfg.train.local_mode:
+    if args.command in ("train", "tune", "run") and cfg.train.use_gpu and cfg.train.local_mode:
         import torch
 
         gpus = torch.cuda.device_count()  # TorchDistributor's local mode asks Spark for the driver's GPUs
@@ -139,6 +140,11 @@ def _run_command(args: argparse.Namespace, cfg, work) -> dict:
         return runner.run_validate_stage(spark, work, cfg, args.data_version)
     if args.command == "train":
         return runner.run_train(spark, work, cfg, args.data_version, args.mlflow_uri)
+    if args.command == "tune":
+        from tokenlake.jobs.tune import run_tune
+
+        return run_tune(spark, work, cfg, trials=args.trials, timeout_s=args.timeout_s, study_name=args.study,
+                        space_path=args.space, version=args.data_version, mlflow_uri=args.mlflow_uri)  # fmt: skip
     return runner.run_pipeline(spark, args.input, work, cfg, args.mlflow_uri)
 
 
@@ -180,6 +186,10 @@ def execute(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         spark_conf(args.conf)
         check_names(cfg)  # a model or tokenizer that is not there fails now, not after Spark started
+        if args.command == "tune":
+            from tokenlake.jobs.tune import check_tune_settings
+
+            check_tune_settings(cfg, args.space)
     except (ValueError, TypeError, OSError) as exc:
         return fail(f"bad configuration: {exc}", EXIT_CONFIG)
     # Executors resolve relative paths against their own working directories: hand them absolute ones.
@@ -240,7 +250,7 @@ def execute(args: argparse.Namespace) -> int:
         return fail(f"training failed: {exc}", EXIT_TRAINING)
     except Exception as exc:  # a bug or an outage nobody foresaw: one line here, the traceback in a file
         return unexpected(exc, work.local)
-    print_summary(report, work.uri)
+    print_summary(report, work.uri, args.command)
     return 0
 
 

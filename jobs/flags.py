@@ -153,7 +153,14 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
     _setting(p, "--model", "train.model", "tiny, small or base (from scratch), minilm (pretrained, needs the "
              "pretrained extra) or a local checkpoint directory holding config.json", metavar="NAME")  # fmt: skip
     _setting(p, "--epochs", "train.epochs", "passes over the training split", type=int, metavar="N")
-    _setting(p, "--batch-size", "train.batch_size", "samples per rank per step", type=int, metavar="N")
+    _setting(
+        p,
+        "--batch-size",
+        "train.batch_size",
+        "samples per step over all ranks (each rank takes its share)",
+        type=int,
+        metavar="N",
+    )
     _setting(p, "--num-processes", "train.num_processes", "DDP processes", type=int, metavar="N")
     _setting(p, "--local-mode", "train.local_mode", "TorchDistributor processes on the driver or, with "
              "--no-local-mode, in executor tasks", action=argparse.BooleanOptionalAction)  # fmt: skip
@@ -175,6 +182,27 @@ def _no_spark_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--data", metavar="DIR", help="with --no-spark: the gold Delta table directory (default "
                    "WORK/lake/gold)")  # fmt: skip
+
+
+def _tune_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trials",
+        type=positive_int,
+        required=True,
+        metavar="N",
+        help="finished and pruned trials the study holds when tune ends (a continued study runs the rest)",
+    )
+    p.add_argument(
+        "--timeout-s", type=float, metavar="S", help="start no trial after S seconds (the running one finishes)"
+    )
+    p.add_argument(
+        "--study",
+        default="tokenlake",
+        metavar="NAME",
+        help="the study's name in WORK/tuning/optuna.db; the same name continues it",
+    )
+    p.add_argument("--space", metavar="FILE", help="search space YAML (default: lr, warm-up, weight decay, batch "
+                   "size, dropout; README: Tuning)")  # fmt: skip
 
 
 def _dry_run_flag(p: argparse.ArgumentParser) -> None:
@@ -229,6 +257,10 @@ def _generate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--files", type=int, default=1, help="N > 1: --out is a directory of N part-NNNNN.jsonl files")
     p.add_argument("--lang", choices=("en", "es"), default="en", help="language of the documents")
     p.add_argument("--web-lengths", action="store_true", help="lengths like crawled pages (long tail, mean over 2 KB)")
+    p.add_argument("--group-field", metavar="NAME", help="give each document a field NAME: group a (70%%), b (25%%) "
+                   "or c (5%%), for fairness reports (train.fairness_group=meta.NAME)")  # fmt: skip
+    p.add_argument("--group-skew", type=float, default=0.3, metavar="RATE", help="with --group-field: share of "
+                   "group b's labels that are wrong, so a model is less accurate there")  # fmt: skip
 
 
 def _runs_flags(p: argparse.ArgumentParser) -> None:
@@ -257,6 +289,7 @@ FLAGS = {
     "etl": (_etl_flags, _dry_run_flag),
     "validate": (_version_flag,),
     "train": (_train_flags, _version_flag, _no_spark_flags),
+    "tune": (_train_flags, _version_flag, _tune_flags),
     "run": (_etl_flags, _train_flags, _dry_run_flag),
     "predict": (_predict_flags,),
 }
@@ -264,6 +297,7 @@ HELP = {
     "etl": "ingest, clean, split, tokenize; publish gold if it passes its suite",
     "validate": "re-validate a published gold version",
     "train": "train on a validated gold version",
+    "tune": "search training settings with Optuna on a validated gold version; best ones to WORK/tuning/best.yaml",
     "run": "etl and train, end to end, in one MLflow run",
     "predict": "score files or a Delta table with a trained classifier, into a Delta table",
     "generate": "write a deterministic labelled JSONL corpus",
@@ -278,6 +312,8 @@ EXAMPLES = {
     "validate": "tokenlake validate --work work --data-version 3",
     "train": "tokenlake train --work work --model small --epochs 5\n"
     "  torchrun --nproc-per-node 8 -m tokenlake.jobs.cli train --work work --no-spark --use-gpu",
+    "tune": "tokenlake tune --work work --trials 20 --epochs 3\n  tokenlake train --work work --config "
+    "work/tuning/best.yaml",
     "run": "tokenlake run --input data/sample.jsonl --work work\n"
     "  tokenlake run --input s3a://bucket/raw/ --work s3a://bucket/tokenlake --dry-run",
     "predict": "tokenlake predict --model models:/tokenlake@champion --input data/new.jsonl --work work",

@@ -77,7 +77,7 @@ def _run_exists(run_id: str) -> bool:
         return False
 
 
-def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig):
+def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig, run_id: str | None):
     import mlflow
 
     work.local.mkdir(parents=True, exist_ok=True)
@@ -88,18 +88,19 @@ def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: 
         local = (uri or default_mlflow_uri(work)).startswith("sqlite:")
         mlflow.create_experiment(EXPERIMENT, artifact_location=(work.local / "mlartifacts").as_uri() if local else None)
     mlflow.set_experiment(EXPERIMENT)
-    interrupted = _interrupted_run(work) if cfg.train.resume else None
+    interrupted = _interrupted_run(work) if cfg.train.resume else run_id
     if interrupted and _run_exists(interrupted):  # the killed run continues: same params, one history
         run = mlflow.start_run(run_id=interrupted)
         mlflow.set_tag("resumed", "true")
         return run
     run = mlflow.start_run()
     params = {**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])}
-    mlflow.log_params({**params, "train.lr": str(cfg.train.peak_lr)})  # the rate used, not "None"
+    # the rate and batch used, not "None"
+    mlflow.log_params({**params, "train.lr": str(cfg.train.peak_lr), "train.batch_size": str(cfg.train.global_batch)})
     master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
     world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
     mlflow.set_tags({"spark_master": master, "world_size": world})
-    if interrupted:  # the checkpoint's run is not in this store: say so, and link the two
+    if interrupted and cfg.train.resume:  # the checkpoint's run is not in this store: say so, and link the two
         mlflow.set_tags({"resumed": "true", "resumed_from_run": interrupted})
         log.warning(
             "--resume: the MLflow run %s that wrote the checkpoint is not in the tracking store %s; the "
@@ -110,13 +111,15 @@ def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: 
 
 
 @contextlib.contextmanager
-def mlflow_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig):
+def mlflow_run(
+    uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: PipelineConfig, run_id: str | None = None
+):
     """The command's MLflow run (a new one, or with ``train.resume`` the one the latest checkpoint
-    belongs to), ended FINISHED, FAILED or, when ``Stopped``, KILLED with ``stopped_by`` and the
-    stage it was in."""
+    belongs to, or ``run_id`` if it exists: a study's), ended FINISHED, FAILED or, when
+    ``Stopped``, KILLED with ``stopped_by`` and the stage it was in."""
     import mlflow
 
-    run = _start_run(uri, work, spark, cfg)
+    run = _start_run(uri, work, spark, cfg, run_id)
     try:
         yield run
     except Stopped as stop:

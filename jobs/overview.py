@@ -41,6 +41,8 @@ def config_lines(resolved: Resolved) -> str:
             origin = resolved.origins[key]
             if key == "train.lr" and value is None:  # the effective rate, not "None"
                 value, origin = cfg.train.peak_lr, f"{origin}: by train.model ({cfg.train.model})"
+            if key == "train.batch_size" and value is None:
+                value, origin = cfg.train.global_batch, f"{origin}: by train.model ({cfg.train.model})"
             rows.append([key, json.dumps(list(value) if isinstance(value, tuple) else value), origin])
     return _table(rows, ["key", "value", "from"])
 

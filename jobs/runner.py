@@ -29,6 +29,7 @@ from tokenlake.etl.validate import (
     validate_table,
 )
 from tokenlake.jobs.config import PipelineConfig
+from tokenlake.jobs.fairness import fairness_stage
 from tokenlake.jobs.gold_trust import check_model_tokenizer, gold_path, parse_commit, usable_gold, usable_gold_files
 from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
 from tokenlake.jobs.release import release_classifier
@@ -37,6 +38,8 @@ from tokenlake.training.baseline import train_baseline
 from tokenlake.training.config import GoldData
 from tokenlake.training.distributed import EVAL_KEYS
 from tokenlake.training.launch import launch_training, train_without_spark
+from tokenlake.training.privacy import PrivacyPlan
+from tokenlake.training.privacy import report as privacy_report
 from tokenlake.training.tracking import lineage_tags, log_causal_lm, log_delta_inputs, log_training
 
 log = logging.getLogger("tokenlake")
@@ -170,7 +173,9 @@ def _train(
             "baseline_test_macro_f1": baseline["test_macro_f1"],
         }
         mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
-        mlflow.set_tag("baseline", f"MLlib TF-IDF + logistic regression on silver v{silver['version']}")
+        mlflow.log_metric("baseline_reg_param", baseline["reg_param"])
+        mlflow.set_tag("baseline", f"MLlib TF-IDF (word 1-2 grams) + logistic regression, L2 tuned on validation, "
+                       f"on silver v{silver['version']}")  # fmt: skip
     if task == Task.CLASSIFICATION:
         registry = release_classifier(work, cfg, commit, tables, metrics, report.get("etl_config"))
         model_uri = registry.pop("model_uri")
@@ -200,11 +205,22 @@ def _train(
         "data_copy_bytes": result["data_path"]["copy_bytes"],
         "data_path": result["data_path"],
     }
+    if result.get("privacy"):
+        from_data = commit.tokenizer_source.startswith("trained:")
+        plan = PrivacyPlan(**result["privacy"])
+        training["privacy"] = privacy_report(plan, result["privacy_history"], tokenizer_from_data=from_data)
+        mlflow.log_metrics({f"dp_{k}": training["privacy"][k] for k in ("epsilon", "delta", "noise_multiplier")})
+        mlflow.set_tag("dp.tokenizer_from_data", str(training["privacy"]["tokenizer_from_data"]).lower())
+    if result.get("stopped"):
+        training["stopped_by"] = result["stopped"]
+    fairness = None
+    if task == Task.CLASSIFICATION and cfg.train.fairness_group and silver and spark is not None:
+        fairness = fairness_stage(spark, work, cfg, commit, silver, report.get("etl_config"))
     mlflow.set_tags({k: str(training[k]).lower() for k in ("stopped_early", "best_epoch")})
     if training["startup_s"] is not None:
         mlflow.log_metric("startup_s", training["startup_s"])
     timings = {**report.get("timings_s", {}), "train": round(time.perf_counter() - start, 3)}
-    report = update_report(work, training=training, registry=registry, timings_s=timings)
+    report = update_report(work, training=training, registry=registry, fairness=fairness, timings_s=timings)
     mlflow.log_dict(report, "report.json")
     return report
 

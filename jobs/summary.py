@@ -21,9 +21,24 @@ def predict_lines(report: dict, work: str | Path) -> list[str]:
     return [*lines, f"  report      {join(work, 'predict_report.json')}"]
 
 
-def summary_lines(report: dict, work: str | Path) -> list[str]:
+def tune_lines(report: dict, work: str | Path) -> list[str]:
+    t = report["tuning"]
+    trials = t["trials"]
+    params = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["best_params"].items())
+    return ["", "tokenlake: done",
+            f"  study       {t['study']}: {trials['finished']} finished, {trials['pruned']} pruned, "
+            f"{trials['failed']} failed",
+            f"  best        trial {t['best_trial']}: validation loss {t['best_val_loss']:.4f}  {params}",
+            f"  config      {t['best_config']}  (tokenlake train --config it)",
+            f"  mlflow run  {t['mlflow_run_id']}",
+            f"  report      {join(work, 'report.json')}"]  # fmt: skip
+
+
+def summary_lines(report: dict, work: str | Path, command: str | None = None) -> list[str]:
     if "output" in report:
         return predict_lines(report, work)
+    if command == "tune":
+        return tune_lines(report, work)
     lines = ["", "tokenlake: done"]
     rows = report.get("rows")
     if rows:
@@ -49,14 +64,25 @@ def summary_lines(report: dict, work: str | Path) -> list[str]:
         if "baseline_test_accuracy" in m:
             lines.append(
                 f"  baseline    accuracy {m['baseline_test_accuracy']:.4f}  macro_f1 {m['baseline_test_macro_f1']:.4f}"
-                "  (MLlib TF-IDF + logistic regression, same test split)"
+                "  (TF-IDF of word 1-2 grams + logistic regression, L2 tuned on validation; same test split)"
             )
+        privacy = training.get("privacy")
+        if privacy:
+            lines.append(f"  privacy     ε {privacy['epsilon']:.3f} (target {privacy['target_epsilon']}), δ "
+                         f"{privacy['delta']:.2e}, noise {privacy['noise_multiplier']:.3f}"
+                         + ("; the tokenizer was trained on this data, outside the guarantee"
+                            if privacy["tokenizer_from_data"] else ""))  # fmt: skip
         model = training.get("model")
         if model:
             best = "" if model["is_best_epoch"] else f"; NOT the best epoch: validation loss was lowest at epoch " \
                 f"{training['best_epoch']}"  # fmt: skip
             lines.append(f"  model       {model['path']}  (epoch {model['epoch']}{best})")
         lines.append(f"  mlflow run  {training['mlflow_run_id']}")
+    fairness = report.get("fairness")
+    if fairness:
+        groups = "  ".join(f"{n} {g['accuracy']:.3f} ({g['rows']})" for n, g in fairness["groups"].items())
+        lines.append(f"  fairness    accuracy by {fairness['group']}: {groups}; largest gap "
+                     f"{fairness['max_accuracy_gap']:.3f}")  # fmt: skip
     registry = report.get("registry")
     if registry:
         aliases = ", ".join(registry["aliases"])
@@ -67,5 +93,5 @@ def summary_lines(report: dict, work: str | Path) -> list[str]:
     return lines
 
 
-def print_summary(report: dict, work: str | Path) -> None:
-    print("\n".join(summary_lines(report, work)), flush=True)
+def print_summary(report: dict, work: str | Path, command: str | None = None) -> None:
+    print("\n".join(summary_lines(report, work, command)), flush=True)

@@ -41,11 +41,27 @@ def test_override_values_are_yaml_typed_then_coerced_to_the_field_type():
     assert load_config(None, ["train.lr=null"]).train.lr is None
 
 
-def test_a_pretrained_model_brings_its_tokenizer_and_a_fine_tuning_rate():
+def test_a_pretrained_model_brings_its_tokenizer_and_a_fine_tuning_rate_and_batch(tmp_path):
     cfg = load_config(None, [], {"train.model": "minilm"})
-    assert cfg.etl.tokenizer == "minilm" and cfg.train.pretrained and cfg.train.peak_lr == 5e-5
+    # MiniLM (hidden size 384) fine-tunes at a small model's rate, on smaller batches than from scratch
+    assert cfg.etl.tokenizer == "minilm" and cfg.train.pretrained and cfg.train.peak_lr == 1e-4
+    assert cfg.train.global_batch == 32 and cfg.train.rank_batch == 16
+    base = tmp_path / "bert-base"  # a checkpoint directory of BERT-base size takes the usual base rate
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "bert", "hidden_size": 768}')
+    assert load_config(None, [], {"train.model": str(base)}).train.peak_lr == 3e-5
     assert load_config(None, ["etl.tokenizer=/my/tok"], {"train.model": "minilm"}).etl.tokenizer == "/my/tok"
     assert load_config(None, []).etl.tokenizer == ""
+
+
+def test_the_batch_is_global_and_split_over_the_ranks():
+    train = load_config(None, []).train
+    assert (train.global_batch, train.num_processes, train.rank_batch) == (64, 2, 32)
+    assert load_config(None, ["train.num_processes=4"]).train.rank_batch == 16  # the step stays 64 rows
+    assert load_config(None, ["train.num_processes=3"]).train.global_batch == 63  # the default, split evenly
+    with pytest.raises(ValueError, match="64 does not split evenly over 3 processes"):
+        load_config(None, ["train.num_processes=3", "train.batch_size=64"])
+    assert load_config(None, ["train.num_processes=3", "train.batch_size=63"]).train.rank_batch == 21
 
 
 def test_learning_rate_defaults_by_model():

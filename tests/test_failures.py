@@ -166,7 +166,7 @@ def test_a_rank_killed_mid_epoch_fails_the_run_within_the_collective_timeout_and
     from tokenlake.training import checkpoint
 
     timeout_s = 30
-    train = ["--epochs", "2", "--batch-size", "16", "--set", "train.checkpoint_steps=10",
+    train = ["--epochs", "2", "--batch-size", "32", "--set", "train.checkpoint_steps=10",
              "--set", f"train.collective_timeout_s={timeout_s}", "--set", "train.baseline=false"]  # fmt: skip
     err = work_copy / "train.err"
     with err.open("wb") as sink:

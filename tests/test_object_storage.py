@@ -22,7 +22,7 @@ from conftest import free_port, kill_at_a_mid_epoch_checkpoint
 SECRET = "tl-secret-3f9d1c7a"  # the secret key given to the server and the runs: it must show up nowhere
 # the session's corpus (1,600 train rows), two processes of 32: 25 steps, a checkpoint every 10 (the
 # kill lands inside the epoch); the ETL settings of the ``etl_work`` fixture, its local counterpart
-TRAIN = ["--epochs", "1", "--batch-size", "32", "--set", "train.checkpoint_steps=10", "--set", "train.baseline=false",
+TRAIN = ["--epochs", "1", "--batch-size", "64", "--set", "train.checkpoint_steps=10", "--set", "train.baseline=false",
          "--set", "etl.vocab_size=1000"]  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def test_pseudonymisation_key_never_leaves_the_environment(spark, tmp_path, caps
         "--epochs",
         "1",
         "--batch-size",
-        "8",
+        "16",
         "--set",
         "etl.vocab_size=300",
         "--set",

@@ -21,7 +21,8 @@ def trained(etl_work, tmp_path_factory):
     """A copy of the ETL work dir with one trained, logged and registered classifier."""
     work = tmp_path_factory.mktemp("predict") / "work"
     shutil.copytree(etl_work, work)
-    assert main(["train", "--work", str(work), "--epochs", "1", "--num-processes", "1"]) == 0
+    # three epochs: a confident model, whose int8 export keeps its accuracy to a point, not a coin-flip one
+    assert main(["train", "--work", str(work), "--epochs", "3", "--num-processes", "1"]) == 0
     report = json.loads((work / "report.json").read_text())
     return work, report
 

@@ -13,7 +13,7 @@ from tokenlake.training import checkpoint
 from conftest import kill_at_a_mid_epoch_checkpoint
 
 # 50 steps per epoch, a checkpoint every 10: the kill lands inside an epoch
-TRAIN = ["--epochs", "2", "--batch-size", "16", "--set", "train.checkpoint_steps=10"]
+TRAIN = ["--epochs", "2", "--batch-size", "32", "--set", "train.checkpoint_steps=10"]
 
 
 def _mlflow(work):
@@ -60,7 +60,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(spark, corpu
     assert not (work / "petastorm_cache").exists()
 
     # resuming with settings that change what a step is, or with nothing to resume, is refused
-    assert main(["train", "--work", str(work), "--resume", *TRAIN, "--batch-size", "8"]) == EXIT_TRAINING
+    assert main(["train", "--work", str(work), "--resume", *TRAIN, "--batch-size", "16"]) == EXIT_TRAINING
     assert "batch_size" in capsys.readouterr().err
     shutil.rmtree(work / "checkpoints")
     assert main(["train", "--work", str(work), "--resume", *TRAIN]) == EXIT_TRAINING

@@ -159,7 +159,7 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
                 "--epochs",
                 "1",
                 "--batch-size",
-                "16",
+                "32",
                 "--max-len",
                 "64",
             ]

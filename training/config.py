@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tokenlake.etl.config import one_of
 
 if TYPE_CHECKING:
     from tokenlake.etl.gold import GoldCommit
+    from tokenlake.training.privacy import PrivacyPlan
 
 # Peak learning rates that train each size well from scratch on a few thousand documents.
 DEFAULT_LR = {"tiny": 3e-3, "small": 1e-3, "base": 3e-4}
-PRETRAINED_LR = 5e-5  # fine-tuning a pretrained encoder (``minilm`` or a checkpoint directory)
+# Fine-tuning a pretrained encoder: a small one (MiniLM, hidden size under 768) takes a higher rate
+# than a BERT-base-sized one, whose usual 2e-5..5e-5 would leave a small one short of where it can go
+# in a few epochs.
+PRETRAINED_LR = {"small": 1e-4, "base": 3e-5}
+# Global batches (over every rank): fine-tuning takes smaller ones, so that a few thousand documents
+# still give it enough steps.
+DEFAULT_BATCH = {"scratch": 64, "pretrained": 32}
+
+
+LINEAGE_SETTINGS = ("model", "epochs", "batch_size", "grad_accum_steps", "num_processes", "dp_epsilon", "dp_delta",
+                    "dp_max_grad_norm")  # fmt: skip
+"""The settings that define what a step is: a checkpoint resumes only under the same ones."""
 
 
 @dataclass(frozen=True)
@@ -21,12 +34,14 @@ class TrainConfig:
     """``tiny``, ``small``, ``base`` (from scratch), ``minilm`` or a local checkpoint directory (warm start)."""
     epochs: int = 3
     """Passes over the training split (each rank runs the same number of steps per epoch)."""
-    batch_size: int = 32
-    """Samples per rank per step."""
+    batch_size: int | None = None
+    """Samples per optimizer step over all ranks (each rank takes ``batch_size / num_processes``),
+    so that a step is the same whatever the number of processes; unset: 64 from scratch, 32
+    fine-tuning a pretrained encoder (``DEFAULT_BATCH``, rounded down to a multiple of the processes)."""
     eval_batch_size: int = 256
     """Samples per rank per evaluation batch."""
     lr: float | None = None
-    """Peak AdamW learning rate after warm-up; unset: by model (see ``DEFAULT_LR``)."""
+    """Peak AdamW learning rate after warm-up; unset: by model (``DEFAULT_LR``, ``PRETRAINED_LR``)."""
     weight_decay: float = 0.01
     """AdamW weight decay; never applied to biases and norm weights."""
     warmup_ratio: float = 0.1
@@ -71,6 +86,21 @@ class TrainConfig:
     if it beats the baseline and the current champion)."""
     gate_rows: int = 10_000
     """Test rows of silver on which a candidate and the current champion are both scored."""
+    dropout: float | None = None
+    """Dropout of the hidden layers and attention probabilities; unset: the model's own (0.1)."""
+    dp_epsilon: float | None = None
+    """Train with differential privacy (DP-SGD through Opacus) to this ε; unset: no DP."""
+    dp_delta: float | None = None
+    """δ of the DP guarantee; unset: 1 / the training rows."""
+    dp_max_grad_norm: float = 1.0
+    """Under DP, each sample's gradient is clipped to this norm before the noise is added."""
+    fairness_group: str | None = None
+    """``meta.<field>``: after the test evaluation, accuracy, macro F1 and selection rate per value
+    of that field of silver's ``meta`` (Fairlearn), in the report and MLflow (classification)."""
+    fairness_min_rows: int = 30
+    """Groups with fewer test rows than this are merged into ``other``."""
+    fairness_positive_label: str | None = None
+    """The label whose share of predictions is a group's selection rate; unset: the last of gold's labels."""
 
     def __post_init__(self) -> None:
         if not self.registered_model.strip():
@@ -80,7 +110,7 @@ class TrainConfig:
         one_of("train.mixed_precision", self.mixed_precision, ("auto", "no", "bf16", "fp16"))
         for name in (
             "epochs",
-            "batch_size",
+            "global_batch",
             "eval_batch_size",
             "grad_accum_steps",
             "num_processes",
@@ -94,6 +124,12 @@ class TrainConfig:
         for name in ("checkpoint_steps", "early_stopping_patience", "early_stopping_min_delta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size is not None and self.batch_size % self.num_processes:
+            raise ValueError(
+                f"train.batch_size is the batch over all ranks: {self.batch_size} does not split evenly over "
+                f"{self.num_processes} processes (train.num_processes); use a multiple of it"
+            )
+        self._check_privacy_and_fairness()
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.max_grad_norm < 0:
@@ -102,10 +138,46 @@ class TrainConfig:
                 f"{self.weight_decay}, {self.max_grad_norm}"
             )
 
+    def _check_privacy_and_fairness(self) -> None:
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"train.dropout must be in [0, 1), got {self.dropout}")
+        if self.dp_epsilon is not None:
+            if self.dp_epsilon <= 0 or self.dp_max_grad_norm <= 0:
+                raise ValueError("train.dp_epsilon and train.dp_max_grad_norm must be > 0")
+            if self.dp_delta is not None and not 0 < self.dp_delta < 1:
+                raise ValueError(f"train.dp_delta must be in (0, 1), got {self.dp_delta}")
+            if self.grad_accum_steps != 1 or self.mixed_precision == "fp16":
+                raise ValueError("train.dp_epsilon needs train.grad_accum_steps=1 and no fp16 (Opacus clips each "
+                                 "sample's gradient in full precision, one batch per step)")  # fmt: skip
+        if self.fairness_group is not None and not (
+            self.fairness_group.startswith("meta.") and len(self.fairness_group) > len("meta.")
+        ):
+            raise ValueError(f"train.fairness_group must be meta.<field>, got {self.fairness_group!r}")
+        if self.fairness_min_rows < 1:
+            raise ValueError(f"train.fairness_min_rows must be >= 1, got {self.fairness_min_rows}")
+
     @property
     def peak_lr(self) -> float:
-        """``lr`` if set, else the model's default."""
-        return self.lr if self.lr is not None else DEFAULT_LR.get(self.model, PRETRAINED_LR)
+        """``lr`` if set, else the model's default: by size from scratch, by family fine-tuning."""
+        if self.lr is not None:
+            return self.lr
+        if self.model in DEFAULT_LR:
+            return DEFAULT_LR[self.model]
+        return PRETRAINED_LR["base" if pretrained_hidden_size(self.model) >= 768 else "small"]
+
+    @property
+    def global_batch(self) -> int:
+        """``batch_size`` if set, else the default for training from scratch or fine-tuning (rounded
+        down to a multiple of ``num_processes``)."""
+        if self.batch_size is not None:
+            return self.batch_size
+        default = DEFAULT_BATCH["pretrained" if self.pretrained else "scratch"]
+        return max(self.num_processes, default - default % self.num_processes)
+
+    @property
+    def rank_batch(self) -> int:
+        """Samples per rank per step."""
+        return self.global_batch // self.num_processes
 
     def lineage(self, gold: dict) -> dict:
         """What a checkpoint must share with the run that resumes it: the data and every setting
@@ -113,12 +185,29 @@ class TrainConfig:
         return {
             "gold_path": gold["path"],
             "gold_version": gold["version"],
-            **{k: getattr(self, k) for k in ("model", "epochs", "batch_size", "grad_accum_steps", "num_processes")},
+            **{k: getattr(self, k) for k in LINEAGE_SETTINGS},
+            "batch_size": self.global_batch,  # the batch used, whether set or by default
         }
 
     @property
     def pretrained(self) -> bool:
         return self.model not in DEFAULT_LR
+
+
+def pretrained_hidden_size(model: str) -> int:
+    """The hidden size of a pretrained encoder (``minilm`` or a checkpoint directory's
+    ``config.json``); 768 when it cannot be read (the usual BERT-base size)."""
+    import json
+
+    from tokenlake.etl.tokenize import pretrained_dir
+
+    try:
+        config = Path(model) / "config.json"
+        if not config.is_file():
+            config = pretrained_dir(model) / "config.json"
+        return int(json.loads(config.read_text())["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 768
 
 
 @dataclass(frozen=True)
@@ -156,3 +245,8 @@ class TrainSpec:
     """Where a rank that fails writes its error (``rank-N.txt``), for the driver to report."""
     resume_from: str | None = None
     mlflow_run_id: str | None = None
+    privacy: PrivacyPlan | None = None
+    """DP-SGD's noise and budget (``train.dp_epsilon``), planned on the driver."""
+    trial: dict | None = None
+    """An Optuna trial this run is (``{"storage", "study", "trial_id"}``): rank 0 reports each
+    epoch's validation loss to it, and every rank stops when it is pruned."""

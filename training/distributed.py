@@ -84,6 +84,13 @@ class _Rank:
     history: list = field(default_factory=list)
     step_log: list = field(default_factory=list)
     stepped: dict = field(default_factory=dict)
+    stopped: str | None = None
+    """Why training stopped before its last epoch, other than early stopping (``pruned``, ``privacy_budget``)."""
+
+    @property
+    def accountant(self):
+        """The DP accountant (None without ``train.dp_epsilon``)."""
+        return getattr(self.opt, "accountant", None)
 
 
 def train_fn(spec: TrainSpec, splits: dict) -> dict:
@@ -100,7 +107,7 @@ def train_fn(spec: TrainSpec, splits: dict) -> dict:
             if spec.resume_from:
                 _resume(state, batches)
             _run_epochs(state, batches, splits["validation"])
-        test = _evaluate_split(state, splits["test"])
+        test = None if state.stopped == "pruned" else _evaluate_split(state, splits["test"])
         return _finish(state, test, time.perf_counter() - start)
     except BaseException as exc:
         _report_failure(spec, exc)
@@ -153,12 +160,13 @@ def _build_model(state: _Rank) -> None:
     from tokenlake.training.model import build_model
 
     spec, cfg, device = state.spec, state.spec.train, state.device
-    model = build_model(spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len)
+    model = build_model(
+        spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len, dropout=cfg.dropout
+    )
     state.model = model.to(device)
     if cfg.grad_checkpointing:
         state.model.gradient_checkpointing_enable()
-    state.ddp = DDP(state.model, device_ids=[device.index] if device.type == "cuda" else None)
-    state.steps = steps_per_epoch(spec.train_rows, cfg.batch_size * cfg.grad_accum_steps, state.world)
+    state.steps = steps_per_epoch(spec.train_rows, cfg.rank_batch * cfg.grad_accum_steps, state.world)
     state.opt, state.sched = make_optimizer(
         state.model,
         lr=cfg.peak_lr,
@@ -166,6 +174,12 @@ def _build_model(state: _Rank) -> None:
         total_steps=state.steps * cfg.epochs,
         warmup_ratio=cfg.warmup_ratio,
     )
+    if spec.privacy:  # per-sample clipping and noise replace DDP's gradient averaging
+        from tokenlake.training.privacy import make_private
+
+        state.ddp, state.opt = make_private(state.model, state.opt, spec.privacy, cfg.rank_batch)
+    else:
+        state.ddp = DDP(state.model, device_ids=[device.index] if device.type == "cuda" else None)
     state.amp_dtype = precision(cfg.mixed_precision, device)
     state.scaler = torch.amp.GradScaler("cuda") if state.amp_dtype == torch.float16 else None
 
@@ -178,7 +192,7 @@ def _train_rows(state: _Rank, split):
 
     def open_pass(n: int):
         return split.make_torch_dataloader(
-            batch_size=cfg.batch_size,
+            batch_size=cfg.rank_batch,
             num_epochs=1,
             cur_shard=state.rank,
             shard_count=state.world,
@@ -188,7 +202,7 @@ def _train_rows(state: _Rank, split):
             shuffling_queue_capacity=4096,
         )
 
-    return passes(open_pass, cfg.batch_size)
+    return passes(open_pass, cfg.rank_batch)
 
 
 def _batches(state: _Rank, rows):
@@ -214,6 +228,8 @@ def _resume(state: _Rank, batches) -> None:
         spec.resume_from, rank=state.rank, device=state.device, model=state.model, opt=state.opt, sched=state.sched
     )
     state.history, state.step_log = where["history"], where["steps"]
+    if state.accountant is not None:
+        state.accountant.history = [tuple(h) for h in where["privacy_history"]]
     if state.rank == 0:
         print(f"resumed from {spec.resume_from}: epoch {state.first_epoch + 1}, step {state.first_step}", flush=True)
 
@@ -227,6 +243,8 @@ def _save(state: _Rank, epoch: int, step: int) -> None:
     spec = state.spec
     where = {"epoch": epoch, "step": step, "global_step": epoch * state.steps + step, "history": state.history,
              "steps": state.step_log, "lineage": spec.lineage, "mlflow_run_id": spec.mlflow_run_id}  # fmt: skip
+    if state.accountant is not None:
+        where["privacy_history"] = state.accountant.history
     checkpoint.save(spec.checkpoint_dir, rank=state.rank, barrier=dist.barrier, where=where,
                     model=state.model, opt=state.opt, sched=state.sched)  # fmt: skip
 
@@ -241,6 +259,8 @@ def _run_epochs(state: _Rank, batches, validation) -> None:
     for epoch in range(state.first_epoch, cfg.epochs):
         if stop_early(state.history, cfg.early_stopping_patience, cfg.early_stopping_min_delta):
             break  # every rank holds the same all-reduced history, so every rank stops here
+        if not _within_budget(state, steps - (state.first_step if epoch == state.first_epoch else 0)):
+            break
 
         def after_step(step: int, epoch: int = epoch) -> None:
             if every and (epoch * steps + step + 1) % every == 0:
@@ -254,7 +274,7 @@ def _run_epochs(state: _Rank, batches, validation) -> None:
             sched=state.sched,
             device=state.device,
             grad_accum_steps=cfg.grad_accum_steps,
-            max_grad_norm=cfg.max_grad_norm,
+            max_grad_norm=0 if state.spec.privacy else cfg.max_grad_norm,  # DP clips each sample's instead
             amp_dtype=state.amp_dtype,
             scaler=state.scaler,
             on_step=rank0_steps(epoch, cfg.epochs, steps, world, state.step_log, state.stepped)
@@ -278,6 +298,43 @@ def _run_epochs(state: _Rank, batches, validation) -> None:
         if state.rank == 0:
             print(f"epoch {epoch + 1}/{cfg.epochs} {state.history[-1]}", flush=True)
         _save(state, epoch + 1, 0)
+        if state.spec.trial and _pruned(state, epoch):
+            break
+
+
+def _within_budget(state: _Rank, next_steps: int) -> bool:
+    """Under DP, whether the next epoch's steps stay within the target ε (the same answer on every
+    rank: each holds the same accountant); if not, training stops here, saying so."""
+    from tokenlake.training.privacy import PrivacyBudgetSpent, check_budget
+
+    if state.accountant is None:
+        return True
+    try:
+        check_budget(state.spec.privacy, state.accountant.history, next_steps)
+    except PrivacyBudgetSpent as exc:
+        state.stopped = "privacy_budget"
+        if state.rank == 0:
+            print(f"training stops: {exc}", flush=True)
+        return False
+    return True
+
+
+def _pruned(state: _Rank, epoch: int) -> bool:
+    """Rank 0 reports the epoch's validation loss to the Optuna trial and asks whether to prune;
+    every rank gets the answer."""
+    import torch.distributed as dist
+
+    answer = [False]
+    if state.rank == 0:
+        from tokenlake.training.tuning import report_epoch
+
+        answer[0] = report_epoch(state.spec.trial, epoch + 1, state.history[-1]["val_loss"])
+    dist.broadcast_object_list(answer, src=0)
+    if answer[0]:
+        state.stopped = "pruned"
+        if state.rank == 0:
+            print(f"trial pruned after epoch {epoch + 1}", flush=True)
+    return answer[0]
 
 
 def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
@@ -302,6 +359,9 @@ def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
             "train_seconds": train_seconds,
             "first_step_at": state.stepped.get("at"),
             "test": test,
+            "stopped": state.stopped,
+            "privacy": state.spec.privacy.as_dict() if state.spec.privacy else None,
+            "privacy_history": state.accountant.history if state.accountant is not None else None,
         }
     ]
     dist.broadcast_object_list(result, src=0)

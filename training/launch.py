@@ -115,19 +115,36 @@ def training_spec(
     train_rows: int,
     resume_from: str | None,
     mlflow_run_id: str | None,
+    trial: dict | None = None,
+    under: tuple[str, ...] = (),
 ) -> TrainSpec:
-    """What ``train_fn`` gets: the config, what the data defines and where to write."""
+    """What ``train_fn`` gets: the config, what the data defines, the DP plan and where to write
+    (``under`` the work dir: a tuning trial writes in its own folder)."""
     return TrainSpec(
         train=cfg,
         **asdict(data),
         train_rows=train_rows,
-        model_dir=work.path("model"),
-        checkpoint_dir=work.path(CHECKPOINTS),
+        model_dir=work.path(*under, "model"),
+        checkpoint_dir=work.path(*under, CHECKPOINTS),
         lineage=cfg.lineage(gold),
-        failure_dir=work.path(FAILURES),
+        failure_dir=work.path(*under, FAILURES),
         resume_from=resume_from,
         mlflow_run_id=mlflow_run_id,
+        privacy=privacy_plan(cfg, train_rows),
+        trial=trial,
     )
+
+
+def privacy_plan(cfg: TrainConfig, train_rows: int):
+    """DP-SGD's ``PrivacyPlan`` for ``train.dp_epsilon`` over every epoch's steps (None without it)."""
+    if cfg.dp_epsilon is None:
+        return None
+    from tokenlake.training.privacy import plan
+
+    per_epoch = steps_per_epoch(train_rows, cfg.rank_batch, cfg.num_processes)
+    return plan(epsilon=cfg.dp_epsilon, delta=cfg.dp_delta, max_grad_norm=cfg.dp_max_grad_norm,
+                train_rows=train_rows, global_batch=cfg.global_batch,
+                steps=per_epoch * cfg.epochs)  # fmt: skip
 
 
 def train_without_spark(
@@ -203,9 +220,13 @@ def launch_training(
     data: GoldData,
     *,
     mlflow_run_id: str | None = None,
+    trial: dict | None = None,
+    under: tuple[str, ...] = (),
 ) -> dict:
     """Train on the gold table ``gold`` (``{"path", "version"}``); return rank 0's verified result.
-    With ``cfg.resume``, continue from the latest checkpoint; otherwise old checkpoints are removed."""
+    With ``cfg.resume``, continue from the latest checkpoint; otherwise old checkpoints are removed.
+    ``trial``: an Optuna trial to report epochs to (``TrainSpec.trial``); ``under``: a folder of
+    the work dir to write the model, checkpoints and failures in."""
     from pyspark.ml.torch.distributor import TorchDistributor
 
     from tokenlake.training.distributed import train_fn
@@ -217,16 +238,16 @@ def launch_training(
         sorted(table.inputFiles()), max_len=data.max_len, labelled="label" in table.columns, world=cfg.num_processes
     )
     try:  # the ranks would refuse it too, but only after starting; say it here, as a clear error
-        steps_per_epoch(len(splits["train"]), cfg.batch_size, cfg.num_processes)
+        steps_per_epoch(len(splits["train"]), cfg.rank_batch, cfg.num_processes)
     except ValueError as exc:
         raise TrainingFailed(f"{exc}; lower --batch-size") from None
     # the data is usable: only now are the last run's checkpoints (unless resuming) and model removed
-    resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold)
-    model_dir = work.path("model")
+    resume_from = resume_point(work.path(*under, CHECKPOINTS), cfg, gold)
+    model_dir = work.path(*under, "model")
     storage.remove(work.path("petastorm_cache"))  # the per-run copy of older versions
     storage.remove(model_dir)
     spec = training_spec(cfg, gold, work, data=data, train_rows=len(splits["train"]), resume_from=resume_from,
-                         mlflow_run_id=mlflow_run_id)  # fmt: skip
+                         mlflow_run_id=mlflow_run_id, trial=trial, under=under)  # fmt: skip
     log.info("training %s on %d rows with %d processes, reading %d row groups of gold in place (rows per rank: %s)",
              cfg.model, spec.train_rows, cfg.num_processes, data_path["row_groups"],
              data_path["rows_per_rank"]["train"])  # fmt: skip

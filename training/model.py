@@ -13,9 +13,16 @@ SIZES = {
 }
 
 
-def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: int, pad_id: int = 0):
+def _bert_dropout(dropout: float | None) -> dict:
+    return {} if dropout is None else {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+
+
+def build_classifier(
+    size: str, *, vocab_size: int, labels: list[str], max_len: int, pad_id: int = 0, dropout: float | None = None
+):
     """A randomly initialised ``BertForSequenceClassification`` of a size in ``SIZES``, or a
-    pretrained encoder (``minilm`` or a local checkpoint directory) with a new classification head."""
+    pretrained encoder (``minilm`` or a local checkpoint directory) with a new classification head;
+    ``dropout`` (None: the model's own) for its hidden layers and attention."""
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     if size not in SIZES:
@@ -26,6 +33,7 @@ def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: 
             num_labels=len(labels),
             id2label=dict(enumerate(labels)),
             label2id={n: i for i, n in enumerate(labels)},
+            **_bert_dropout(dropout),
         )
 
     config = BertConfig(
@@ -36,6 +44,7 @@ def build_classifier(size: str, *, vocab_size: int, labels: list[str], max_len: 
         id2label=dict(enumerate(labels)),
         label2id={n: i for i, n in enumerate(labels)},
         **SIZES[size],
+        **_bert_dropout(dropout),
     )
     return BertForSequenceClassification(config)
 
@@ -47,16 +56,19 @@ GPT2_SIZES = {
 }
 
 
-def build_causal_lm(size: str, *, vocab_size: int, max_len: int):
+def build_causal_lm(size: str, *, vocab_size: int, max_len: int, dropout: float | None = None):
     """A randomly initialised GPT-2-style decoder of a size in ``GPT2_SIZES``."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if size not in GPT2_SIZES:
         raise ValueError(f"causal-lm trains tiny, small or base from scratch, not {size!r}")
-    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=max_len, **GPT2_SIZES[size]))
+    drop = {} if dropout is None else {"resid_pdrop": dropout, "embd_pdrop": dropout, "attn_pdrop": dropout}
+    return GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=max_len, **GPT2_SIZES[size], **drop))
 
 
-def build_model(task: str, size: str, *, vocab_size: int, labels: list[str], max_len: int):
+def build_model(
+    task: str, size: str, *, vocab_size: int, labels: list[str], max_len: int, dropout: float | None = None
+):
     if task == Task.CAUSAL_LM:
-        return build_causal_lm(size, vocab_size=vocab_size, max_len=max_len)
-    return build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len)
+        return build_causal_lm(size, vocab_size=vocab_size, max_len=max_len, dropout=dropout)
+    return build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len, dropout=dropout)

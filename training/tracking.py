@@ -71,7 +71,7 @@ def log_delta_inputs(tables: dict) -> None:
         mlflow.log_input(dataset, context="training" if name == "gold" else name)
 
 
-def _log_figure(fig, artifact_file: str) -> None:
+def log_figure(fig, artifact_file: str) -> None:
     import matplotlib.pyplot as plt
     import mlflow
 
@@ -142,8 +142,8 @@ def log_training(result: dict, labels: list[str]) -> None:
         mlflow.log_metrics({f"step_{k}": float(v) for k, v in row.items() if k != "step"}, step=row["step"])
     if "confusion" in test:
         mlflow.log_dict({"labels": labels, "confusion": test["confusion"]}, "test_confusion.json")  # rows: true
-        _log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
-    _log_figure(curve_figure(result), "plots/training_curve.png")
+        log_figure(confusion_figure(test["confusion"], labels), "plots/confusion_matrix.png")
+    log_figure(curve_figure(result), "plots/training_curve.png")
 
 
 def log_causal_lm(model_dir: str) -> str:
