@@ -27,7 +27,7 @@ from tokenlake.jobs.mlflow_run import mlflow_run, set_stage
 from tokenlake.jobs.report import update_report
 from tokenlake.training.config import GoldData
 from tokenlake.training.launch import TrainingFailed, launch_training
-from tokenlake.training.tracking import lineage_tags, log_figure
+from tokenlake.training.tracking import lineage_tags, log_epochs, log_figure, test_scores
 from tokenlake.training.tuning import load_space, make_pruner, make_sampler, suggest
 
 log = logging.getLogger("tokenlake.tune")
@@ -147,14 +147,11 @@ class Objective:
                 result = launch_training(self.spark, self.gold, self.work, train, self.data, trial=info, under=folder)
             finally:
                 storage.remove(self.work.path(*folder))  # a trial's model is not kept: best.yaml trains it again
-            for row in result["history"]:
-                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+            log_epochs(result)
             pruned = result["stopped"] == "pruned"
             mlflow.set_tag("optuna.state", "pruned" if pruned else "finished")
             if not pruned:
-                test = {k: v for k, v in result["test"].items() if k not in ("confusion", "count")}
-                mlflow.log_metrics({f"test_{k}": float(v) for k, v in test.items()})
-                trial.set_user_attr("test", test)
+                trial.set_user_attr("test", test_scores(result["test"]))
         if pruned:
             raise optuna.TrialPruned(f"pruned after epoch {result['history'][-1]['epoch']}")
         return float(result["history"][-1]["val_loss"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -194,6 +195,7 @@ class TrainConfig:
         return self.model not in DEFAULT_LR
 
 
+@functools.cache  # peak_lr asks for it several times a command; the file does not change meanwhile
 def pretrained_hidden_size(model: str) -> int:
     """The hidden size of a pretrained encoder (``minilm`` or a checkpoint directory's
     ``config.json``); 768 when it cannot be read (the usual BERT-base size)."""

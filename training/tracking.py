@@ -129,14 +129,27 @@ def confusion_figure(confusion: list[list[int]], labels: list[str]):
     return fig
 
 
-def log_training(result: dict, labels: list[str]) -> None:
-    """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, into the active run."""
+def test_scores(test: dict) -> dict:
+    """The test evaluation's scores (accuracy, loss, ...), without its confusion matrix and row count."""
+    return {k: v for k, v in test.items() if k not in ("confusion", "count")}
+
+
+def log_epochs(result: dict) -> None:
+    """Each epoch's metrics (at its epoch number) and, unless it was not run, the test scores."""
     import mlflow
 
     for row in result["history"]:
         mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch"}, step=row["epoch"])
+    if result["test"] is not None:
+        mlflow.log_metrics({f"test_{k}": float(v) for k, v in test_scores(result["test"]).items()})
+
+
+def log_training(result: dict, labels: list[str]) -> None:
+    """Per-step, per-epoch and final metrics, a training-curve and a confusion-matrix PNG, into the active run."""
+    import mlflow
+
+    log_epochs(result)
     test = result["test"]
-    mlflow.log_metrics({f"test_{k}": float(v) for k, v in test.items() if k not in ("confusion", "count")})
     mlflow.log_metric("train_seconds", result["train_seconds"])
     for row in result.get("steps", []):
         mlflow.log_metrics({f"step_{k}": float(v) for k, v in row.items() if k != "step"}, step=row["step"])
