@@ -95,8 +95,9 @@ def _start_run(uri: str | None, work: WorkDir, spark: SparkSession | None, cfg: 
         return run
     run = mlflow.start_run()
     params = {**flatten("etl", cfg.as_dict()["etl"]), **flatten("train", cfg.as_dict()["train"])}
-    # the rate and batch used, not "None"
-    mlflow.log_params({**params, "train.lr": str(cfg.train.peak_lr), "train.batch_size": str(cfg.train.global_batch)})
+    # the rate, batch and trained layers used, not "None"
+    mlflow.log_params({**params, "train.lr": str(cfg.train.peak_lr), "train.batch_size": str(cfg.train.global_batch),
+                       "train.trainable_layers": str(cfg.train.top_layers)})  # fmt: skip
     master = spark.sparkContext.master if spark is not None else "none (--no-spark)"
     world = os.environ.get("WORLD_SIZE", "1") if spark is None else str(cfg.train.num_processes)
     mlflow.set_tags({"spark_master": master, "world_size": world})

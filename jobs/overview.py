@@ -40,9 +40,12 @@ def config_lines(resolved: Resolved) -> str:
             value = getattr(getattr(cfg, section), f.name)
             origin = resolved.origins[key]
             if key == "train.lr" and value is None:  # the effective rate, not "None"
-                value, origin = cfg.train.peak_lr, f"{origin}: by train.model ({cfg.train.model})"
+                dp = " and train.dp_epsilon" if cfg.train.dp_epsilon is not None and cfg.train.pretrained else ""
+                value, origin = cfg.train.peak_lr, f"{origin}: by train.model ({cfg.train.model}){dp}"
             if key == "train.batch_size" and value is None:
                 value, origin = cfg.train.global_batch, f"{origin}: by train.model ({cfg.train.model})"
+            if key == "train.trainable_layers" and value is None and cfg.train.top_layers is not None:
+                value, origin = cfg.train.top_layers, f"{origin}: by train.dp_epsilon"
             rows.append([key, json.dumps(list(value) if isinstance(value, tuple) else value), origin])
     return _table(rows, ["key", "value", "from"])
 

@@ -195,6 +195,7 @@ def _train(
             "is_best_epoch": result["history"][-1]["epoch"] == best_epoch,
         },
         "lr": cfg.train.peak_lr,
+        "trainable_layers": cfg.train.top_layers,
         "data": gold,
         "task": task,
         "metrics": metrics,

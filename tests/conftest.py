@@ -64,6 +64,21 @@ def etl_work(spark, corpus, tmp_path_factory):
     return work
 
 
+@pytest.fixture(scope="session")
+def minilm_work(spark, tmp_path_factory) -> Path:
+    """``tokenlake run`` of 600 generated documents warm-starting MiniLM for one epoch (its own
+    tokenizer, 64 tokens), for tests that read it (copy it to train again)."""
+    from tokenlake.jobs.cli import main
+    from tokenlake.synthetic.generate import generate_corpus
+
+    where = tmp_path_factory.mktemp("minilm")
+    corpus = generate_corpus(where / "docs.jsonl", 600, seed=11)
+    work = where / "work"
+    flags = ["--model", "minilm", "--epochs", "1", "--batch-size", "32", "--max-len", "64"]
+    assert main(["run", "--input", str(corpus), "--work", str(work), *flags]) == 0
+    return work
+
+
 @pytest.fixture
 def work_copy(etl_work, tmp_path) -> Path:
     """A private copy of the ETL's work dir, for tests that tamper with it."""

@@ -54,6 +54,20 @@ def test_a_pretrained_model_brings_its_tokenizer_and_a_fine_tuning_rate_and_batc
     assert load_config(None, []).etl.tokenizer == ""
 
 
+def test_dp_fine_tunes_a_pretrained_encoders_top_layers_unless_told_otherwise():
+    minilm = {"train.model": "minilm"}
+    assert load_config(None, [], minilm).train.top_layers is None  # every layer without DP
+    private = load_config(None, ["train.dp_epsilon=8"], minilm).train
+    assert private.top_layers == 2 and private.peak_lr == 3e-3  # and a rate for clipped, noisy gradients
+    assert load_config(None, ["train.dp_epsilon=8", "train.trainable_layers=6"], minilm).train.top_layers == 6
+    assert load_config(None, ["train.trainable_layers=0"], minilm).train.top_layers == 0  # the head alone
+    assert load_config(None, ["train.dp_epsilon=8"]).train.top_layers is None  # tiny from scratch: all of it
+    with pytest.raises(ValueError, match="'tiny' trains from scratch"):
+        load_config(None, ["train.trainable_layers=1"])
+    with pytest.raises(ValueError, match=r"must be in \[0, 6\] for 'minilm', got 7"):
+        load_config(None, ["train.trainable_layers=7"], minilm)
+
+
 def test_the_batch_is_global_and_split_over_the_ranks():
     train = load_config(None, []).train
     assert (train.global_batch, train.num_processes, train.rank_batch) == (64, 2, 32)

@@ -5,7 +5,7 @@ import torch
 
 from tokenlake.training.data import steps_per_epoch, to_model_inputs
 from tokenlake.training.loop import evaluate, fit_epoch, lr_factor, make_optimizer, metrics, param_groups, precision
-from tokenlake.training.model import build_classifier
+from tokenlake.training.model import build_classifier, train_top_layers
 
 
 def test_lr_warms_up_linearly_then_decays_on_a_cosine_to_zero():
@@ -24,6 +24,21 @@ def test_no_weight_decay_on_biases_and_norms():
     assert all("bias" in names[id(p)] or "LayerNorm" in names[id(p)] for p in no_decay["params"])
     assert all(p.ndim == 2 for p in decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+def test_top_layers_training_freezes_the_embeddings_and_the_layers_below():
+    model = build_classifier("small", vocab_size=50, labels=["a", "b"], max_len=16)  # 4 layers
+    train_top_layers(model, 1)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("bert.encoder.layer.3.", "bert.pooler.", "classifier.")) for n in trained)
+    assert any(n.startswith("classifier.") for n in trained) and any(n.startswith("bert.pooler.") for n in trained)
+    assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+    groups = param_groups(model, 0.01)  # the optimizer sees the trained weights only
+    assert sum(len(g["params"]) for g in groups) == len(trained)
+    train_top_layers(model, 0)  # the head (and pooler) alone
+    assert all(n.startswith(("bert.pooler.", "classifier.")) for n, p in model.named_parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="trainable_layers=5, but the encoder has 4 layers"):
+        train_top_layers(model, 5)
 
 
 def test_batches_are_trimmed_to_the_longest_row_with_a_mask():

@@ -71,8 +71,9 @@ def test_run_end_to_end(spark, corpus, tmp_path):
     assert run.data.tags["tokenizer_fingerprint"] == report["tokenizer"]["fingerprint"]
     # the linear baseline, on the same test split, beside the transformer
     assert 0.25 < metrics["baseline_test_accuracy"] <= 1 and 0 < metrics["baseline_test_macro_f1"] <= 1
-    # a quarter of the corpus is "X, not Y": only word order tells those apart (synthetic/documents.py)
-    assert metrics["test_accuracy"] > metrics["baseline_test_accuracy"] + 0.05
+    # a quarter of the corpus is "X, not Y" (synthetic/documents.py): bigrams catch part of that, word
+    # order the rest, so the transformer makes at most half the baseline's errors on the same split
+    assert 1 - metrics["test_accuracy"] <= (1 - metrics["baseline_test_accuracy"]) / 2
     assert run.data.metrics["baseline_test_accuracy"] == pytest.approx(metrics["baseline_test_accuracy"])
     # per-step metrics from rank 0, and the plots
     steps = _client(work).get_metric_history(run.info.run_id, "step_loss")

@@ -73,3 +73,15 @@ def test_dp_training_reports_the_accountants_epsilon_and_resumes_exactly(work_co
     assert again["privacy"] == privacy  # the accountant's steps were restored, not counted from zero
     # the noise comes from the restored RNG states: the same run, not a similar one
     assert again["epochs"][-1]["val_loss"] == pytest.approx(training["epochs"][-1]["val_loss"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_dp_fine_tuning_minilm_stays_usable_at_epsilon_8(minilm_work, tmp_path):
+    work = shutil.copytree(minilm_work, tmp_path / "work")
+    private = ["--model", "minilm", "--epochs", "3", "--set", "train.dp_epsilon=8", "--set", "train.baseline=false"]
+    assert main(["train", "--work", str(work), *private]) == 0
+    training = json.loads((work / "report.json").read_text())["training"]
+    assert training["privacy"]["epsilon"] <= 8.0 and training["privacy"]["tokenizer_from_data"] is False
+    # under DP a pretrained encoder fine-tunes its top 2 layers and head, at a rate for noisy gradients
+    assert training["trainable_layers"] == 2 and training["lr"] == 3e-3
+    assert training["metrics"]["test_accuracy"] >= 0.75  # four classes, "X, not Y" among them: chance is 0.25

@@ -139,37 +139,15 @@ def test_train_an_older_version_logging_to_an_mlflow_server(spark, work_copy, ml
 
 
 @pytest.mark.slow
-def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(spark, tmp_path):
+def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(minilm_work):
     from tokenlake.etl.tokenize import fingerprint, pretrained_dir
-    from tokenlake.synthetic.generate import generate_corpus
 
-    # topics only (no "X, not Y" documents): seven steps check the warm start, not word order
-    corpus = generate_corpus(tmp_path / "small.jsonl", 300, seed=11, contrast=0.0)
-    work = tmp_path / "work"
-    assert (
-        main(
-            [
-                "run",
-                "--input",
-                str(corpus),
-                "--work",
-                str(work),
-                "--model",
-                "minilm",
-                "--epochs",
-                "1",
-                "--batch-size",
-                "32",
-                "--max-len",
-                "64",
-            ]
-        )
-        == 0
-    )
+    work = minilm_work
     report = json.loads((work / "report.json").read_text())
     assert report["tokenizer"]["fingerprint"] == fingerprint(pretrained_dir("minilm"))
     assert report["tokenizer"]["fingerprint"] == fingerprint(work / "tokenizer")
     assert report["training"]["metrics"]["test_accuracy"] > 0.6  # four classes: chance is 0.25
+    assert report["training"]["trainable_layers"] is None  # every layer, without DP
     config = json.loads((work / "model/config.json").read_text())
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6  # MiniLM-L6, not a fresh model
 

@@ -22,10 +22,14 @@ PRETRAINED_LR = {"small": 1e-4, "base": 3e-5}
 # Global batches (over every rank): fine-tuning takes smaller ones, so that a few thousand documents
 # still give it enough steps.
 DEFAULT_BATCH = {"scratch": 64, "pretrained": 32}
+# Under DP every trained weight takes noise: a pretrained encoder fine-tunes its top layers only,
+# at a rate far above fine-tuning's (clipped, noisy gradients; measured in README "Tuning, privacy").
+DP_TRAINABLE_LAYERS = 2
+DP_PRETRAINED_LR = 3e-3
 
 
 LINEAGE_SETTINGS = ("model", "epochs", "batch_size", "grad_accum_steps", "num_processes", "dp_epsilon", "dp_delta",
-                    "dp_max_grad_norm")  # fmt: skip
+                    "dp_max_grad_norm", "trainable_layers")  # fmt: skip
 """The settings that define what a step is: a checkpoint resumes only under the same ones."""
 
 
@@ -89,6 +93,10 @@ class TrainConfig:
     """Test rows of silver on which a candidate and the current champion are both scored."""
     dropout: float | None = None
     """Dropout of the hidden layers and attention probabilities; unset: the model's own (0.1)."""
+    trainable_layers: int | None = None
+    """Fine-tune only the top N layers of a pretrained encoder, with its pooler and classification
+    head; its embeddings and lower layers keep their pretrained weights. Unset: every layer, or
+    ``DP_TRAINABLE_LAYERS`` under DP (``top_layers``)."""
     dp_epsilon: float | None = None
     """Train with differential privacy (DP-SGD through Opacus) to this ε; unset: no DP."""
     dp_delta: float | None = None
@@ -130,7 +138,7 @@ class TrainConfig:
                 f"train.batch_size is the batch over all ranks: {self.batch_size} does not split evenly over "
                 f"{self.num_processes} processes (train.num_processes); use a multiple of it"
             )
-        self._check_privacy_and_fairness()
+        self._check_optional_settings()
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if (self.lr is not None and self.lr <= 0) or self.weight_decay < 0 or self.max_grad_norm < 0:
@@ -139,7 +147,7 @@ class TrainConfig:
                 f"{self.weight_decay}, {self.max_grad_norm}"
             )
 
-    def _check_privacy_and_fairness(self) -> None:
+    def _check_optional_settings(self) -> None:
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ValueError(f"train.dropout must be in [0, 1), got {self.dropout}")
         if self.dp_epsilon is not None:
@@ -150,6 +158,14 @@ class TrainConfig:
             if self.grad_accum_steps != 1 or self.mixed_precision == "fp16":
                 raise ValueError("train.dp_epsilon needs train.grad_accum_steps=1 and no fp16 (Opacus clips each "
                                  "sample's gradient in full precision, one batch per step)")  # fmt: skip
+        if self.trainable_layers is not None:
+            if not self.pretrained:
+                raise ValueError(f"train.trainable_layers freezes the lower layers of a pretrained encoder; "
+                                 f"{self.model!r} trains from scratch")  # fmt: skip
+            layers = pretrained_config(self.model).get("num_hidden_layers")
+            if self.trainable_layers < 0 or (layers is not None and self.trainable_layers > layers):
+                raise ValueError(f"train.trainable_layers must be in [0, {layers}] for {self.model!r}, got "
+                                 f"{self.trainable_layers}")  # fmt: skip
         if self.fairness_group is not None and not (
             self.fairness_group.startswith("meta.") and len(self.fairness_group) > len("meta.")
         ):
@@ -159,12 +175,23 @@ class TrainConfig:
 
     @property
     def peak_lr(self) -> float:
-        """``lr`` if set, else the model's default: by size from scratch, by family fine-tuning."""
+        """``lr`` if set, else the model's default: by size from scratch, by family fine-tuning, and
+        ``DP_PRETRAINED_LR`` fine-tuning under DP."""
         if self.lr is not None:
             return self.lr
         if self.model in DEFAULT_LR:
             return DEFAULT_LR[self.model]
-        return PRETRAINED_LR["base" if pretrained_hidden_size(self.model) >= 768 else "small"]
+        if self.dp_epsilon is not None:
+            return DP_PRETRAINED_LR
+        return PRETRAINED_LR["base" if pretrained_config(self.model).get("hidden_size", 768) >= 768 else "small"]
+
+    @property
+    def top_layers(self) -> int | None:
+        """The encoder layers fine-tuned below the head: ``trainable_layers`` if set, else
+        ``DP_TRAINABLE_LAYERS`` under DP with a pretrained encoder, else None (every layer)."""
+        if self.trainable_layers is not None:
+            return self.trainable_layers
+        return DP_TRAINABLE_LAYERS if self.dp_epsilon is not None and self.pretrained else None
 
     @property
     def global_batch(self) -> int:
@@ -188,6 +215,7 @@ class TrainConfig:
             "gold_version": gold["version"],
             **{k: getattr(self, k) for k in LINEAGE_SETTINGS},
             "batch_size": self.global_batch,  # the batch used, whether set or by default
+            "trainable_layers": self.top_layers,  # the optimizer's state covers these layers' weights
         }
 
     @property
@@ -196,9 +224,9 @@ class TrainConfig:
 
 
 @functools.cache  # peak_lr asks for it several times a command; the file does not change meanwhile
-def pretrained_hidden_size(model: str) -> int:
-    """The hidden size of a pretrained encoder (``minilm`` or a checkpoint directory's
-    ``config.json``); 768 when it cannot be read (the usual BERT-base size)."""
+def pretrained_config(model: str) -> dict:
+    """A pretrained encoder's ``config.json`` (``minilm`` or a checkpoint directory); empty when it
+    cannot be read (then the model fails to load where it is built, with the reason)."""
     import json
 
     from tokenlake.etl.tokenize import pretrained_dir
@@ -207,9 +235,9 @@ def pretrained_hidden_size(model: str) -> int:
         config = Path(model) / "config.json"
         if not config.is_file():
             config = pretrained_dir(model) / "config.json"
-        return int(json.loads(config.read_text())["hidden_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 768
+        return dict(json.loads(config.read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
 @dataclass(frozen=True)

@@ -160,9 +160,8 @@ def _build_model(state: _Rank) -> None:
     from tokenlake.training.model import build_model
 
     spec, cfg, device = state.spec, state.spec.train, state.device
-    model = build_model(
-        spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len, dropout=cfg.dropout
-    )
+    model = build_model(spec.task, cfg.model, vocab_size=spec.vocab_size, labels=spec.labels, max_len=spec.max_len,
+                        dropout=cfg.dropout, top_layers=cfg.top_layers)  # fmt: skip
     state.model = model.to(device)
     if cfg.grad_checkpointing:
         state.model.gradient_checkpointing_enable()

@@ -49,6 +49,20 @@ def build_classifier(
     return BertForSequenceClassification(config)
 
 
+def train_top_layers(model, layers: int) -> None:
+    """Freeze a pretrained encoder's embeddings and all but its top ``layers`` layers; what sits
+    above them (pooler, classification head) keeps training."""
+    import torch
+
+    base = model.base_model
+    stack = max((m for m in base.modules() if isinstance(m, torch.nn.ModuleList)), key=len, default=None)
+    if stack is None or layers > len(stack):
+        raise ValueError(f"train.trainable_layers={layers}, but the encoder has {len(stack or [])} layers")
+    embeddings = getattr(base, "embeddings", None) or base.get_input_embeddings()
+    for module in [embeddings, *stack[: len(stack) - layers]]:
+        module.requires_grad_(False)
+
+
 GPT2_SIZES = {
     "tiny": dict(n_embd=64, n_layer=2, n_head=2),
     "small": dict(n_embd=256, n_layer=4, n_head=4),
@@ -67,8 +81,19 @@ def build_causal_lm(size: str, *, vocab_size: int, max_len: int, dropout: float 
 
 
 def build_model(
-    task: str, size: str, *, vocab_size: int, labels: list[str], max_len: int, dropout: float | None = None
+    task: str,
+    size: str,
+    *,
+    vocab_size: int,
+    labels: list[str],
+    max_len: int,
+    dropout: float | None = None,
+    top_layers: int | None = None,
 ):
+    """The model to train; ``top_layers`` (a pretrained encoder's): fine-tune only those (``train_top_layers``)."""
     if task == Task.CAUSAL_LM:
         return build_causal_lm(size, vocab_size=vocab_size, max_len=max_len, dropout=dropout)
-    return build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len, dropout=dropout)
+    model = build_classifier(size, vocab_size=vocab_size, labels=labels, max_len=max_len, dropout=dropout)
+    if top_layers is not None:
+        train_top_layers(model, top_layers)
+    return model
