@@ -75,6 +75,7 @@ def minilm_work(spark, tmp_path_factory) -> Path:
     corpus = generate_corpus(where / "docs.jsonl", 600, seed=11)
     work = where / "work"
     flags = ["--model", "minilm", "--epochs", "1", "--batch-size", "32", "--max-len", "64"]
+    flags += ["--set", "train.baseline=false"]
     assert main(["run", "--input", str(corpus), "--work", str(work), *flags]) == 0
     return work
 

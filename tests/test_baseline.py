@@ -2,13 +2,19 @@
 
 import pytest
 
-from tokenlake.training.baseline import macro_f1, train_baseline
+from tokenlake.training.baseline import hash_size, macro_f1, train_baseline
 
 
 def test_macro_f1_averages_per_label_f1():
     # label 0: tp 3, fp 1, fn 0 -> 6/7; label 1: tp 1, fp 0, fn 1 -> 2/3; label 2 never seen -> 0
     confusion = {(0, 0): 3, (1, 1): 1, (1, 0): 1}
     assert macro_f1(confusion, 3) == pytest.approx((6 / 7 + 2 / 3 + 0) / 3)
+
+
+def test_the_hashed_space_grows_with_the_n_grams_up_to_its_cap():
+    assert hash_size(9, 1 << 18) == 1024  # never below 2^10
+    assert hash_size(1000, 1 << 18) == 2048 and hash_size(1025, 1 << 18) == 4096  # two buckets per n-gram
+    assert hash_size(10**7, 1 << 18) == 1 << 18
 
 
 def test_baseline_learns_words_and_scores_the_test_split(spark):
@@ -24,6 +30,7 @@ def test_baseline_learns_words_and_scores_the_test_split(spark):
     assert result["test_rows"] == 25
     assert result["test_accuracy"] >= 24 / 25 and result["test_macro_f1"] > 0.9
     assert result["reg_param"] in (1e-4, 1e-3, 1e-2, 1e-1) and result["val_accuracy"] == 1.0
+    assert result["features"] == 2 * 1024  # 8 words and ~30 word pairs in the train split
 
 
 def test_the_baseline_sees_word_pairs_and_tunes_its_regularisation_on_validation(spark):

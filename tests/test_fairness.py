@@ -36,7 +36,8 @@ def test_the_fairness_report_shows_the_gap_the_corpus_holds(spark, tmp_path):
     data = generate_corpus(tmp_path / "grouped.jsonl", 2000, seed=11, group_field="region", group_skew=0.4)
     work = tmp_path / "work"
     args = ["run", "--input", str(data), "--work", str(work), "--epochs", "3", "--set", "etl.vocab_size=1000",
-            "--set", "train.fairness_group=meta.region", "--set", "train.fairness_min_rows=40"]  # fmt: skip
+            "--set", "train.fairness_group=meta.region", "--set", "train.fairness_min_rows=40",
+            "--set", "train.baseline=false"]  # fmt: skip
     assert main(args) == 0
     report = json.loads((work / "report.json").read_text())
     fairness, test = report["fairness"], report["training"]["metrics"]

@@ -13,7 +13,7 @@ from tokenlake.training import checkpoint
 from conftest import kill_at_a_mid_epoch_checkpoint
 
 # 50 steps per epoch, a checkpoint every 10: the kill lands inside an epoch
-TRAIN = ["--epochs", "2", "--batch-size", "32", "--set", "train.checkpoint_steps=10"]
+TRAIN = ["--epochs", "2", "--batch-size", "32", "--set", "train.checkpoint_steps=10", "--set", "train.baseline=false"]
 
 
 def _mlflow(work):

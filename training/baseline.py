@@ -33,23 +33,41 @@ DEFAULT_REG = 1e-3
 """The strength used when silver has no validation rows to choose by."""
 
 
+def hash_size(distinct: int, cap: int) -> int:
+    """Hashed features for ``distinct`` n-grams: the smallest power of two with two buckets per
+    n-gram, at most ``cap``. Each optimizer step of the logistic regression
+    aggregates a dense gradient of this size, so a small corpus must not pay for a large one's space."""
+    return min(cap, 1 << max(10, (2 * max(distinct, 1) - 1).bit_length()))
+
+
 def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 1 << 18) -> dict:
-    """``{"test_accuracy", "test_macro_f1", "test_rows", "reg_param", "val_accuracy"}``: TF-IDF of
-    word unigrams and bigrams (hashed) and a logistic regression whose L2 strength is chosen on
-    silver's validation split, trained on its train split and scored on its test split. Label ids
-    follow ``labels`` (gold's order), so the figures compare with the transformer's."""
+    """``{"test_accuracy", "test_macro_f1", "test_rows", "reg_param", "val_accuracy", "features"}``:
+    TF-IDF of word unigrams and bigrams (hashed, at most ``num_features`` each, ``hash_size``) and a
+    logistic regression whose L2 strength is chosen on silver's validation split, trained on its
+    train split and scored on its test split. Label ids follow ``labels`` (gold's order), so the
+    figures compare with the transformer's."""
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.feature import IDF, HashingTF, NGram, RegexTokenizer, VectorAssembler
 
     label_id = F.create_map(*[F.lit(x) for i, n in enumerate(labels) for x in (n, i)])
     data = silver.select("split", "text", label_id[F.col("label")].cast("double").alias("label_id"))
-    features = Pipeline(
+    grams = Pipeline(
         stages=[
             RegexTokenizer(inputCol="text", outputCol="words", pattern=r"\W+", toLowercase=True),
             NGram(n=2, inputCol="words", outputCol="bigrams"),
-            HashingTF(inputCol="words", outputCol="tf1", numFeatures=num_features),
-            HashingTF(inputCol="bigrams", outputCol="tf2", numFeatures=num_features),
+        ]
+    ).fit(data)
+    train = grams.transform(data.where(F.col("split") == "train"))
+    sizes = [
+        hash_size(train.select(F.explode(column).alias("g")).agg(F.approx_count_distinct("g")).first()[0], num_features)
+        for column in ("words", "bigrams")
+    ]
+    features = Pipeline(
+        stages=[
+            grams,
+            HashingTF(inputCol="words", outputCol="tf1", numFeatures=sizes[0]),
+            HashingTF(inputCol="bigrams", outputCol="tf2", numFeatures=sizes[1]),
             VectorAssembler(inputCols=["tf1", "tf2"], outputCol="tf"),
             IDF(inputCol="tf", outputCol="features"),
         ]
@@ -78,6 +96,7 @@ def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 
         "test_rows": scores["rows"],
         "reg_param": reg,
         "val_accuracy": val_accuracy,
+        "features": sum(sizes),
     }
 
 
