@@ -40,7 +40,7 @@ def config_lines(resolved: Resolved) -> str:
             value = getattr(getattr(cfg, section), f.name)
             origin = resolved.origins[key]
             if key == "train.lr" and value is None:  # the effective rate, not "None"
-                dp = " and train.dp_epsilon" if cfg.train.dp_epsilon is not None and cfg.train.pretrained else ""
+                dp = " and train.dp_epsilon" if cfg.train.dp_fine_tuning else ""
                 value, origin = cfg.train.peak_lr, f"{origin}: by train.model ({cfg.train.model}){dp}"
             if key == "train.batch_size" and value is None:
                 value, origin = cfg.train.global_batch, f"{origin}: by train.model ({cfg.train.model})"

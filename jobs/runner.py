@@ -172,8 +172,8 @@ def _train(
             "baseline_test_accuracy": baseline["test_accuracy"],
             "baseline_test_macro_f1": baseline["test_macro_f1"],
         }
-        mlflow.log_metrics({k: v for k, v in metrics.items() if k.startswith("baseline_")})
-        mlflow.log_metrics({"baseline_reg_param": baseline["reg_param"], "baseline_features": baseline["features"]})
+        logged = {"baseline_reg_param": baseline["reg_param"], "baseline_features": baseline["features"]}
+        mlflow.log_metrics({**{k: v for k, v in metrics.items() if k.startswith("baseline_")}, **logged})
         mlflow.set_tag("baseline", f"MLlib TF-IDF (word 1-2 grams) + logistic regression, L2 tuned on validation, "
                        f"on silver v{silver['version']}")  # fmt: skip
     if task == Task.CLASSIFICATION:

@@ -35,8 +35,8 @@ DEFAULT_REG = 1e-3
 
 def hash_size(distinct: int, cap: int) -> int:
     """Hashed features for ``distinct`` n-grams: the smallest power of two with two buckets per
-    n-gram, at most ``cap``. Each optimizer step of the logistic regression
-    aggregates a dense gradient of this size, so a small corpus must not pay for a large one's space."""
+    n-gram, at most ``cap``. Each optimizer step of the logistic regression aggregates a dense
+    gradient of this size, so a small corpus must not pay for a large one's space."""
     return min(cap, 1 << max(10, (2 * max(distinct, 1) - 1).bit_length()))
 
 
@@ -58,11 +58,15 @@ def train_baseline(silver: DataFrame, labels: list[str], *, num_features: int = 
             NGram(n=2, inputCol="words", outputCol="bigrams"),
         ]
     ).fit(data)
-    train = grams.transform(data.where(F.col("split") == "train"))
-    sizes = [
-        hash_size(train.select(F.explode(column).alias("g")).agg(F.approx_count_distinct("g")).first()[0], num_features)
-        for column in ("words", "bigrams")
-    ]
+    # one pass over the train split counts both kinds: a word never holds a space, a bigram always does
+    grams_seen = grams.transform(data.where(F.col("split") == "train")).select(
+        F.explode(F.concat("words", "bigrams")).alias("g")
+    )
+    pair = F.col("g").contains(" ")
+    counts = grams_seen.agg(
+        F.approx_count_distinct(F.when(~pair, F.col("g"))), F.approx_count_distinct(F.when(pair, F.col("g")))
+    ).first()
+    sizes = [hash_size(n, num_features) for n in counts]
     features = Pipeline(
         stages=[
             grams,

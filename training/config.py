@@ -181,7 +181,7 @@ class TrainConfig:
             return self.lr
         if self.model in DEFAULT_LR:
             return DEFAULT_LR[self.model]
-        if self.dp_epsilon is not None:
+        if self.dp_fine_tuning:
             return DP_PRETRAINED_LR
         return PRETRAINED_LR["base" if pretrained_config(self.model).get("hidden_size", 768) >= 768 else "small"]
 
@@ -191,7 +191,12 @@ class TrainConfig:
         ``DP_TRAINABLE_LAYERS`` under DP with a pretrained encoder, else None (every layer)."""
         if self.trainable_layers is not None:
             return self.trainable_layers
-        return DP_TRAINABLE_LAYERS if self.dp_epsilon is not None and self.pretrained else None
+        return DP_TRAINABLE_LAYERS if self.dp_fine_tuning else None
+
+    @property
+    def dp_fine_tuning(self) -> bool:
+        """DP on a pretrained encoder: its own defaults for the rate and the layers trained."""
+        return self.dp_epsilon is not None and self.pretrained
 
     @property
     def global_batch(self) -> int:
