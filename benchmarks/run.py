@@ -51,6 +51,11 @@ TARGETS = {
 }
 
 
+# The peer's environment does not install tokenlake: it imports ``benchmarks.datatrove_peer`` from the
+# folder that holds ``benchmarks/`` (the repository, or the installed ``tokenlake`` package), from any cwd.
+PEER_PATH = str(Path(__file__).resolve().parents[1])
+
+
 def etl_runs(
     base: Path, main: Path, work: Path, repeats: int, cores: int, peer_python: str, etl_args: list[str]
 ) -> dict:
@@ -80,6 +85,7 @@ def etl_runs(
             ["benchmarks.datatrove_peer", "--input", str(base), "--tokenizer", tokenizer,
              "--out", str(work / "datatrove"), "--workers", str(cores)],
             python=peer_python,
+            env={"PYTHONPATH": os.pathsep.join(filter(None, (PEER_PATH, os.environ.get("PYTHONPATH"))))},
         )  # fmt: skip
         shutil.rmtree(work / "datatrove", ignore_errors=True)
         runs["datatrove"].append(peer)

@@ -74,6 +74,7 @@ def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
          "--work", str(tmp_path / "work"), "--out", str(out)],
         check=True,
         timeout=900,
+        cwd=tmp_path,  # not the repository: the datatrove peer finds its module from anywhere
     )  # fmt: skip
     result = json.loads(out.read_text())
     for key in TARGETS:
