@@ -20,7 +20,7 @@ run: venv delta-jars $(SAMPLE)
 	$(VENV)/bin/tokenlake run --input $(SAMPLE) --work $(WORK)
 
 test: venv delta-jars peer-venv chromium
-	TOKENLAKE_PEER_PYTHON=$(PEER_VENV)/bin/python $(PY) -m pytest $(PYTEST_ARGS)
+	TOKENLAKE_PEER_PYTHON=$(PEER_VENV)/bin/python $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
 BENCH_MB ?= 200
