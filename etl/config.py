@@ -121,6 +121,9 @@ class EtlConfig:
     """Tokens per gold file; the gold table gets at least ``min_files`` files, balanced by tokens."""
     min_files: int = 2
     """Lower bound on gold files, so that every training rank gets a shard."""
+    row_group_mb: int = 4
+    """Parquet row groups of gold close this size (in memory, before compression): the unit a
+    training rank reads and shards by, so several per file; a rank's first batch waits for one."""
     rebuild_gold: bool = False
     """Rebuild gold from the whole silver table even where it could grow by this run's new rows
     (``--rebuild-gold``); with a trained tokenizer this trains it again."""
@@ -179,6 +182,7 @@ class EtlConfig:
             "minhash_perm",
             "minhash_bands",
             "min_files",
+            "row_group_mb",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"etl.{name} must be >= 1, got {getattr(self, name)}")

@@ -262,6 +262,7 @@ def _publish_gold(run: EtlRun, gold: DataFrame, totals: dict, plan: GoldPlan) ->
                 gold_path,
                 mode="append" if append else "overwrite",
                 metadata=commit.metadata(),
+                row_group_bytes=cfg.row_group_mb << 20,
             )
     written = read_table(spark, gold_path, version)
     file_name = F.element_at(F.split(F.col("_metadata.file_path"), "/"), -1)

@@ -9,16 +9,38 @@ from pyspark.sql import DataFrame, SparkSession
 TABLES = ("bronze", "silver", "gold", "quarantine")
 
 
-def write_table(df: DataFrame, path: str, *, mode: str = "overwrite", metadata: dict | None = None) -> int:
+ROW_GROUP_CONF = "parquet.block.size"
+
+
+def write_table(
+    df: DataFrame,
+    path: str,
+    *,
+    mode: str = "overwrite",
+    metadata: dict | None = None,
+    row_group_bytes: int | None = None,
+) -> int:
     """Write ``df`` as one Delta commit (``metadata`` goes into the commit's userMetadata);
-    return the new version."""
+    return the new version. ``row_group_bytes``: Parquet's row group size for this write (Delta
+    does not pass writer options to Parquet; the session's settings reach its Hadoop conf)."""
     writer = df.write.format("delta").mode(mode)
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")
     if metadata:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-    writer.save(path)
-    return latest_version(df.sparkSession, path)
+    spark = df.sparkSession
+    before = spark.conf.get(ROW_GROUP_CONF, None)
+    if row_group_bytes:
+        spark.conf.set(ROW_GROUP_CONF, str(row_group_bytes))
+    try:
+        writer.save(path)
+    finally:
+        if row_group_bytes:
+            if before is None:
+                spark.conf.unset(ROW_GROUP_CONF)
+            else:
+                spark.conf.set(ROW_GROUP_CONF, before)
+    return latest_version(spark, path)
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

@@ -152,12 +152,13 @@ def test_minilm_warm_start_uses_its_own_tokenizer_and_learns(minilm_work):
     assert config["hidden_size"] == 384 and config["num_hidden_layers"] == 6  # MiniLM-L6, not a fresh model
 
 
-def _relaid_gold(spark, gold, path, frame_of):
-    """Gold's rows written again as another Delta table, laid out by ``frame_of(rows)``."""
+def _relaid_gold(spark, gold, path, frame_of, **write):
+    """Gold's rows written again as another Delta table, laid out by ``frame_of(rows)`` (``write``:
+    more arguments for ``write_table``)."""
     from tokenlake.etl.lake import read_table, write_table
 
     rows = read_table(spark, gold["path"], gold["version"])
-    return {"path": str(path), "version": write_table(frame_of(rows), str(path))}
+    return {"path": str(path), "version": write_table(frame_of(rows), str(path), **write)}
 
 
 def test_ranks_with_uneven_shards_run_the_same_steps_and_finish(spark, work_copy):
@@ -192,6 +193,35 @@ def test_a_split_in_too_few_row_groups_for_the_ranks_is_refused(spark, work_copy
     with pytest.raises(TrainingFailed, match=r"train split is in 1 of gold's 1 row groups.*2 processes"):
         launch_training(spark, table, work_copy, TrainConfig(epochs=1, num_processes=2), data)
     assert (work_copy / "model" / "config.json").read_text() == "{}"  # refused before anything was removed
+
+
+def test_one_file_of_small_row_groups_shards_over_two_ranks(spark, work_copy, monkeypatch):
+    """Row groups, not files, are what ranks share: gold written as one file of small row groups
+    (``write_table``'s ``row_group_bytes``, from ``etl.row_group_mb``) gives both ranks rows; the
+    files come from the Delta log in Python, or from Spark where the log was cleaned up."""
+    from urllib.parse import urlparse
+
+    from tokenlake.etl.lake import ROW_GROUP_CONF, read_table
+    from tokenlake.training import launch
+
+    gold, data = gold_data(spark, work_copy)
+    path = work_copy / "small_groups_gold"
+    table = _relaid_gold(spark, gold, path, lambda rows: rows.coalesce(1), row_group_bytes=64 << 10)
+    assert spark.conf.get(ROW_GROUP_CONF, None) is None  # the session's setting is put back
+    files = launch.version_files(spark, table)
+    from_spark = sorted(urlparse(f).path for f in read_table(spark, str(path), table["version"]).inputFiles())
+    assert files == from_spark and len(files) == 1
+    splits, data_path = launch.gold_splits(files, max_len=data.max_len, labelled=True, world=2)
+    assert data_path["files"] == 1 and data_path["row_groups"] >= 4
+    assert min(data_path["rows_per_rank"]["train"]) > 0 and len(splits["train"]) == sum(
+        data_path["rows_per_rank"]["train"]
+    )
+
+    def cleaned_up(*args, **kwargs):
+        raise launch.LogIncomplete("commit log is not complete from version 0")
+
+    monkeypatch.setattr(launch, "delta_files", cleaned_up)
+    assert [urlparse(f).path for f in launch.version_files(spark, table)] == from_spark
 
 
 NO_SPARK_CHECK = """

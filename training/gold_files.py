@@ -12,6 +12,10 @@ from urllib.parse import unquote
 from tokenlake.etl import storage
 
 
+class LogIncomplete(ValueError):
+    """The JSON commits do not go back to version 0 (Delta cleaned them up after a checkpoint)."""
+
+
 def _commits(table: str | Path) -> list[tuple[int, str]]:
     """``(version, path)`` of every JSON commit of ``table``, local or at a URI."""
     log = storage.join(table, "_delta_log")
@@ -19,7 +23,7 @@ def _commits(table: str | Path) -> list[tuple[int, str]]:
     if not versions:
         raise FileNotFoundError(f"{table} is not a Delta table (no {log}/*.json)")
     if versions != list(range(len(versions))):
-        raise ValueError(f"{table}: commit log is not complete from version 0 (log cleaned up?); read it with Spark")
+        raise LogIncomplete(f"{table}: commit log is not complete from version 0 (log cleaned up?); read it with Spark")
     return [(v, storage.join(log, f"{v:020d}.json")) for v in versions]
 
 

@@ -72,6 +72,15 @@ def row_groups(files: list[str]) -> list[RowGroup]:
     return groups
 
 
+def parquet_columns(url: str) -> list[str]:
+    """The column names of the Parquet file at ``url`` (its footer alone)."""
+    import pyarrow.parquet as pq
+
+    fs, path = filesystem(url)
+    with fs.open(path, "rb") as handle:
+        return pq.ParquetFile(handle).schema_arrow.names
+
+
 def shard_rows(groups: list[RowGroup], split: str, world: int) -> list[int]:
     """The rows of ``split`` each of ``world`` ranks reads (rank r: row groups r, r + world, ...)."""
     return [sum(g.rows.get(split, 0) for g in groups[rank::world]) for rank in range(world)]
