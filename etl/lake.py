@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from pyspark.sql import DataFrame, SparkSession
@@ -10,6 +11,24 @@ TABLES = ("bronze", "silver", "gold", "quarantine")
 
 
 ROW_GROUP_CONF = "parquet.block.size"
+
+
+@contextlib.contextmanager
+def session_setting(spark: SparkSession, key: str, value: str | None):
+    """``key`` set to ``value`` in the session while the block runs (for settings a write reads
+    from the session, not from its options), then put back as it was; None leaves it alone."""
+    if value is None:
+        yield
+        return
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def write_table(
@@ -28,19 +47,9 @@ def write_table(
         writer = writer.option("overwriteSchema", "true")
     if metadata:
         writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
-    spark = df.sparkSession
-    before = spark.conf.get(ROW_GROUP_CONF, None)
-    if row_group_bytes:
-        spark.conf.set(ROW_GROUP_CONF, str(row_group_bytes))
-    try:
+    with session_setting(df.sparkSession, ROW_GROUP_CONF, str(row_group_bytes) if row_group_bytes else None):
         writer.save(path)
-    finally:
-        if row_group_bytes:
-            if before is None:
-                spark.conf.unset(ROW_GROUP_CONF)
-            else:
-                spark.conf.set(ROW_GROUP_CONF, before)
-    return latest_version(spark, path)
+    return latest_version(df.sparkSession, path)
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -59,9 +68,8 @@ def merge_new(df: DataFrame, path: str, *, key: str, metadata: dict | None = Non
     if not table_exists(spark, path):
         inserted = df.count()
         return write_table(df, path, metadata=metadata), inserted
-    conf = "spark.databricks.delta.commitInfo.userMetadata"
-    spark.conf.set(conf, json.dumps(metadata or {}, sort_keys=True))
-    try:
+    commit_message = json.dumps(metadata or {}, sort_keys=True)
+    with session_setting(spark, "spark.databricks.delta.commitInfo.userMetadata", commit_message):
         metrics = (
             DeltaTable.forPath(spark, path)
             .alias("t")
@@ -70,8 +78,6 @@ def merge_new(df: DataFrame, path: str, *, key: str, metadata: dict | None = Non
             .withSchemaEvolution()
             .execute()
         )
-    finally:
-        spark.conf.unset(conf)
     return latest_version(spark, path), int(metrics.first()["num_inserted_rows"])
 
 
