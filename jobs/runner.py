@@ -36,7 +36,7 @@ from tokenlake.jobs.release import release_classifier
 from tokenlake.jobs.report import etl_report, read_report, update_report, validation_summary
 from tokenlake.training.baseline import train_baseline
 from tokenlake.training.config import GoldData
-from tokenlake.training.distributed import EVAL_KEYS
+from tokenlake.training.epochs import EVAL_KEYS
 from tokenlake.training.launch import launch_training, train_without_spark
 from tokenlake.training.privacy import PrivacyPlan
 from tokenlake.training.privacy import report as privacy_report

@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tokenlake.etl.config import Task
 from tokenlake.training.config import TrainSpec
-from tokenlake.training.progress import rank0_steps
+from tokenlake.training.epochs import evaluate_split, run_epochs
 
 
 def _device(use_gpu: bool):
@@ -31,40 +30,8 @@ def _device(use_gpu: bool):
     return torch.device("cpu")
 
 
-def _evaluate_split(state: _Rank, split) -> dict:
-    """Every rank evaluates its shard; the sums are all-reduced once (no per-batch collective, so
-    uneven shards cannot hang), then turned into metrics."""
-    import torch.distributed as dist
-
-    from tokenlake.training.loop import evaluate, evaluate_lm, lm_metrics, metrics
-
-    spec, device = state.spec, state.device
-    with split.make_torch_dataloader(
-        batch_size=spec.train.eval_batch_size,
-        num_epochs=1,
-        cur_shard=state.rank,
-        shard_count=state.world,
-        workers_count=spec.train.reader_workers,
-        shuffle_row_groups=False,
-    ) as loader:
-        if spec.task == Task.CAUSAL_LM:
-            sums = evaluate_lm(state.model, loader, device=device, amp_dtype=state.amp_dtype)
-        else:
-            sums = evaluate(state.model, loader, num_labels=len(spec.labels), device=device, amp_dtype=state.amp_dtype)
-    for key, value in sums.items():
-        on_device = value.to(device)
-        dist.all_reduce(on_device)
-        sums[key] = on_device.cpu()
-    if spec.task == Task.CAUSAL_LM:
-        return lm_metrics(sums)
-    return {**metrics(sums), "confusion": sums["confusion"].tolist()}
-
-
-EVAL_KEYS = {Task.CLASSIFICATION: ("loss", "accuracy", "macro_f1"), Task.CAUSAL_LM: ("loss", "perplexity")}
-
-
 @dataclass
-class _Rank:
+class RankState:
     """What the phases of ``train_fn`` share on one rank."""
 
     spec: TrainSpec
@@ -106,8 +73,8 @@ def train_fn(spec: TrainSpec, splits: dict) -> dict:
             batches = _batches(state, rows)
             if spec.resume_from:
                 _resume(state, batches)
-            _run_epochs(state, batches, splits["validation"])
-        test = None if state.stopped == "pruned" else _evaluate_split(state, splits["test"])
+            run_epochs(state, batches, splits["validation"])
+        test = None if state.stopped == "pruned" else evaluate_split(state, splits["test"])
         return _finish(state, test, time.perf_counter() - start)
     except BaseException as exc:
         _report_failure(spec, exc)
@@ -133,7 +100,7 @@ def _report_failure(spec: TrainSpec, exc: BaseException) -> None:
         storage.write_text(storage.join(spec.failure_dir, f"rank-{os.environ.get('RANK', '0')}.txt"), message)
 
 
-def _set_up_rank(spec: TrainSpec) -> _Rank:
+def _set_up_rank(spec: TrainSpec) -> RankState:
     """Join the process group (collectives time out after ``collective_timeout_s``) and seed the RNGs."""
     from datetime import timedelta
 
@@ -147,10 +114,10 @@ def _set_up_rank(spec: TrainSpec) -> _Rank:
     dist.init_process_group("nccl" if cfg.use_gpu else "gloo", timeout=timedelta(seconds=cfg.collective_timeout_s))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed + rank)  # Petastorm's shuffling buffer draws from numpy's global RNG
-    return _Rank(spec=spec, rank=rank, world=world, device=device)
+    return RankState(spec=spec, rank=rank, world=world, device=device)
 
 
-def _build_model(state: _Rank) -> None:
+def _build_model(state: RankState) -> None:
     """The model (DDP-wrapped), its optimizer and schedule over every epoch's steps, mixed precision."""
     import torch
     from torch.nn.parallel import DistributedDataParallel as DDP
@@ -183,7 +150,7 @@ def _build_model(state: _Rank) -> None:
     state.scaler = torch.amp.GradScaler("cuda") if state.amp_dtype == torch.float16 else None
 
 
-def _train_rows(state: _Rank, split):
+def _train_rows(state: RankState, split):
     """This rank's training rows, pass after pass over its shard, each pass shuffled by its own seed."""
     from tokenlake.training.data import passes
 
@@ -204,14 +171,14 @@ def _train_rows(state: _Rank, split):
     return passes(open_pass, cfg.rank_batch)
 
 
-def _batches(state: _Rank, rows):
+def _batches(state: RankState, rows):
     from tokenlake.training.data import length_bucketed
 
     cfg = state.spec.train
     return length_bucketed(rows, cfg.bucket_batches, seed=cfg.seed + state.rank)
 
 
-def _resume(state: _Rank, batches) -> None:
+def _resume(state: RankState, batches) -> None:
     """Continue from ``spec.resume_from``: the data order is a function of the seeds alone, so
     replaying it up to the checkpoint puts the batches the killed run would have seen next in
     front of this one (reading is far faster than training: benchmarks' loader_vs_train); the
@@ -233,110 +200,7 @@ def _resume(state: _Rank, batches) -> None:
         print(f"resumed from {spec.resume_from}: epoch {state.first_epoch + 1}, step {state.first_step}", flush=True)
 
 
-def _save(state: _Rank, epoch: int, step: int) -> None:
-    """Every rank's part of the checkpoint at (``epoch``, ``step``)."""
-    import torch.distributed as dist
-
-    from tokenlake.training import checkpoint
-
-    spec = state.spec
-    where = {"epoch": epoch, "step": step, "global_step": epoch * state.steps + step, "history": state.history,
-             "steps": state.step_log, "lineage": spec.lineage, "mlflow_run_id": spec.mlflow_run_id}  # fmt: skip
-    if state.accountant is not None:
-        where["privacy_history"] = state.accountant.history
-    checkpoint.save(spec.checkpoint_dir, rank=state.rank, barrier=dist.barrier, where=where,
-                    model=state.model, opt=state.opt, sched=state.sched)  # fmt: skip
-
-
-def _run_epochs(state: _Rank, batches, validation) -> None:
-    """The epochs left: a fixed number of steps each (checkpointed every ``checkpoint_steps`` and
-    at the end), validation, and early stopping on the all-reduced history."""
-    from tokenlake.training.loop import fit_epoch, stop_early
-
-    cfg, world, steps = state.spec.train, state.world, state.steps
-    every = cfg.checkpoint_steps
-    for epoch in range(state.first_epoch, cfg.epochs):
-        if stop_early(state.history, cfg.early_stopping_patience, cfg.early_stopping_min_delta):
-            break  # every rank holds the same all-reduced history, so every rank stops here
-        if not _within_budget(state, steps - (state.first_step if epoch == state.first_epoch else 0)):
-            break
-
-        def after_step(step: int, epoch: int = epoch) -> None:
-            if every and (epoch * steps + step + 1) % every == 0:
-                _save(state, epoch, step + 1)
-
-        stats = fit_epoch(
-            state.ddp,
-            batches,
-            steps=steps,
-            opt=state.opt,
-            sched=state.sched,
-            device=state.device,
-            grad_accum_steps=cfg.grad_accum_steps,
-            max_grad_norm=0 if state.spec.privacy else cfg.max_grad_norm,  # DP clips each sample's instead
-            amp_dtype=state.amp_dtype,
-            scaler=state.scaler,
-            on_step=rank0_steps(epoch, cfg.epochs, steps, world, state.step_log, state.stepped)
-            if state.rank == 0
-            else None,
-            start_step=state.first_step if epoch == state.first_epoch else 0,
-            after_step=after_step,
-        )
-        val = _evaluate_split(state, validation)
-        state.history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": stats["loss"],
-                "lr": state.sched.get_last_lr()[0],
-                "samples_per_s": stats["samples"] * world / stats["seconds"],
-                "tokens_per_s": stats["tokens"] * world / stats["seconds"],
-                "real_token_fraction": stats["real_token_fraction"],
-                **{f"val_{k}": val[k] for k in EVAL_KEYS[state.spec.task]},
-            }
-        )
-        if state.rank == 0:
-            print(f"epoch {epoch + 1}/{cfg.epochs} {state.history[-1]}", flush=True)
-        _save(state, epoch + 1, 0)
-        if state.spec.trial and _pruned(state, epoch):
-            break
-
-
-def _within_budget(state: _Rank, next_steps: int) -> bool:
-    """Under DP, whether the next epoch's steps stay within the target ε (the same answer on every
-    rank: each holds the same accountant); if not, training stops here, saying so."""
-    from tokenlake.training.privacy import PrivacyBudgetSpent, check_budget
-
-    if state.accountant is None:
-        return True
-    try:
-        check_budget(state.spec.privacy, state.accountant.history, next_steps)
-    except PrivacyBudgetSpent as exc:
-        state.stopped = "privacy_budget"
-        if state.rank == 0:
-            print(f"training stops: {exc}", flush=True)
-        return False
-    return True
-
-
-def _pruned(state: _Rank, epoch: int) -> bool:
-    """Rank 0 reports the epoch's validation loss to the Optuna trial and asks whether to prune;
-    every rank gets the answer."""
-    import torch.distributed as dist
-
-    answer = [False]
-    if state.rank == 0:
-        from tokenlake.training.tuning import report_epoch
-
-        answer[0] = report_epoch(state.spec.trial, epoch + 1, state.history[-1]["val_loss"])
-    dist.broadcast_object_list(answer, src=0)
-    if answer[0]:
-        state.stopped = "pruned"
-        if state.rank == 0:
-            print(f"trial pruned after epoch {epoch + 1}", flush=True)
-    return answer[0]
-
-
-def _finish(state: _Rank, test: dict, train_seconds: float) -> dict:
+def _finish(state: RankState, test: dict, train_seconds: float) -> dict:
     """Rank 0 writes the model and its result, which every rank receives and confirms; then the
     process group is torn down."""
     import torch
