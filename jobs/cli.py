@@ -29,14 +29,12 @@ from tokenlake.jobs.flags import (
     FLAGS,
     HELP,
     TOOLS,
-    Parser,
     add_config_flags,
     add_flags,
-    config_from_args,
     epilog,
     exit_codes,
-    resolve_args,
 )
+from tokenlake.jobs.parsing import Parser, config_from_args, resolve_args
 from tokenlake.jobs.tools import COMMANDS
 
 DESCRIPTION = (

@@ -1,103 +1,16 @@
 """The flags of each ``tokenlake`` command, with their help and the config key each one sets.
 
-``tokenlake COMMAND`` and ``jobs/COMMAND_job.py`` take the same flags (``add_flags``). A flag that
-sets a config field is declared with ``_setting``: its help shows the field's default, and
-``settings_of`` hands the values given to ``jobs.config.resolve_config`` with the flag's name, so
-that ``tokenlake config show`` can say where each value came from.
+``tokenlake COMMAND`` and ``jobs/COMMAND_job.py`` take the same flags (``add_flags``); a flag
+declared with ``setting`` sets a config field (``jobs.parsing``: how flags are parsed and traced).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 
 from tokenlake.etl.config import Task
 from tokenlake.jobs.failures import EXIT_CODES
-
-SETTINGS: dict[str, str] = {}
-"""dest -> config key of every flag declared with ``_setting``."""
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def resolve_args(args: argparse.Namespace):
-    """The configuration ``args`` resolve to, with each value's origin (``jobs.config.Resolved``)."""
-    from tokenlake.jobs.config import resolve_config
-
-    return resolve_config(args.config, args.set, settings_of(args))
-
-
-def config_from_args(args: argparse.Namespace):
-    return resolve_args(args).config
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and epilogs as written (examples keep their lines); each flag's default shown."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS):
-            return text
-        return f"{text} (default: %(default)s)"
-
-
-class Parser(argparse.ArgumentParser):
-    """No abbreviated flags (``--epoch`` is not ``--epochs``); an unknown flag is reported under
-    its subcommand's usage with the nearest known flag."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:  # type: ignore[override]
-        parsed, extra = self.parse_known_args(args, namespace)
-        if extra:
-            owner = self._subcommand_parser(parsed) or self
-            known = {o.lstrip("-"): o for action in owner._actions for o in action.option_strings if o.startswith("--")}
-            hint = ""
-            if extra[0].startswith("--"):  # compared without the dashes, which every flag shares
-                close = difflib.get_close_matches(extra[0].split("=")[0].lstrip("-"), known, n=1, cutoff=0.6)
-                hint = f" (did you mean {known[close[0]]}?)" if close else ""
-            owner.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-        return parsed
-
-    def _subcommand_parser(self, parsed: argparse.Namespace) -> Parser | None:
-        for action in self._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
-                if isinstance(chosen, Parser):
-                    return chosen._subcommand_parser(parsed) or chosen
-        return None
-
-
-def config_default(key: str) -> object:
-    from tokenlake.jobs.config import SECTIONS
-
-    section, name = key.split(".")
-    field = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
-    return field.default
-
-
-def _setting(p: argparse.ArgumentParser, flag: str, key: str, help: str, **kwargs) -> None:
-    """A flag that sets config field ``key``; not given, it leaves the config's value."""
-    dest = flag.removeprefix("--").replace("-", "_")
-    SETTINGS[dest] = key
-    shown = config_default(key)
-    p.add_argument(flag, dest=dest, default=None, help=f"{help} [{key}; default: {shown}]", **kwargs)
-
-
-def settings_of(args: argparse.Namespace) -> dict[str, tuple[str, object]]:
-    """The config values the flags in ``args`` set: ``{"train.epochs": ("--epochs", 3)}``."""
-    return {key: (f"--{dest.replace('_', '-')}", getattr(args, dest)) for dest, key in SETTINGS.items()
-            if hasattr(args, dest)}  # fmt: skip
+from tokenlake.jobs.parsing import positive_int, setting
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -138,22 +51,22 @@ def _etl_flags(p: argparse.ArgumentParser) -> None:
         required=True,
         help="file, directory or glob (comma-separated for several): JSON Lines, CSV/TSV, Parquet, .txt; .gz/.bz2 too",
     )
-    _setting(p, "--text-column", "etl.text_column", "input field holding the document text", metavar="NAME")
-    _setting(p, "--label-column", "etl.label_column", "input field holding the label", metavar="NAME")
-    _setting(p, "--id-column", "etl.id_column", "input field holding the id (absent: the text's SHA-256)",
+    setting(p, "--text-column", "etl.text_column", "input field holding the document text", metavar="NAME")
+    setting(p, "--label-column", "etl.label_column", "input field holding the label", metavar="NAME")
+    setting(p, "--id-column", "etl.id_column", "input field holding the id (absent: the text's SHA-256)",
              metavar="NAME")  # fmt: skip
-    _setting(p, "--max-len", "etl.max_len", "tokens per document, special tokens included", type=int, metavar="N")
-    _setting(p, "--task", "etl.task", "classification (labelled documents, truncated) or causal-lm (unlabelled, "
+    setting(p, "--max-len", "etl.max_len", "tokens per document, special tokens included", type=int, metavar="N")
+    setting(p, "--task", "etl.task", "classification (labelled documents, truncated) or causal-lm (unlabelled, "
              "packed blocks)", choices=tuple(Task))  # fmt: skip
-    _setting(p, "--rebuild-gold", "etl.rebuild_gold", "re-tokenize all of silver into gold even where gold could "
+    setting(p, "--rebuild-gold", "etl.rebuild_gold", "re-tokenize all of silver into gold even where gold could "
              "grow by the new rows alone", action="store_true")  # fmt: skip
 
 
 def _train_flags(p: argparse.ArgumentParser) -> None:
-    _setting(p, "--model", "train.model", "tiny, small or base (from scratch), minilm (pretrained, needs the "
+    setting(p, "--model", "train.model", "tiny, small or base (from scratch), minilm (pretrained, needs the "
              "pretrained extra) or a local checkpoint directory holding config.json", metavar="NAME")  # fmt: skip
-    _setting(p, "--epochs", "train.epochs", "passes over the training split", type=int, metavar="N")
-    _setting(
+    setting(p, "--epochs", "train.epochs", "passes over the training split", type=int, metavar="N")
+    setting(
         p,
         "--batch-size",
         "train.batch_size",
@@ -161,11 +74,11 @@ def _train_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
     )
-    _setting(p, "--num-processes", "train.num_processes", "DDP processes", type=int, metavar="N")
-    _setting(p, "--local-mode", "train.local_mode", "TorchDistributor processes on the driver or, with "
+    setting(p, "--num-processes", "train.num_processes", "DDP processes", type=int, metavar="N")
+    setting(p, "--local-mode", "train.local_mode", "TorchDistributor processes on the driver or, with "
              "--no-local-mode, in executor tasks", action=argparse.BooleanOptionalAction)  # fmt: skip
-    _setting(p, "--use-gpu", "train.use_gpu", "train on GPUs (NCCL)", action=argparse.BooleanOptionalAction)
-    _setting(p, "--resume", "train.resume", "continue from WORK/checkpoints (run: skips the ETL when a validated "
+    setting(p, "--use-gpu", "train.use_gpu", "train on GPUs (NCCL)", action=argparse.BooleanOptionalAction)
+    setting(p, "--resume", "train.resume", "continue from WORK/checkpoints (run: skips the ETL when a validated "
              "gold version exists)", action="store_true")  # fmt: skip
     p.add_argument("--mlflow-uri", metavar="URI", help="tracking URI (default: sqlite:///WORK/mlflow.db)")
 

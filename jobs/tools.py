@@ -15,7 +15,7 @@ from tokenlake.jobs.failures import (
     has_credentials,
     unexpected,
 )
-from tokenlake.jobs.flags import resolve_args
+from tokenlake.jobs.parsing import resolve_args
 
 
 def _generate(args: argparse.Namespace) -> int:
