@@ -142,12 +142,13 @@ CORPUS_KINDS = {
 
 def make_corpus(path: Path, mb: float, seed: int, *, kind: str = "web") -> Path:
     """A generated corpus of about ``mb`` MB of ``CORPUS_KINDS[kind]`` (deterministic per seed)."""
-    from tokenlake.synthetic.generate import generate_corpus
+    from tokenlake.synthetic.generate import generate_corpus, truth_path
 
     if not path.exists():
         probe = generate_corpus(path.with_suffix(".probe"), 2000, seed, **CORPUS_KINDS[kind])
         per_doc = probe.stat().st_size / 2000
         probe.unlink()
+        truth_path(probe).unlink(missing_ok=True)  # a dirty probe writes its truth too (~5 MB)
         generate_corpus(path, corpus_docs(mb, per_doc), seed, **CORPUS_KINDS[kind])
     return path
 

@@ -54,6 +54,15 @@ def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, t
     assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
 
 
+def test_a_bench_corpus_leaves_only_itself_and_its_truth(tmp_path):
+    """Its size comes from a probe corpus, which is removed with its ground truth."""
+    from tokenlake.benchmarks.measure import make_corpus
+
+    path = make_corpus(tmp_path / "corpus.jsonl", 0.05, seed=3, kind="web")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "corpus.truth.jsonl"]
+    assert len(path.read_bytes().splitlines()) >= 200
+
+
 def test_a_local_session_can_be_given_the_drivers_gpus():
     """TorchDistributor's local mode with use_gpu asks Spark which GPUs the driver owns."""
     from tokenlake.jobs.session import driver_gpu_settings
