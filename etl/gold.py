@@ -38,6 +38,7 @@ from tokenlake.etl.lake import (
 )
 from tokenlake.etl.pack import pack_blocks
 from tokenlake.etl.tokenize import (
+    CHARS_PER_TOKEN,
     TOKENIZER_FILE,
     copy_tokenizer,
     fingerprint,
@@ -158,9 +159,12 @@ def label_names(silver: DataFrame) -> list[str]:
     return sorted(names)
 
 
-def tokenizer_sample(silver: DataFrame, n: int) -> list[str]:
-    """``n`` train-split texts chosen by hash: the same sample on every run, never other splits."""
-    rows = silver.where(F.col("split") == "train").orderBy(F.xxhash64("id"), "id").limit(n).select("text")
+def tokenizer_sample(silver: DataFrame, n: int, chars: int | None = None) -> list[str]:
+    """``n`` train-split texts chosen by hash: the same sample on every run, never other splits.
+    ``chars``: each text only up to the end of the word at that many characters, the part of it
+    that a truncated document keeps (all of it: ``None``)."""
+    text = F.col("text") if chars is None else F.regexp_extract("text", rf"(?sU)^.{{0,{chars}}}\w*", 0)
+    rows = silver.where(F.col("split") == "train").orderBy(F.xxhash64("id"), "id").limit(n).select(text)
     return [r[0] for r in rows.toLocalIterator()]
 
 
@@ -192,7 +196,9 @@ def _tokenizer(run: EtlRun, silver: DataFrame) -> GoldPlan:
     plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
     log.info("gold: %s (%s)", plan.mode, plan.reason)
     with run.stage("tokenizer"):
-        sample = partial(tokenizer_sample, silver, cfg.tokenizer_sample_docs)
+        # a classifier sees each document's first max_len tokens: the vocabulary is learnt from those
+        chars = None if cfg.task == Task.CAUSAL_LM else cfg.max_len * CHARS_PER_TOKEN
+        sample = partial(tokenizer_sample, silver, cfg.tokenizer_sample_docs, chars)
         result.tokenizer_fingerprint = install_tokenizer(plan, cfg, tokenizer_dir, sample)
         result.tokenizer_dir = str(tokenizer_dir)
         result.vocab_size = vocab_size(tokenizer_dir)

@@ -100,3 +100,19 @@ def test_tokenizers_that_may_join_words_across_a_space_encode_whole_texts():
     ]
     for change in unsafe:
         assert prefix_chars(json.dumps(bert | change), 16) is None, change
+
+
+def test_a_classifiers_tokenizer_learns_from_the_part_of_each_train_text_that_gold_keeps(spark):
+    from tokenlake.etl.gold import tokenizer_sample
+
+    long, accented = "alpha " * 100 + "omega", "naïve " * 20
+    df = spark.createDataFrame(
+        [("a", "train", long), ("b", "train", "short text"), ("c", "test", "held out"), ("d", "train", accented)],
+        "id string, split string, text string",
+    )
+    assert sorted(tokenizer_sample(df, 10)) == sorted([long, "short text", accented])  # the train split, whole
+    assert sorted(tokenizer_sample(df, 10, chars=40)) == sorted(
+        ["alpha " * 6 + "alpha", "short text", "naïve " * 6 + "naïve"]
+    )
+    assert tokenizer_sample(df, 10, chars=8) == tokenizer_sample(df, 10, chars=8)  # the same sample on every run
+    assert "naïve naïve" in tokenizer_sample(df, 10, chars=8)  # a word runs to its end, accents included
