@@ -172,6 +172,68 @@ def test_passes_chain_seeded_one_pass_loaders_into_full_batches():
         next(passes(lambda n: empty.make_torch_dataloader(batch_size=4), 4))
 
 
+def test_rebatch_cuts_chunks_into_batches_and_shuffles_within_windows_by_its_seed():
+    from tokenlake.training.data import rebatch
+
+    chunks = [{"row": torch.arange(a, b), "n_tokens": torch.arange(a, b) % 7} for a, b in
+              [(0, 5), (5, 5), (5, 23), (23, 30), (30, 61), (61, 64)]]  # fmt: skip
+    plain = list(rebatch(iter(chunks), 8))
+    assert [b["row"].tolist() for b in plain] == [list(range(i, min(i + 8, 64))) for i in range(0, 64, 8)]
+    assert all(b["n_tokens"].tolist() == (b["row"] % 7).tolist() for b in plain)  # columns stay aligned
+    assert [len(b["row"]) for b in rebatch(iter(chunks[:3]), 8)] == [8, 8, 7]  # the last batch may be short
+
+    shuffled = list(rebatch(iter(chunks), 8, window=20, seed=3))
+    rows = torch.cat([b["row"] for b in shuffled]).tolist()
+    assert sorted(rows) == list(range(64)) and rows != list(range(64))
+    assert all(b["n_tokens"].tolist() == (b["row"] % 7).tolist() for b in shuffled)
+    assert [len(b["row"]) for b in shuffled] == [8] * 8
+    # windows: 23 rows are held when the first is cut (16 leave, 7 wait), so the first two batches
+    # hold rows of the first three chunks alone; the last chunk's rows come in the last batch
+    assert max(rows[:16]) < 23 and {61, 62, 63} <= set(rows[-8:])
+    assert torch.cat([b["row"] for b in rebatch(iter(chunks), 8, window=20, seed=3)]).tolist() == rows
+    assert torch.cat([b["row"] for b in rebatch(iter(chunks), 8, window=20, seed=4)]).tolist() != rows
+    assert list(rebatch(iter([]), 8, seed=1)) == []
+
+
+def test_the_gold_reader_yields_padded_batches_in_an_order_set_by_its_seed(tmp_path):
+    """``GoldSplit``'s loader over Parquet files in place: the split's rows alone, ``input_ids``
+    padded to ``max_len``, the same order for the same seed in a fresh reader, another for another."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tokenlake.training.gold_reader import GoldSplit
+
+    for f in range(2):
+        ids = [list(range(1, 2 + (i % 9))) for i in range(100)]
+        pq.write_table(pa.table({
+            "input_ids": pa.array(ids, pa.list_(pa.int32())),
+            "n_tokens": pa.array([len(x) for x in ids], pa.int32()),
+            "label": pa.array([f * 100 + i for i in range(100)], pa.int32()),
+            "split": ["train" if i % 4 else "test" for i in range(100)],
+        }), tmp_path / f"part-{f}.parquet", row_group_size=25)  # fmt: skip
+    split = GoldSplit(tuple(str(p) for p in sorted(tmp_path.glob("*.parquet"))), "train", 6, True, (150,))
+
+    def read(**kwargs) -> list[dict]:
+        with split.make_torch_dataloader(batch_size=16, workers_count=1, **kwargs) as loader:
+            return list(loader)
+
+    plain = read(shuffle_row_groups=False)
+    labels = torch.cat([b["label"] for b in plain]).tolist()
+    assert labels == [f * 100 + i for f in range(2) for i in range(100) if i % 4]  # the train rows, in order
+    assert [len(b["label"]) for b in plain] == [16] * 9 + [6]
+    first = plain[0]
+    assert first["input_ids"].shape == (16, 6) and first["input_ids"].dtype == torch.int32
+    assert first["input_ids"][0].tolist() == [1, 2, 0, 0, 0, 0] and first["n_tokens"][0] == 2  # row 1: 2 ids
+    assert first["input_ids"][4].tolist() == [1, 2, 3, 4, 5, 6] and first["n_tokens"][4] == 6  # row 6: 7 ids, cut
+
+    def order(seed: int) -> list[int]:
+        batches = read(seed=seed, shuffle_rows=True, shuffle_window=64)
+        return torch.cat([b["label"] for b in batches]).tolist()
+
+    assert sorted(order(1)) == sorted(labels) and order(1) != labels
+    assert order(1) == order(1) and order(2) != order(1)
+
+
 def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -52,6 +52,43 @@ def length_bucketed(batches: Iterator[dict], pool: int, seed: int = 0) -> Iterat
             yield {k: v[chunks[j]] for k, v in rows.items()}
 
 
+def rebatch(chunks: Iterator[dict], batch_size: int, *, window: int = 0, seed: int | None = None) -> Iterator[dict]:
+    """Chunks of rows (dicts of equally long tensors, e.g. a reader's row groups) -> batches of
+    ``batch_size`` rows, the last one possibly shorter. With a ``seed``, rows are shuffled in
+    windows: rows are gathered until at least ``window`` have arrived, permuted by a generator of
+    that seed and cut into batches; the rows short of a full batch join the next window. The order
+    is a function of the chunks and the seed alone (no global RNG), and the work per row is a few
+    tensor indexing operations, not Python per row."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    pending: list[dict] = []
+    held = 0
+
+    def cut(final: bool) -> Iterator[dict]:
+        nonlocal pending, held
+        rows = {k: torch.cat([c[k] for c in pending]) for k in pending[0]}
+        if generator is not None:
+            order = torch.randperm(held, generator=generator)
+            rows = {k: v[order] for k, v in rows.items()}
+        full = held if final else held - held % batch_size
+        for i in range(0, full, batch_size):
+            yield {k: v[i : i + batch_size] for k, v in rows.items()}
+        pending = [{k: v[full:] for k, v in rows.items()}] if full < held else []
+        held -= full
+
+    for chunk in chunks:
+        n = int(next(iter(chunk.values())).shape[0])
+        if n == 0:
+            continue
+        pending.append(chunk)
+        held += n
+        if held >= max(window, batch_size):
+            yield from cut(final=False)
+    if held:
+        yield from cut(final=True)
+
+
 def passes(open_pass: Callable[[int], AbstractContextManager], batch_size: int) -> Iterator[dict]:
     """Endless batches of exactly ``batch_size`` rows from one-pass loaders: ``open_pass(n)`` opens
     pass n (seeded by n); a pass's last, partial batch is completed with the next pass's first rows.

@@ -113,7 +113,7 @@ def _set_up_rank(spec: TrainSpec) -> RankState:
     device = _device(cfg.use_gpu)
     dist.init_process_group("nccl" if cfg.use_gpu else "gloo", timeout=timedelta(seconds=cfg.collective_timeout_s))
     torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed + rank)  # Petastorm's shuffling buffer draws from numpy's global RNG
+    np.random.seed(cfg.seed + rank)  # for any library code that draws from it (checkpoints save its state)
     return RankState(spec=spec, rank=rank, world=world, device=device)
 
 
@@ -165,7 +165,7 @@ def _train_rows(state: RankState, split):
             workers_count=cfg.reader_workers,
             seed=cfg.seed + n,
             shuffle_rows=True,
-            shuffling_queue_capacity=4096,
+            shuffle_window=4096,
         )
 
     return passes(open_pass, cfg.rank_batch)
