@@ -232,6 +232,11 @@ def test_the_gold_reader_yields_padded_batches_in_an_order_set_by_its_seed(tmp_p
 
     assert sorted(order(1)) == sorted(labels) and order(1) != labels
     assert order(1) == order(1) and order(2) != order(1)
+    from petastorm.workers_pool import thread_pool
+
+    from tokenlake.training.gold_reader import POLL_S
+
+    assert thread_pool.IO_TIMEOUT_INTERVAL_S == POLL_S  # its threads no longer wake every millisecond
 
 
 def test_petastorm_row_groups_are_listed_in_path_order_whatever_the_listing(tmp_path, monkeypatch):

@@ -154,6 +154,7 @@ class GoldSplit:
         if num_epochs != 1:
             raise ValueError("one pass per loader (training.data.passes chains them)")
         sort_petastorm_row_groups()
+        slow_petastorm_polling()
         fields = ["input_ids", "n_tokens", SPLIT_COLUMN] + (["label"] if self.labelled else [])
         transform = TransformSpec(
             functools.partial(_pad_split, split=self.split, max_len=self.max_len),
@@ -192,3 +193,18 @@ def sort_petastorm_row_groups() -> None:
         return sorted(listed(dataset), key=lambda piece: (piece.path, piece.row_group))
 
     dataset_metadata._split_row_groups_from_footers = by_path
+
+
+POLL_S = 0.05
+"""How long Petastorm's reader threads wait on an empty queue before they look for a stop again."""
+
+
+def slow_petastorm_polling() -> None:
+    """Petastorm's reader threads wait on their queues in slices of 1 ms
+    (``thread_pool.IO_TIMEOUT_INTERVAL_S``): once a rank's row groups are read, its worker thread
+    wakes 1,000 times a second for the rest of the pass, taking the GIL from the training loop
+    each time. A wait ends as soon as an item arrives, whatever the slice, so a longer one only
+    delays ``stop()`` (by up to ``POLL_S``)."""
+    from petastorm.workers_pool import thread_pool
+
+    thread_pool.IO_TIMEOUT_INTERVAL_S = POLL_S
