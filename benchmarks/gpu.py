@@ -8,8 +8,8 @@ python -m tokenlake.benchmarks.gpu --gold WORK/lake/gold [--version N] [--models
 
 ``--processes`` defaults to the number of GPUs (1 on a CPU). Each model trains one epoch on the
 first ``steps x batch x processes`` train rows of gold (a Delta table of their own, so the reader
-does what it does on all of gold); the rate is the median per-step rate after the first
-``WARMUP_STEPS`` logged steps (``benchmarks.training.steady_rate``).
+does what it does on all of gold); the rates are over the logged steps after the first
+``WARMUP_STEPS``, their tokens or samples over their seconds (``benchmarks.training.steady_rate``).
 
 MFU = real tokens/s x model FLOPs per token / peak. FLOPs per token: 6 x non-embedding
 parameters, plus the attention matmuls (12 x layers x width x ``--max-len``, an upper bound of
@@ -84,7 +84,7 @@ def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, pr
     cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size * processes, num_processes=processes, use_gpu=use_gpu,
                       local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
     result = launch_training(spark, table, work / size, cfg, data)
-    tokens_per_s = steady_rate([s["tokens_per_s"] for s in result["steps"]])
+    tokens_per_s = steady_rate(result["steps"], "tokens_per_s")
     model = build_model(data.task, size, vocab_size=data.vocab_size, labels=data.labels, max_len=data.max_len)
     amp = precision(cfg.mixed_precision, torch.device("cuda" if use_gpu else "cpu"))
     return {
@@ -95,7 +95,7 @@ def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, pr
         "processes": processes,
         "steps": result["steps_per_epoch"],
         "tokens_per_s": tokens_per_s,
-        "samples_per_s": steady_rate([s["samples_per_s"] for s in result["steps"]]),
+        "samples_per_s": steady_rate(result["steps"]),
         "mfu": tokens_per_s * flops_per_token(model, data.max_len) / (peak * processes),
         "startup_s": result["startup_s"],
         "data_copy_bytes": result["data_path"]["copy_bytes"],

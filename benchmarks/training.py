@@ -103,9 +103,14 @@ WARMUP_STEPS = 10
 """Steps left out of a steady-state rate: the first batches' reader start-up and allocations."""
 
 
-def steady_rate(step_rates: list[float]) -> float:
-    """The median per-step samples/s after ``WARMUP_STEPS`` (all steps when there are fewer)."""
-    return median(step_rates[WARMUP_STEPS:] or step_rates)
+def steady_rate(steps: list[dict], key: str = "samples_per_s") -> float:
+    """``key`` per second over the logged steps after ``WARMUP_STEPS`` (all steps when there are
+    fewer): their sum over those steps' seconds, each step's seconds being its batch (the same every
+    step) over its ``samples_per_s``. Every step counts, the ones that wait on the reader or sort a
+    pool of batches too: a median of per-step rates would hide them."""
+    kept = steps[WARMUP_STEPS:] or steps
+    seconds = [1 / s["samples_per_s"] for s in kept]
+    return sum(s[key] * t for s, t in zip(kept, seconds, strict=True)) / sum(seconds)
 
 
 def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len: int, steps: int) -> float:
@@ -141,7 +146,7 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
     fit_epoch(
         model, length_bucketed(iter(batches), cfg.bucket_batches, seed=cfg.seed), steps=len(batches),
         opt=opt, sched=sched, device=torch.device("cpu"), max_grad_norm=cfg.max_grad_norm,
-        on_step=lambda _, m: rates.append(m["step_samples_per_s"]),
+        on_step=lambda _, m: rates.append({"samples_per_s": m["step_samples_per_s"]}),
     )  # fmt: skip
     return steady_rate(rates)
 
@@ -156,7 +161,7 @@ def training_ratios(spark, gold, work: Path, meta: dict, steps: int, repeats: in
     pairs, startups = [], []
     for _ in range(repeats + 1):  # the first pair warms up
         result = launch_training(spark, table, work / "train", cfg, GoldData(Task.CLASSIFICATION, **kwargs))
-        distributed = steady_rate([s["samples_per_s"] for s in result["steps"]])
+        distributed = steady_rate(result["steps"])
         memory = in_memory_training(gold, cfg, steps=steps, **kwargs)
         pairs.append((distributed, memory))
         startups.append(result["startup_s"])

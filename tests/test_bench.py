@@ -54,6 +54,21 @@ def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, t
     assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
 
 
+def test_a_steady_rate_counts_every_step_after_the_warm_up_by_its_time():
+    from tokenlake.benchmarks.training import WARMUP_STEPS, steady_rate
+
+    # after the warm-up, 15 steps at 100 samples/s and one that waits on the reader at 10
+    steps = (
+        [{"samples_per_s": 1.0, "tokens_per_s": 1.0}] * WARMUP_STEPS
+        + [{"samples_per_s": 100.0, "tokens_per_s": 1000.0}] * 15
+        + [{"samples_per_s": 10.0, "tokens_per_s": 500.0}]
+    )
+    # 16 batches in 15 / 100 + 1 / 10 = 0.25 batch-seconds: 64 / s, where a median says 100
+    assert steady_rate(steps) == pytest.approx(16 / 0.25)
+    assert steady_rate(steps, "tokens_per_s") == pytest.approx((15 * 1000 / 100 + 500 / 10) / 0.25)
+    assert steady_rate(steps[:3]) == pytest.approx(1.0)  # fewer steps than the warm-up: all of them
+
+
 def test_a_bench_corpus_leaves_only_itself_and_its_truth(tmp_path):
     """Its size comes from a probe corpus, which is removed with its ground truth."""
     from tokenlake.benchmarks.measure import make_corpus
