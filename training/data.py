@@ -67,7 +67,7 @@ def rebatch(chunks: Iterator[dict], batch_size: int, *, window: int = 0, seed: i
 
     def cut(final: bool) -> Iterator[dict]:
         nonlocal pending, held
-        rows = {k: torch.cat([c[k] for c in pending]) for k in pending[0]}
+        rows = pending[0] if len(pending) == 1 else {k: torch.cat([c[k] for c in pending]) for k in pending[0]}
         if generator is not None:
             order = torch.randperm(held, generator=generator)
             rows = {k: v[order] for k, v in rows.items()}
@@ -97,20 +97,15 @@ def passes(open_pass: Callable[[int], AbstractContextManager], batch_size: int) 
     groups again each time it waits for room at an epoch boundary, so an endless reader's order
     depends on timing; a one-pass reader's order depends on its seed alone.
     """
-    import torch
 
-    carry = None
-    for n in itertools.count():
-        rows = 0
-        with open_pass(n) as loader:
-            for batch in loader:
-                rows += int(batch["n_tokens"].shape[0])
-                if carry is not None:
-                    batch = {k: torch.cat([carry[k], v]) for k, v in batch.items()}
-                    carry = None
-                while int(batch["n_tokens"].shape[0]) >= batch_size:
-                    yield {k: v[:batch_size] for k, v in batch.items()}
-                    batch = {k: v[batch_size:] for k, v in batch.items()}
-                carry = batch if batch["n_tokens"].shape[0] else None
-        if rows == 0:
-            raise ValueError(f"pass {n} of the training data had no rows")
+    def pass_rows() -> Iterator[dict]:
+        for n in itertools.count():
+            rows = 0
+            with open_pass(n) as loader:
+                for batch in loader:
+                    rows += int(batch["n_tokens"].shape[0])
+                    yield batch
+            if rows == 0:
+                raise ValueError(f"pass {n} of the training data had no rows")
+
+    return rebatch(pass_rows(), batch_size)
