@@ -21,6 +21,9 @@ QUALITY_FIELDS = (
 )
 """The thresholds of ``etl.quality``'s rules (0 switches one off)."""
 
+SPLITS = ("train", "validation", "test")
+"""The splits, in the order of ``etl.split_fractions``."""
+
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the nearest of ``choices``, or nothing when none is near."""

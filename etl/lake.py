@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import TYPE_CHECKING
 
-from pyspark.sql import DataFrame, SparkSession
+if TYPE_CHECKING:  # annotations only: the Spark-free training path imports error_cause
+    from pyspark.sql import DataFrame, SparkSession
 
 TABLES = ("bronze", "silver", "gold", "quarantine")
 

@@ -11,8 +11,8 @@ import re
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from tokenlake.etl.config import SPLITS
 from tokenlake.etl.pii import first_card, first_email
-from tokenlake.etl.split import SPLITS
 
 EXAMPLES = 5  # rows kept per failed count, to show what broke the rule
 EXAMPLE_CHARS = 200

@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from tokenlake.etl.clean import clean_docs
-from tokenlake.etl.config import EtlConfig, Task
+from tokenlake.etl.config import SPLITS, EtlConfig, Task
 from tokenlake.etl.context import MERGE_KEYS, EtlResult, EtlRun, StageOut, log
 from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
 from tokenlake.etl.formats import decode_text, unknown_format
@@ -33,7 +33,7 @@ from tokenlake.etl.neardup import BAND_COLUMNS, drop_near_duplicates
 from tokenlake.etl.pii import mask_pii, pii_counts
 from tokenlake.etl.quality import filter_quality
 from tokenlake.etl.sources import read_sources, with_source_line
-from tokenlake.etl.split import SPLITS, assign_split
+from tokenlake.etl.split import assign_split
 from tokenlake.etl.storage import WorkDir
 from tokenlake.etl.validate import build_data_docs, preload
 

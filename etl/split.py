@@ -9,7 +9,6 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-SPLITS = ("train", "validation", "test")
 _BUCKETS = 1_000_000
 
 

@@ -13,18 +13,20 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-
-from pyspark.sql import SparkSession
+from typing import TYPE_CHECKING
 
 from tokenlake.etl import storage
+from tokenlake.etl.config import SPLITS
 from tokenlake.etl.lake import error_cause, read_table
-from tokenlake.etl.split import SPLITS
 from tokenlake.etl.storage import WorkDir
 from tokenlake.training import checkpoint
 from tokenlake.training.config import GoldData, TrainConfig, TrainSpec
 from tokenlake.training.data import steps_per_epoch
 from tokenlake.training.gold_files import LogIncomplete, delta_files
 from tokenlake.training.gold_reader import GoldSplit, parquet_columns, row_groups, shard_rows
+
+if TYPE_CHECKING:  # annotations only: train_without_spark runs where pyspark is not installed
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("tokenlake.train")
 
@@ -149,14 +151,21 @@ def privacy_plan(cfg: TrainConfig, train_rows: int):
 
 
 def train_without_spark(
-    gold: dict, work: WorkDir | Path, cfg: TrainConfig, data: GoldData, *, mlflow_run_id: str | None = None
+    gold: dict,
+    work: WorkDir | Path,
+    cfg: TrainConfig,
+    data: GoldData,
+    *,
+    mlflow_run_id: str | None = None,
+    first_rows: dict[str, int] | None = None,
 ) -> dict:
     """``train_fn`` on the gold version's Parquet files, read through its Delta log: in this
     process alone, or as one rank of a ``torchrun`` job (its environment sets the ranks). No
-    Spark, no Java: for GPU machines."""
+    Spark, no Java: for GPU machines. ``first_rows``: keep only the first N rows of a split
+    (``benchmarks/gpu.py``)."""
     started, work = time.time(), WorkDir.of(work)
     with _world_of_one():
-        return _train_without_spark(gold, work, cfg, data, started, mlflow_run_id)
+        return _train_without_spark(gold, work, cfg, data, started, mlflow_run_id, first_rows or {})
 
 
 @contextlib.contextmanager
@@ -181,7 +190,13 @@ def _world_of_one():
 
 
 def _train_without_spark(
-    gold: dict, work: WorkDir, cfg: TrainConfig, data: GoldData, started: float, mlflow_run_id: str | None
+    gold: dict,
+    work: WorkDir,
+    cfg: TrainConfig,
+    data: GoldData,
+    started: float,
+    mlflow_run_id: str | None,
+    first_rows: dict[str, int],
 ) -> dict:
     from tokenlake.training.distributed import train_fn
     from tokenlake.training.gold_files import TensorSplit, load_gold
@@ -191,7 +206,10 @@ def _train_without_spark(
     resume_from = resume_point(work.path(CHECKPOINTS), cfg, gold) if rank == 0 or cfg.resume else None
     if rank == 0:
         storage.remove(work.path("model"))
-    splits = {s: TensorSplit(load_gold(gold["path"], gold["version"], split=s, max_len=data.max_len)) for s in SPLITS}
+    splits = {}
+    for split in SPLITS:
+        tensors = load_gold(gold["path"], gold["version"], split=split, max_len=data.max_len)
+        splits[split] = TensorSplit({k: v[: first_rows.get(split)] for k, v in tensors.items()})
     spec = training_spec(cfg, gold, work, data=data, train_rows=len(splits["train"]), resume_from=resume_from,
                          mlflow_run_id=mlflow_run_id)  # fmt: skip
     log.info("training %s on %d rows, rank %d of %d, without Spark", cfg.model, len(splits["train"]), rank,
