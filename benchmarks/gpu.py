@@ -21,10 +21,13 @@ times the processes; on a CPU a measured one-thread fp32 matmul rate times the p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tokenlake.benchmarks.training import first_rows, steady_rate
@@ -71,19 +74,21 @@ def flops_per_token(model, context: int) -> float:
     return 6 * params + 12 * cfg.num_hidden_layers * cfg.hidden_size * context
 
 
-def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, processes: int, use_gpu: bool,
-                batch_size: int, peak: float) -> dict:  # fmt: skip
-    """One epoch of ``size`` through ``launch_training`` on ``table``; its steady rates and MFU."""
+def bench_model(train: Callable, size: str, *, data: GoldData, processes: int, use_gpu: bool, batch_size: int,
+                peak: float) -> dict | None:  # fmt: skip
+    """One epoch of ``size`` through ``train`` (a ``TrainConfig`` to rank 0's verified result, or
+    None on the other ranks of a ``torchrun`` job); its steady rates and MFU."""
     import torch
 
     from tokenlake.training.config import TrainConfig
-    from tokenlake.training.launch import launch_training
     from tokenlake.training.loop import precision
     from tokenlake.training.model import build_model
 
     cfg = TrainConfig(model=size, epochs=1, batch_size=batch_size * processes, num_processes=processes, use_gpu=use_gpu,
                       local_mode=True, checkpoint_steps=0, baseline=False)  # fmt: skip
-    result = launch_training(spark, table, work / size, cfg, data)
+    result = train(cfg)
+    if result is None:
+        return None
     tokens_per_s = steady_rate(result["steps"], "tokens_per_s")
     model = build_model(data.task, size, vocab_size=data.vocab_size, labels=data.labels, max_len=data.max_len)
     amp = precision(cfg.mixed_precision, torch.device("cuda" if use_gpu else "cpu"))
@@ -93,6 +98,7 @@ def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, pr
         "params": sum(p.numel() for p in model.parameters()),
         "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp],
         "processes": processes,
+        "batch_size": batch_size,
         "steps": result["steps_per_epoch"],
         "tokens_per_s": tokens_per_s,
         "samples_per_s": steady_rate(result["steps"]),
@@ -102,12 +108,75 @@ def bench_model(spark, table: dict, size: str, *, data: GoldData, work: Path, pr
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    import torch
+def gold_data(labelled: bool, max_id: int, max_label: int | None, max_len: int) -> GoldData:
+    """What training needs to know of a gold table, from its largest token id and label."""
+    return GoldData(
+        task=Task.CLASSIFICATION if labelled else Task.CAUSAL_LM,
+        labels=[str(i) for i in range(max_label + 1)] if labelled else [],
+        vocab_size=max_id + 1,
+        max_len=max_len,
+    )
+
+
+def spark_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[GoldData, Callable, str]:
+    """TorchDistributor over the first rows of gold, a Delta table of their own read in place."""
     from pyspark.sql import functions as F
 
     from tokenlake.etl.lake import read_table
     from tokenlake.jobs.session import get_spark
+    from tokenlake.training.launch import launch_training
+
+    spark = get_spark("tokenlake-gpu-bench", driver_gpus=processes if use_gpu else 0)
+    gold = read_table(spark, args.gold, args.version)
+    labelled = "label" in gold.columns
+    stats = gold.agg(F.max(F.array_max("input_ids")).alias("vocab"),
+                     F.max("label" if labelled else F.lit(None)).alias("label")).first()  # fmt: skip
+    data = gold_data(labelled, int(stats["vocab"]), stats["label"], args.max_len)
+    rows = args.steps * args.batch_size * processes
+    table = first_rows(gold, str(work / "gold"), rows, 2 * args.batch_size * processes, files=2 * processes)
+
+    def train(cfg):
+        return launch_training(spark, table, work / cfg.model, cfg, data)
+
+    path = "TorchDistributor" + (" + NCCL" if use_gpu else " + gloo") + " + gold read in place"
+    return data, train, path
+
+
+def files_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[GoldData, Callable, str]:
+    """``tokenlake train --no-spark``'s path: the first rows of each split of the gold version's
+    files, read through its Delta log into memory, in this process or as a ``torchrun`` rank."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tokenlake.etl import storage
+    from tokenlake.training.gold_files import delta_files, latest_version
+    from tokenlake.training.launch import train_without_spark
+
+    version = latest_version(args.gold) if args.version is None else args.version
+    max_id, max_label, labelled = 0, None, False
+    for path in delta_files(args.gold, version):
+        fs, inner = storage.filesystem(path)
+        with fs.open(inner, "rb") as handle:
+            table = pq.read_table(handle)
+        max_id = max(max_id, pc.max(pc.list_flatten(table["input_ids"])).as_py() or 0)
+        if "label" in table.column_names:
+            labelled, top = True, pc.max(table["label"]).as_py()
+            max_label = top if max_label is None else max(max_label, top)
+    data = gold_data(labelled, max_id, max_label, args.max_len)
+    eval_rows = 2 * args.batch_size * processes
+    first = {"train": args.steps * args.batch_size * processes, "validation": eval_rows, "test": eval_rows}
+    gold = {"path": args.gold, "version": version}
+
+    def train(cfg):
+        result = train_without_spark(gold, work / cfg.model, cfg, data, first_rows=first)
+        return result if int(os.environ.get("RANK", "0")) == 0 else None
+
+    path = "torchrun" + (" + NCCL" if use_gpu else " + gloo") + " + gold files in memory (no Spark)"
+    return data, train, path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import torch
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--gold", required=True, help="gold Delta table (a path or a URI)")
@@ -118,45 +187,49 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-size", type=int, default=32, help="samples per process per step")
     p.add_argument("--max-len", type=int, default=128)
     p.add_argument("--peak-tflops", type=float, help="one device's peak, if the card is not in the table")
+    no_spark = "train as `tokenlake train --no-spark` does (no Java): one process, or the ranks of `torchrun"
+    p.add_argument(
+        "--no-spark",
+        action="store_true",
+        help=f"{no_spark} --nproc-per-node N -m tokenlake.benchmarks.gpu --no-spark --work DIR`",
+    )
+    p.add_argument("--work", help="where the models train (default: a temporary folder; torchrun's ranks share one)")
     p.add_argument("--out")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     use_gpu = torch.cuda.is_available()
-    processes = args.processes or (torch.cuda.device_count() if use_gpu else 1)
-    device = torch.device("cuda", 0) if use_gpu else torch.device("cpu")
+    if args.no_spark:
+        processes = int(os.environ.get("WORLD_SIZE", "1"))
+        if args.processes not in (None, processes):
+            p.error(f"--no-spark runs the {processes} process(es) torchrun started: drop --processes")
+        if processes > 1 and not args.work:
+            p.error("torchrun's ranks train in one folder: pass --work")
+        if use_gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        processes = args.processes or (torch.cuda.device_count() if use_gpu else 1)
+    device = torch.device("cuda", torch.cuda.current_device()) if use_gpu else torch.device("cpu")
     peak, peak_source = peak_flops(device, args.peak_tflops)
 
-    spark = get_spark("tokenlake-gpu-bench", driver_gpus=processes if use_gpu else 0)
-    gold = read_table(spark, args.gold, args.version)
-    labelled = "label" in gold.columns
-    stats = gold.agg(F.max(F.array_max("input_ids")).alias("vocab"),
-                     F.max("label" if labelled else F.lit(None)).alias("label")).first()  # fmt: skip
-    data = GoldData(
-        task=Task.CLASSIFICATION if labelled else Task.CAUSAL_LM,
-        labels=[str(i) for i in range(int(stats["label"]) + 1)] if labelled else [],
-        vocab_size=int(stats["vocab"]) + 1,
-        max_len=args.max_len,
-    )
-    with tempfile.TemporaryDirectory(prefix="tokenlake-gpu-") as tmp:
-        work = Path(tmp)
-        rows = args.steps * args.batch_size * processes
-        table = first_rows(gold, str(work / "gold"), rows, 2 * args.batch_size * processes, files=2 * processes)
-
-        def bench(size: str) -> dict:
-            return bench_model(spark, table, size, data=data, work=work, processes=processes, use_gpu=use_gpu,
-                               batch_size=args.batch_size, peak=peak)  # fmt: skip
-
-        results = {
-            "device": torch.cuda.get_device_name(device) if use_gpu else "cpu",
-            "path": "TorchDistributor" + (" + NCCL" if use_gpu else " + gloo") + " + gold read in place",
-            "peak_flops_per_device": peak,
-            "peak_source": peak_source,
-            "train_rows": rows,
-            "models": [bench(m) for m in args.models.split(",")],
-        }
+    with contextlib.ExitStack() as stack:
+        work = Path(args.work or stack.enter_context(tempfile.TemporaryDirectory(prefix="tokenlake-gpu-")))
+        trainer = files_trainer if args.no_spark else spark_trainer
+        data, train, path = trainer(args, work, processes, use_gpu)
+        models = [bench_model(train, m, data=data, processes=processes, use_gpu=use_gpu, batch_size=args.batch_size,
+                              peak=peak) for m in args.models.split(",")]  # fmt: skip
+    if None in models:  # another rank than 0 of a torchrun job
+        return {}
+    results = {
+        "device": torch.cuda.get_device_name(device) if use_gpu else "cpu",
+        "path": path,
+        "peak_flops_per_device": peak,
+        "peak_source": peak_source,
+        "train_rows": args.steps * args.batch_size * processes,
+        "models": models,
+    }
     for r in results["models"]:
         print(
-            f"{results['device']:>24s} x{r['processes']} {r['model']:5s} {r['precision']} "
+            f"{results['device']:>24s} x{r['processes']} {r['model']:5s} {r['precision']} batch {r['batch_size']} "
             f"{r['tokens_per_s']:>12,.0f} real tokens/s  MFU {r['mfu']:.3f}  start-up {r['startup_s']:.1f} s"
         )
     if args.out:

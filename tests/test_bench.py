@@ -54,6 +54,25 @@ def test_gpu_benchmark_runs_the_training_path_on_the_cpu_at_a_tiny_size(spark, t
     assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
 
 
+def test_gpu_benchmark_runs_without_spark_as_on_a_machine_without_java(spark, tmp_path):
+    """``--no-spark``: the path of a GPU machine with no Java, in a process that cannot import
+    Spark, Petastorm or MLflow; each split cut to its first rows."""
+    splits = ("train", "train", "train", "validation", "test")
+    rows = [(f"g{i}", splits[i % 5], list(range(1, 2 + i % 30)), 1 + i % 30, i % 4) for i in range(200)]
+    _gold(spark, tmp_path / "gold", rows)
+    out = tmp_path / "gpu.json"
+    argv = ["--no-spark", "--gold", str(tmp_path / "gold"), "--models", "tiny", "--steps", "12", "--batch-size", "8",
+            "--max-len", "32", "--out", str(out)]  # fmt: skip
+    blocked = "import sys\nfor m in ('pyspark', 'petastorm', 'mlflow'): sys.modules[m] = None\n"
+    code = f"{blocked}from tokenlake.benchmarks.gpu import main\nmain({argv!r})"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    result = json.loads(out.read_text())
+    (tiny,) = result["models"]
+    assert result["device"] == "cpu" and "no Spark" in result["path"] and result["train_rows"] == 96
+    assert tiny["steps"] == 12 and tiny["processes"] == 1 and tiny["batch_size"] == 8
+    assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
+
+
 def test_a_steady_rate_counts_every_step_after_the_warm_up_by_its_time():
     from tokenlake.benchmarks.training import WARMUP_STEPS, steady_rate
 
