@@ -53,6 +53,19 @@ def test_batches_are_trimmed_to_the_longest_row_with_a_mask():
     assert out["labels"].tolist() == [1, 0]
 
 
+def test_on_a_gpu_a_batch_width_is_rounded_up_to_a_multiple_of_8_within_the_rows():
+    from tokenlake.training.data import WIDTH_MULTIPLE
+
+    assert WIDTH_MULTIPLE == {"cuda": 8}
+    ids = torch.arange(1, 21, dtype=torch.int32).reshape(2, 10)
+    batch = {"input_ids": ids, "n_tokens": torch.tensor([3, 2], dtype=torch.int32)}
+    out = to_model_inputs(batch, multiple=4)
+    assert out["input_ids"].tolist() == [[1, 2, 3, 4], [11, 12, 13, 14]]
+    assert out["attention_mask"].tolist() == [[1, 1, 1, 0], [1, 1, 0, 0]]
+    assert out["labels"].tolist() == [[1, 2, 3, -100], [11, 12, -100, -100]]  # causal LM: padding ignored
+    assert to_model_inputs({**batch, "n_tokens": torch.tensor([9, 2])}, multiple=8)["input_ids"].shape == (2, 10)
+
+
 def test_steps_per_epoch_is_the_same_for_every_rank_and_refuses_too_little_data():
     assert steps_per_epoch(1000, 32, 2) == 15
     with pytest.raises(ValueError, match="too few"):

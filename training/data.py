@@ -16,13 +16,23 @@ def steps_per_epoch(rows: int, batch_size: int, world_size: int) -> int:
     return steps
 
 
-def to_model_inputs(batch: dict, device="cpu") -> dict:
-    """Trim padding to the longest sequence in the batch, build the attention mask and the labels
-    (the class, or for a causal LM the tokens themselves), cast to long."""
+WIDTH_MULTIPLE = {"cuda": 8}
+"""On these devices a batch's width is rounded up to a multiple of this: a GPU pays for every new
+width the first time it sees it (kernel and plan selection), and multiples of 8 suit its matrix
+units (on an H200, base at 256 samples a step went from 250-256k to 344-357k real tokens/s:
+benchmarks/README.md "GPU"). A CPU pays for the padding instead, so there a batch keeps the width
+of its longest row."""
+
+
+def to_model_inputs(batch: dict, device="cpu", multiple: int | None = None) -> dict:
+    """Trim padding to the longest sequence in the batch (rounded up to a ``multiple``, by default
+    ``WIDTH_MULTIPLE`` of the device's type), build the attention mask and the labels (the class,
+    or for a causal LM the tokens themselves), cast to long."""
     import torch
 
+    multiple = multiple or WIDTH_MULTIPLE.get(torch.device(device).type, 1)
     n_tokens = batch["n_tokens"].long()
-    width = int(n_tokens.max())
+    width = min(-(-int(n_tokens.max()) // multiple) * multiple, batch["input_ids"].shape[1])
     input_ids = batch["input_ids"][:, :width].long()
     mask = torch.arange(width).unsqueeze(0) < n_tokens.unsqueeze(1)
     inputs = {"input_ids": input_ids, "attention_mask": mask.long()}
