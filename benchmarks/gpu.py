@@ -146,7 +146,6 @@ def files_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[Gold
     """``tokenlake train --no-spark``'s path: the first rows of each split of the gold version's
     files, read through its Delta log into memory, in this process or as a ``torchrun`` rank."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from tokenlake.etl import storage
     from tokenlake.training.gold_files import delta_files, latest_version
@@ -155,9 +154,8 @@ def files_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[Gold
     version = latest_version(args.gold) if args.version is None else args.version
     max_id, max_label, labelled = 0, None, False
     for path in delta_files(args.gold, version):
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as handle:
-            table = pq.read_table(handle)
+        with storage.parquet_file(path) as parquet:
+            table = parquet.read(columns=[c for c in ("input_ids", "label") if c in parquet.schema_arrow.names])
         max_id = max(max_id, pc.max(pc.list_flatten(table["input_ids"])).as_py() or 0)
         if "label" in table.column_names:
             labelled, top = True, pc.max(table["label"]).as_py()

@@ -79,6 +79,34 @@ def filesystem(where: str | Path):
         raise ImportError(f"{where}: {exc} (for S3: pip install 'tokenlake[s3]')") from exc
 
 
+@contextlib.contextmanager
+def parquet_file(where: str | Path):
+    """``where`` as a ``pyarrow.parquet.ParquetFile`` that is safe to read just before the process
+    exits. pyarrow's threads, reading through a Python file object, can outlive the read and abort
+    the interpreter at exit (apache/arrow#33975: "terminate called without an active exception",
+    exit 134 in 6 of 10 runs here): a local file is opened by pyarrow itself, a remote one through
+    fsspec with its reads on the calling thread."""
+    import pyarrow.parquet as pq
+
+    class OnThisThread(pq.ParquetFile):
+        def read(self, *args, **kwargs):
+            return super().read(*args, **{**kwargs, "use_threads": False})
+
+        def read_row_group(self, *args, **kwargs):
+            return super().read_row_group(*args, **{**kwargs, "use_threads": False})
+
+        def iter_batches(self, *args, **kwargs):
+            return super().iter_batches(*args, **{**kwargs, "use_threads": False})
+
+    if not is_remote(where):
+        with pq.ParquetFile(str(_local(where))) as parquet:
+            yield parquet
+        return
+    fs, path = filesystem(where)
+    with fs.open(path, "rb") as handle, OnThisThread(handle) as parquet:
+        yield parquet
+
+
 def exists(where: str | Path) -> bool:
     fs, path = filesystem(where)
     return fs.exists(path)

@@ -124,13 +124,12 @@ def _commits(log_dir: str) -> dict[int, dict]:
 
 def _checkpoint_files(log_dir: str, version: int) -> dict[str, int | None]:
     """The live files (path -> rows) of the checkpoint written at ``version``."""
-    import pyarrow.parquet as pq
 
     fs, where = storage.filesystem(log_dir)
     live: dict[str, int | None] = {}
     for part in sorted(fs.glob(f"{where}/{version:020d}.checkpoint*.parquet")):
-        with fs.open(part, "rb") as fh:
-            for row in pq.read_table(fh, columns=["add"]).column("add").to_pylist():
+        with storage.parquet_file(fs.unstrip_protocol(part)) as parquet:
+            for row in parquet.read(columns=["add"]).column("add").to_pylist():
                 if row:
                     live[row["path"]] = _rows(row.get("stats"))
     return live

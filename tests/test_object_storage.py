@@ -76,6 +76,19 @@ def test_files_directories_and_the_staging_copy_on_s3(s3, tmp_path, monkeypatch)
     storage.remove(f"{root}/tree")
     assert not storage.exists(f"{root}/tree") and storage.exists(f"{root}/a/b.txt")
 
+    # Parquet there and here reads the same, each way the code reads it (on S3, on this thread)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"input_ids": [list(range(i % 7)) for i in range(300)], "split": ["train", "test"] * 150})
+    pq.write_table(table, tmp_path / "g.parquet", row_group_size=100)
+    storage.upload(tmp_path / "g.parquet", f"{root}/g.parquet")
+    for where in (f"{root}/g.parquet", tmp_path / "g.parquet"):
+        with storage.parquet_file(where) as parquet:
+            assert parquet.read().equals(table) and parquet.num_row_groups == 3
+            assert parquet.read_row_group(2, columns=["split"]).column(0).to_pylist() == ["train", "test"] * 50
+            assert sum(b.num_rows for b in parquet.iter_batches(batch_size=64, columns=["split"])) == 300
+
     # the staging copy mirrors what the URI holds, stale local files included
     monkeypatch.setenv("TOKENLAKE_STAGING", str(tmp_path / "staging"))
     work = WorkDir.of(f"{root}/work/")
@@ -108,15 +121,13 @@ def _tokenlake(args: list[str], staging: Path, **popen) -> subprocess.Popen:
 def _rows(table: dict) -> list[tuple]:
     """A table version's rows, sorted, read from its files through the Delta log (no Spark)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from tokenlake.training.gold_files import delta_files
 
     parts = []
     for path in delta_files(table["path"], table["version"]):
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as handle:
-            parts.append(pq.read_table(handle, columns=["id", "split", "label", "text"]))
+        with storage.parquet_file(path) as parquet:
+            parts.append(parquet.read(columns=["id", "split", "label", "text"]))
     return sorted(pa.concat_tables(parts).to_pylist(), key=lambda r: r["id"])
 
 

@@ -76,13 +76,11 @@ def first_rows(table: str | Path, version: int | None, *, split: str, columns: l
     commit order, as Python lists: row groups are read one batch at a time and reading stops once
     enough rows are in, so the cost does not grow with the table."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     out: dict[str, list] = {c: [] for c in columns}
     for path in delta_files(table, version):
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as handle:
-            for batch in pq.ParquetFile(handle).iter_batches(columns=["split", *columns], batch_size=4096):
+        with storage.parquet_file(path) as parquet:
+            for batch in parquet.iter_batches(columns=["split", *columns], batch_size=4096):
                 rows = batch.filter(pc.equal(batch.column("split"), split))
                 for c in columns:
                     out[c] += rows.column(c).to_pylist()
@@ -118,16 +116,14 @@ def load_gold(table: str | Path, version: int | None = None, *, split: str | Non
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
     import torch
 
     from tokenlake.training.gold_reader import pad_rows
 
     tables = []
     for path in delta_files(table, version, check_sizes=True):
-        fs, inner = storage.filesystem(path)
-        with fs.open(inner, "rb") as handle:
-            tables.append(pq.read_table(handle))
+        with storage.parquet_file(path) as parquet:
+            tables.append(parquet.read())
     data = pa.concat_tables(tables) if tables else None
     if data is None or data.num_rows == 0:
         raise ValueError(f"{table}: no rows")

@@ -18,7 +18,7 @@ import functools
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from tokenlake.etl.storage import S3_SCHEMES, filesystem, is_remote
+from tokenlake.etl.storage import S3_SCHEMES, filesystem, is_remote, parquet_file
 
 SPLIT_COLUMN = "split"
 
@@ -59,13 +59,10 @@ def row_groups(files: list[str]) -> list[RowGroup]:
     """The row groups of ``files`` in Petastorm's shard order (by path, then index), with the rows
     of each split they hold (from the ``split`` column alone)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     groups = []
     for url in sorted(files):
-        fs, path = filesystem(url)
-        with fs.open(path, "rb") as handle:
-            parquet = pq.ParquetFile(handle)
+        with parquet_file(url) as parquet:
             for i in range(parquet.num_row_groups):
                 counts = pc.value_counts(parquet.read_row_group(i, columns=[SPLIT_COLUMN]).column(0))
                 groups.append(RowGroup(url, i, {c["values"].as_py(): c["counts"].as_py() for c in counts}))
@@ -74,11 +71,8 @@ def row_groups(files: list[str]) -> list[RowGroup]:
 
 def parquet_columns(url: str) -> list[str]:
     """The column names of the Parquet file at ``url`` (its footer alone)."""
-    import pyarrow.parquet as pq
-
-    fs, path = filesystem(url)
-    with fs.open(path, "rb") as handle:
-        return pq.ParquetFile(handle).schema_arrow.names
+    with parquet_file(url) as parquet:
+        return parquet.schema_arrow.names
 
 
 def shard_rows(groups: list[RowGroup], split: str, world: int) -> list[int]:
