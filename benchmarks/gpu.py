@@ -158,8 +158,8 @@ def files_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[Gold
             table = parquet.read(columns=[c for c in ("input_ids", "label") if c in parquet.schema_arrow.names])
         max_id = max(max_id, pc.max(pc.list_flatten(table["input_ids"])).as_py() or 0)
         if "label" in table.column_names:
-            labelled, top = True, pc.max(table["label"]).as_py()
-            max_label = top if max_label is None else max(max_label, top)
+            labelled, top = True, pc.max(table["label"]).as_py()  # None: a file without rows
+            max_label = max(v for v in (max_label, top, -1) if v is not None)
     data = gold_data(labelled, max_id, max_label, args.max_len)
     eval_rows = 2 * args.batch_size * processes
     first = {"train": args.steps * args.batch_size * processes, "validation": eval_rows, "test": eval_rows}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # benchmarks/gpu.py on a GPU machine that has PyTorch, transformers and pyarrow but no Java and no
 # tokenlake install (the source tree is put on PYTHONPATH): tiny, small and base at 32 samples a
-# step, then at 256. The figures of benchmarks/README.md "GPU".
+# step, then at 256, in one process on one GPU (several: torchrun, see gpu.py --no-spark). The
+# figures of benchmarks/README.md "GPU".
 #   benchmarks/gpu_run.sh GOLD OUT_DIR        (MODELS, STEPS, STEPS_LARGE override the sizes)
 set -uo pipefail
+[ $# -eq 2 ] || { echo "usage: $0 GOLD OUT_DIR" >&2; exit 2; }
 gold=$1 out=$2
 models=${MODELS:-tiny,small,base}
 mkdir -p "$out"
@@ -13,6 +15,7 @@ mkdir -p "$out"
 "transformers", transformers.__version__, "pyarrow", pyarrow.__version__)'
 } | tee "$out/machine.txt"
 site=$(mktemp -d)
+trap 'rm -rf "$site"' EXIT
 ln -s "$(cd "$(dirname "$0")/.." && pwd)" "$site/tokenlake"
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 status=0

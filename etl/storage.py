@@ -95,6 +95,9 @@ def parquet_file(where: str | Path):
         def read_row_group(self, *args, **kwargs):
             return super().read_row_group(*args, **{**kwargs, "use_threads": False})
 
+        def read_row_groups(self, *args, **kwargs):
+            return super().read_row_groups(*args, **{**kwargs, "use_threads": False})
+
         def iter_batches(self, *args, **kwargs):
             return super().iter_batches(*args, **{**kwargs, "use_threads": False})
 

@@ -124,11 +124,11 @@ def _commits(log_dir: str) -> dict[int, dict]:
 
 def _checkpoint_files(log_dir: str, version: int) -> dict[str, int | None]:
     """The live files (path -> rows) of the checkpoint written at ``version``."""
-
     fs, where = storage.filesystem(log_dir)
     live: dict[str, int | None] = {}
     for part in sorted(fs.glob(f"{where}/{version:020d}.checkpoint*.parquet")):
-        with storage.parquet_file(fs.unstrip_protocol(part)) as parquet:
+        # named under log_dir, not by what glob returns: an hdfs:// URI keeps its namenode that way
+        with storage.parquet_file(storage.join(log_dir, part.rsplit("/", 1)[-1])) as parquet:
             for row in parquet.read(columns=["add"]).column("add").to_pylist():
                 if row:
                     live[row["path"]] = _rows(row.get("stats"))

@@ -73,6 +73,16 @@ def test_gpu_benchmark_runs_without_spark_as_on_a_machine_without_java(spark, tm
     assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
 
 
+def test_a_run_on_the_first_rows_of_gold_refuses_to_resume(tmp_path):
+    from tokenlake.training.config import GoldData, TrainConfig
+    from tokenlake.training.launch import TrainingFailed, train_without_spark
+
+    data = GoldData(task="classification", labels=["0", "1"], vocab_size=10, max_len=8)
+    with pytest.raises(TrainingFailed, match="cannot resume"):
+        train_without_spark({"path": str(tmp_path), "version": 0}, tmp_path, TrainConfig(resume=True), data,
+                            first_rows={"train": 8})  # fmt: skip
+
+
 def test_a_steady_rate_counts_every_step_after_the_warm_up_by_its_time():
     from tokenlake.benchmarks.training import WARMUP_STEPS, steady_rate
 

@@ -10,3 +10,25 @@ def test_digest_ignores_order_and_partitioning_but_sees_any_change(spark):
     assert table_digest(spark.createDataFrame([("a", [1, 2], 0), *rows[1:]], schema)) != base  # a changed value
     assert table_digest(spark.createDataFrame(rows[:2], schema)) != base  # a lost row
     assert table_digest(spark.createDataFrame([*rows, rows[0]], schema)) != base  # a duplicated row
+
+
+def test_a_tables_history_starts_from_the_checkpoint_where_older_commits_were_cleaned_up(tmp_path):
+    """``tokenlake tables`` without Spark: the live files of checkpoint 10 (Parquet), then commit 11."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tokenlake.jobs.overview import table_history
+
+    log = tmp_path / "t" / "_delta_log"
+    log.mkdir(parents=True)
+    stats = [json.dumps({"numRecords": n}) for n in (5, 7)]
+    adds = pa.array([{"path": "a.parquet", "stats": stats[0]}, None, {"path": "b.parquet", "stats": stats[1]}])
+    pq.write_table(pa.table({"add": adds}), log / f"{10:020d}.checkpoint.parquet")
+    commit = [{"remove": {"path": "a.parquet"}}, {"add": {"path": "c.parquet", "stats": json.dumps({"numRecords": 2})}},
+              {"commitInfo": {"timestamp": 0, "operation": "WRITE"}}]  # fmt: skip
+    (log / f"{11:020d}.json").write_text("\n".join(json.dumps(a) for a in commit))
+    assert table_history(str(tmp_path / "t")) == [
+        {"version": 11, "timestamp": "1970-01-01T00:00:00+00:00", "operation": "WRITE", "rows": 9}
+    ]

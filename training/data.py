@@ -21,7 +21,7 @@ WIDTH_MULTIPLE = {"cuda": 8}
 width the first time it sees it (kernel and plan selection), and multiples of 8 suit its matrix
 units (on an H200, base at 256 samples a step went from 250-256k to 344-357k real tokens/s:
 benchmarks/README.md "GPU"). A CPU pays for the padding instead, so there a batch keeps the width
-of its longest row."""
+of its longest row. ``real_token_fraction`` counts the rounding as padding."""
 
 
 def to_model_inputs(batch: dict, device="cpu", multiple: int | None = None) -> dict:

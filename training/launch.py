@@ -163,6 +163,8 @@ def train_without_spark(
     process alone, or as one rank of a ``torchrun`` job (its environment sets the ranks). No
     Spark, no Java: for GPU machines. ``first_rows``: keep only the first N rows of a split
     (``benchmarks/gpu.py``)."""
+    if first_rows and cfg.resume:
+        raise TrainingFailed("a run on the first rows of gold cannot resume: its checkpoints belong to other data")
     started, work = time.time(), WorkDir.of(work)
     with _world_of_one():
         return _train_without_spark(gold, work, cfg, data, started, mlflow_run_id, first_rows or {})
