@@ -6,6 +6,11 @@ tokens/s after warm-up, and model FLOPs utilisation over those real tokens.
 python -m tokenlake.benchmarks.gpu --gold WORK/lake/gold [--version N] [--models tiny,small,base]
     [--steps 60] [--processes N] [--batch-size 32] [--max-len 128] [--peak-tflops T] [--out F.json]
 
+``--no-spark`` takes the path of a GPU machine without Java instead (``tokenlake train
+--no-spark``: ``train_without_spark`` on the gold version's files read into memory through the
+Delta log; one process, or the ranks of ``torchrun``, which then share ``--work``); nothing it
+imports needs pyspark, Petastorm or MLflow (``gpu_run.sh`` runs it from the source tree).
+
 ``--processes`` defaults to the number of GPUs (1 on a CPU). Each model trains one epoch on the
 first ``steps x batch x processes`` train rows of gold (a Delta table of their own, so the reader
 does what it does on all of gold); the rates are over the logged steps after the first
