@@ -174,7 +174,8 @@ def files_trainer(args, work: Path, processes: int, use_gpu: bool) -> tuple[Gold
         result = train_without_spark(gold, work / cfg.model, cfg, data, first_rows=first)
         return result if int(os.environ.get("RANK", "0")) == 0 else None
 
-    path = "torchrun" + (" + NCCL" if use_gpu else " + gloo") + " + gold files in memory (no Spark)"
+    launcher = "torchrun" if "RANK" in os.environ else "one process"
+    path = launcher + (" + NCCL" if use_gpu else " + gloo") + " + gold files in memory (no Spark)"
     return data, train, path
 
 

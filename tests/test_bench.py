@@ -68,7 +68,8 @@ def test_gpu_benchmark_runs_without_spark_as_on_a_machine_without_java(spark, tm
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
     result = json.loads(out.read_text())
     (tiny,) = result["models"]
-    assert result["device"] == "cpu" and "no Spark" in result["path"] and result["train_rows"] == 96
+    assert result["device"] == "cpu" and result["path"] == "one process + gloo + gold files in memory (no Spark)"
+    assert result["train_rows"] == 96
     assert tiny["steps"] == 12 and tiny["processes"] == 1 and tiny["batch_size"] == 8
     assert tiny["tokens_per_s"] > 0 and 0 < tiny["mfu"] < 1 and tiny["data_copy_bytes"] == 0 and tiny["startup_s"] > 0
 
