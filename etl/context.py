@@ -98,7 +98,7 @@ class EtlRun:
     work: WorkDir
     cfg: EtlConfig
     stored: dict[str, DataFrame | None]
-    """Each table as the run found it (None: not there yet)."""
+    """Each table as the run found it, pinned to that version (``lake.read_pinned``; None: not there yet)."""
     result: EtlResult
     gx: Future
     """The GX context, opened in the background while the input is read (``etl.validate.preload``)."""

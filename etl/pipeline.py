@@ -27,7 +27,7 @@ from tokenlake.etl.dedup import mark_exact_duplicates, with_content_hash
 from tokenlake.etl.formats import decode_text, unknown_format
 from tokenlake.etl.gold import build_gold
 from tokenlake.etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records
-from tokenlake.etl.lake import TABLES, read_table, table_exists
+from tokenlake.etl.lake import TABLES, read_pinned, read_table
 from tokenlake.etl.language import language_reason, with_language
 from tokenlake.etl.neardup import BAND_COLUMNS, drop_near_duplicates
 from tokenlake.etl.pii import mask_pii, pii_counts
@@ -224,7 +224,7 @@ def run_etl(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: Etl
     whole silver table (``etl.gold``)."""
     work = WorkDir.of(work)
     paths = {t: work.path("lake", t) for t in TABLES}
-    stored = {t: read_table(spark, paths[t]) if table_exists(spark, paths[t]) else None for t in TABLES}
+    stored = {t: read_pinned(spark, paths[t]) for t in TABLES}
     for table, key in MERGE_KEYS.items():
         if stored[table] is not None and key not in stored[table].columns:
             raise StoredTableMismatch(

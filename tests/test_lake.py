@@ -32,3 +32,25 @@ def test_a_tables_history_starts_from_the_checkpoint_where_older_commits_were_cl
     assert table_history(str(tmp_path / "t")) == [
         {"version": 11, "timestamp": "1970-01-01T00:00:00+00:00", "operation": "WRITE", "rows": 9}
     ]
+
+
+def test_a_pinned_read_and_what_is_cached_on_it_keep_the_version_the_run_found(spark, tmp_path):
+    """The ETL reads the stored tables pinned (``read_pinned``): its MERGE into a table must not
+    re-plan, or recompute, what it cached on the table before (an unpinned read did both)."""
+    from pyspark.sql import functions as F
+
+    from tokenlake.etl.lake import merge_new, read_pinned, read_table, write_table
+
+    path = str(tmp_path / "t")
+    assert read_pinned(spark, path) is None
+    write_table(spark.createDataFrame([("a", 1), ("b", 2)], "id string, n int"), path)
+    stored = read_pinned(spark, path)
+    new = spark.createDataFrame([("b", 2), ("c", 3)], "id string, n int")
+    # rows the table does not hold, computed from the stored table and cached, as ingest does
+    fresh = new.join(stored.select("id"), "id", "left_anti").persist()
+    assert [r.id for r in fresh.collect()] == ["c"]
+    assert merge_new(fresh, path, key="id") == (1, 1)
+    assert stored.count() == 2 and read_table(spark, path).count() == 3
+    assert [r.id for r in fresh.collect()] == ["c"]  # an unpinned read gives [] here: c is stored now
+    assert fresh.agg(F.sum("n")).first()[0] == 3
+    fresh.unpersist()
