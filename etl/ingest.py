@@ -129,9 +129,13 @@ def flag_changed_ids(df: DataFrame, *, stored: DataFrame) -> DataFrame:
     """Mark usable rows whose id ``stored`` (bronze) already holds with another text as
     ``duplicate_id``: the stored document stays, the changed one is quarantined, not merged.
 
+    Where no usable id of ``df`` is stored (a day's new documents), ``df`` itself comes back: that
+    is told from bronze's ``id`` column alone, and its texts are read only where an id is stored.
     The clashing ids come from an inner join, so that a small input (``df``: persist it, it is read
     twice) is sent to every task and the stored table is only scanned, never shuffled."""
     usable = df.where(F.col("reject_reason").isNull()).select("id", "text")
+    if usable.join(stored.select("id"), "id", "left_semi").isEmpty():
+        return df
     known = stored.select("id", F.col("text").alias("_stored_text"))
     clashes = usable.join(known, "id").where(F.col("_stored_text") != F.col("text")).select("id").distinct()
     joined = df.join(clashes.withColumn("_clash", F.lit(True)), "id", "left")

@@ -115,10 +115,11 @@ def ingest(run: EtlRun, input_path: str) -> tuple[StageOut, int]:
     parsed = parsed.persist(_PERSIST)
     read = parsed.count()
     if run.stored["bronze"] is not None:  # looked up for this input's ids only
-        flagged = parsed.transform(flag_changed_ids, stored=run.stored["bronze"]).persist(_PERSIST)
-        flagged.count()
-        parsed.unpersist()
-        parsed = flagged
+        flagged = parsed.transform(flag_changed_ids, stored=run.stored["bronze"])
+        if flagged is not parsed:  # some input id is stored: the flags computed once
+            flagged.persist(_PERSIST).count()
+            parsed.unpersist()
+            parsed = flagged
     located = with_source_line(parsed)
     bronze = (
         located.where(F.col("reject_reason").isNull())

@@ -1,4 +1,4 @@
-from tokenlake.etl.ingest import flag_duplicate_ids, parse_records, read_jsonl
+from tokenlake.etl.ingest import flag_changed_ids, flag_duplicate_ids, parse_records, read_jsonl
 
 LINES = [
     (b'{"id": "a", "text": "hello world", "label": "pos"}', ("a", "hello world", "pos", None)),
@@ -80,3 +80,21 @@ def test_duplicate_ids_keep_one_deterministically(spark):
     )
     out = {(r["id"], r["text"]): r["reject_reason"] for r in flag_duplicate_ids(df).collect()}
     assert out == {("a", "aaa"): None, ("a", "zzz"): "duplicate_id", ("a", "bad"): "malformed_json", ("b", "x"): None}
+
+
+def test_a_stored_id_with_another_text_is_flagged_and_no_stored_id_costs_no_text_read(spark):
+    schema = "id string, text string, reject_reason string"
+    stored = spark.createDataFrame([("a", "same"), ("b", "old")], "id string, text string")
+    df = spark.createDataFrame(
+        [("a", "same", None), ("b", "new", None), ("c", "fresh", None), ("b", "x", "malformed_json")], schema
+    )
+    out = {(r["id"], r["text"]): r["reject_reason"] for r in flag_changed_ids(df, stored=stored).collect()}
+    assert out == {
+        ("a", "same"): None,
+        ("b", "new"): "duplicate_id",
+        ("c", "fresh"): None,
+        ("b", "x"): "malformed_json",
+    }
+    # no usable id of the input is stored (a rejected row's id does not count): the input itself
+    unseen = spark.createDataFrame([("c", "fresh", None), ("a", "y", "malformed_json")], schema)
+    assert flag_changed_ids(unseen, stored=stored) is unseen
