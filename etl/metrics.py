@@ -110,8 +110,10 @@ def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict, *, st
         values = query(df, {n: spec for n, spec in metrics.items() if n not in whole}, exact=False)
         repeated = {n: spec["repeated"] for n, spec in metrics.items() if "repeated" in spec and n not in whole}
         hits = {n: f"__stored_{n}" for n in repeated}
-        # one more query, over the whole table: the table-scope metrics, the rows, and for each
-        # repeated count how many new values the stored rows hold (by hash)
+        # one more query, over the stored rows (with the new ones where a table-scope metric needs
+        # the whole table): for each repeated count how many new values the stored rows hold (by
+        # hash), the table-scope metrics and the rows; with neither, Delta counts the stored rows
+        # from its log
         stored_side = stored
         for name, column in repeated.items():
             counts = _keys(df, column).groupBy("_value").agg(F.count(F.lit(1)).alias(hits[name]))
@@ -120,10 +122,14 @@ def compute_metrics(df: DataFrame, metrics: dict[str, dict], params: dict, *, st
             stored_side = stored_side.withColumn("_value", _key(stored_side, column)).join(
                 F.broadcast(counts) if small else counts, "_value", "left"
             )
-        both = stored_side.drop("_value").unionByName(df, allowMissingColumns=True)
         extra = {hits[n]: {"aggregate": f"coalesce(sum({hits[n]}), 0)"} for n in repeated}
-        table = query(both, {**whole, **extra}, exact=False)
-        values.update({n: table[n] for n in ("rows", *whole)})
+        if whole:
+            both = stored_side.drop("_value").unionByName(df, allowMissingColumns=True)
+            table = query(both, {**whole, **extra}, exact=False)
+            values.update({n: table[n] for n in ("rows", *whole)})
+        else:
+            table = query(stored_side, extra, exact=False) if repeated else {"rows": stored.count()}
+            values["rows"] += table["rows"]
         for name in repeated:
             values[name] += table[hits[name]]
     suspect = {n: spec for n, spec in metrics.items() if "repeated" in spec and values[n]}

@@ -168,3 +168,18 @@ def test_a_repeated_hash_in_an_append_is_recounted_over_the_values(spark, monkey
     assert compute_metrics(new, metrics, SILVER_PARAMS, stored=stored)["repeated_id"] == 0
     again = spark.createDataFrame([("s1", "x y", "pos", "train", f"{77:064x}", "f", *EN)], SILVER_SCHEMA)
     assert compute_metrics(again, metrics, SILVER_PARAMS, stored=stored)["repeated_id"] == 1
+
+
+def test_an_append_without_table_scope_metrics_counts_the_stored_rows_beside_its_own(spark):
+    """Without a share to take over the whole table, the stored rows are only counted (quarantine's
+    suite), or scanned for the new keys (bronze's): ``rows`` is still the table's."""
+    stored = spark.createDataFrame(SILVER, SILVER_SCHEMA)
+    new = [(f"n{i}", f"new {i}", "pos", "train", f"{100 + i:064x}", "f", *EN) for i in range(2)]
+    frame = spark.createDataFrame(new, SILVER_SCHEMA)
+    per_row = {"null_id": {"rows_where": "id IS NULL"}, "longest": {"aggregate": "max(length(text))", "scope": "rows"}}
+    assert compute_metrics(frame, per_row, SILVER_PARAMS, stored=stored) == {"rows": 12, "null_id": 0, "longest": 5}
+    keyed = {**per_row, "repeated_id": {"repeated": "id"}}
+    assert compute_metrics(frame, keyed, SILVER_PARAMS, stored=stored)["rows"] == 12
+    clash = spark.createDataFrame([*new, ("s3", "changed", "pos", "train", SHA, "f", *EN)], SILVER_SCHEMA)
+    values = compute_metrics(clash, keyed, SILVER_PARAMS, stored=stored)
+    assert (values["rows"], values["repeated_id"]) == (13, 1)
