@@ -57,17 +57,19 @@ def _candidate_edges(df: DataFrame) -> DataFrame:
     return linked.where((F.col("src") != F.col("dst")) & ~F.col("both")).select("src", "dst").distinct()
 
 
-def _checkpoint(df: DataFrame) -> DataFrame:
+def checkpoint(df: DataFrame) -> DataFrame:
     """``df`` computed now, its lineage cut (each propagation round would otherwise plan all the
     rounds before it), and kept on two executors: a local checkpoint cannot be recomputed, so with
-    one copy the loss of its executor would fail the run."""
+    one copy the loss of its executor would fail the run. A query over a frame with a long lineage
+    of cached frames pays for it on the driver at every adaptive re-planning (each cached plan is
+    part of the plan it describes); over a checkpoint it does not."""
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK_2)
 
 
 def _verified_edges(df: DataFrame, *, text_col: str, threshold: float, shingle_words: int) -> DataFrame:
     """Candidate edges whose exact shingle Jaccard is >= threshold, with both ends' ``preferred``.
     Each document's shingles are computed once, for the documents that have a candidate edge."""
-    edges = _checkpoint(_candidate_edges(df))  # read three times below: computed once
+    edges = checkpoint(_candidate_edges(df))  # read three times below: computed once
     ends = edges.select(F.col("src").alias("id")).union(edges.select(F.col("dst").alias("id"))).distinct()
     docs = df.join(ends, "id", "left_semi").select(
         "id",
@@ -89,14 +91,14 @@ def _components(edges: DataFrame, *, max_iterations: int) -> DataFrame:
     component, so when a round changes nothing every vertex holds its component's smallest id."""
     adj = edges.select("src", "dst").union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
     first = adj.groupBy(F.col("src").alias("id")).agg(F.min("dst").alias("nbr"))
-    labels = _checkpoint(first.select("id", F.least("id", "nbr").alias("label")))
+    labels = checkpoint(first.select("id", F.least("id", "nbr").alias("label")))
     for _ in range(max_iterations):
         nbr = adj.join(labels.select(F.col("id").alias("dst"), F.col("label").alias("nbr")), "dst")
         nbr = nbr.groupBy(F.col("src").alias("id")).agg(F.min("nbr").alias("nbr"))
         step = labels.join(nbr, "id").select("id", "label", F.least("label", "nbr").alias("hop"))
         jump = labels.select(F.col("id").alias("hop"), F.col("label").alias("hop_label"))
         step = step.join(jump, "hop", "left").select("id", "label", F.least("hop", "hop_label").alias("new"))
-        step = _checkpoint(step)  # cuts the lineage; one round's joins are computed once
+        step = checkpoint(step)  # cuts the lineage; one round's joins are computed once
         if step.where(F.col("new") != F.col("label")).isEmpty():
             return labels.withColumnRenamed("label", "component")
         labels = step.select("id", F.col("new").alias("label"))
@@ -135,7 +137,7 @@ def mark_near_duplicates(
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     edges = _verified_edges(df, text_col=text_col, threshold=threshold, shingle_words=shingle_words)
-    edges = _checkpoint(edges)  # every propagation round reads it: compute it once
+    edges = checkpoint(edges)  # every propagation round reads it: compute it once
     marks = _marks(edges, _components(edges, max_iterations=max_iterations))
     return df.join(marks, "id", "left").select(*df.columns, "near_dup_of")
 
