@@ -162,10 +162,10 @@ EXECUTOR_LOSS = """
 import os, sys, time
 import psutil
 from pyspark.sql import SparkSession
-from tokenlake.etl.neardup import _checkpoint
+from tokenlake.etl.neardup import checkpoint
 spark = SparkSession.builder.master("local-cluster[2,1,1024]").config("spark.ui.enabled", "false").getOrCreate()
 df = spark.range(0, 20000, numPartitions=8).selectExpr("id", "id % 7 AS k")
-ours, single = _checkpoint(df), df.selectExpr("id", "k + 1 AS k").localCheckpoint(eager=True)
+ours, single = checkpoint(df), df.selectExpr("id", "k + 1 AS k").localCheckpoint(eager=True)
 def cmdline(p):
     try:
         return p.cmdline()
