@@ -100,11 +100,16 @@ class EtlRun:
     cfg: EtlConfig
     stored: dict[str, DataFrame | None]
     """Each table as the run found it, pinned to that version (``lake.read_pinned``; None: not there yet)."""
+    found: dict[str, int | None]
+    """The version of each table the run found (None: not there yet)."""
     result: EtlResult
     gx: Future
     """The GX context, opened in the background while the input is read (``etl.validate.preload``)."""
     signed: Accumulator
     """Documents given a MinHash signature (``etl.neardup``)."""
+    added: dict[str, DataFrame] = field(default_factory=dict)
+    """The rows each ``publish`` added to its table: what its MERGE inserted (a checkpoint), or
+    the whole frame it was given where the table was not there yet."""
 
     def path(self, table: str) -> str:
         return self.work.path("lake", table)
@@ -144,17 +149,19 @@ class EtlRun:
 
     def publish(self, df: DataFrame, table: str) -> int:
         """Validate the version ``table`` would become with ``df``'s new rows (the new rows against
-        the stored table, ``etl.validate``), then MERGE them in; return how many rows were new."""
+        the stored table, ``etl.validate``), then MERGE them in; return how many rows were new.
+        Those rows stay in ``added``: a later stage that needs them need not look for them."""
         before, key = self.stored[table], MERGE_KEYS[table]
         new = df
         if before is not None:
-            # the rows to judge, computed once for the suite's queries and the MERGE, without the
-            # run's lineage: re-planning it made a 1 MB append to a 200 MB lake 10 s slower
+            # the rows to judge, computed once for the suite's queries, the MERGE and later stages,
+            # without the run's lineage: re-planning it made a 1 MB append to a 200 MB lake 10 s slower
             new = checkpoint(df.join(before.select(key), key, "left_anti"))
         self.gate(new, table, suite_params(table, self.cfg), stored=before)
         with self.stage(f"publish_{table}"):
             metadata = {"validation": "passed", "suite": table}
             version, inserted = merge_new(new, self.path(table), key=key, metadata=metadata)
+        self.added[table] = new
         self.result.tables[table] = {"path": self.path(table), "version": version, "rows_inserted": inserted}
         return inserted
 

@@ -31,7 +31,6 @@ from tokenlake.etl.lake import (
     added_files,
     combine_digests,
     commit_metadata,
-    latest_version,
     read_table,
     table_digest,
     write_table,
@@ -173,10 +172,7 @@ def build_gold(run: EtlRun, silver: DataFrame) -> None:
     version this run published), filling ``run.result``'s tokenizer, gold and partition figures."""
     plan = _tokenizer(run, silver)
     append = plan.mode == APPEND
-    rows = silver
-    if append:  # the rows silver gained since the version gold last took in
-        taken = read_table(run.spark, run.path("silver"), plan.stored.silver_version).select("id")
-        rows = silver.join(taken, "id", "left_anti")
+    rows = _silver_gained(run, silver, plan.stored.silver_version) if append else silver
     gold, totals = _gold_frame(run, rows, prefix=f"s{run.result.tables['silver']['version']}-" if append else "")
     try:
         _publish_gold(run, gold, totals, plan)
@@ -184,14 +180,25 @@ def build_gold(run: EtlRun, silver: DataFrame) -> None:
         gold.unpersist()
 
 
+def _silver_gained(run: EtlRun, silver: DataFrame, since: int) -> DataFrame:
+    """The rows ``silver`` gained after version ``since`` (the one gold last took in). Usually
+    gold took in every silver version before this run's, and they are the rows this run added
+    (``EtlRun.added``: no read of the lake). Else, where an earlier run stopped between publishing
+    silver and gold, the rows whose id silver did not hold at ``since`` (the whole table read)."""
+    found, published = run.found["silver"], run.result.tables["silver"]["version"]
+    if found == since and published <= found + 1:  # no commit but this run's MERGE since
+        return run.added["silver"]
+    log.info("gold: silver version %s was not taken in by gold (%s): its rows looked up", found, since)
+    taken = read_table(run.spark, run.path("silver"), since).select("id")
+    return silver.join(taken, "id", "left_anti")
+
+
 def _tokenizer(run: EtlRun, silver: DataFrame) -> GoldPlan:
     """Decide between append and rebuild (``plan_gold``) and install the run's tokenizer and labels."""
     cfg, result = run.cfg, run.result
     tokenizer_dir = run.work.local / "tokenizer"
-    gold_path, stored = run.path("gold"), run.stored["gold"]  # gold as the run found it
-    stored_meta = None
-    if stored is not None:
-        stored_meta = commit_metadata(run.spark, gold_path, latest_version(run.spark, gold_path))
+    found = run.found["gold"]  # gold's version as the run found it
+    stored_meta = None if found is None else commit_metadata(run.spark, run.path("gold"), found)
     labels = label_names(silver) if cfg.task == Task.CLASSIFICATION else []
     plan = plan_gold(stored_meta, cfg, tokenizer_dir, labels=labels)
     log.info("gold: %s (%s)", plan.mode, plan.reason)
@@ -261,7 +268,7 @@ def _publish_gold(run: EtlRun, gold: DataFrame, totals: dict, plan: GoldPlan) ->
     with run.stage("publish_gold") as progress:
         progress["rows"] = totals["rows"]
         if append and totals["rows"] == 0:  # nothing new: gold stays at its version
-            version = latest_version(spark, gold_path)
+            version = run.found["gold"]
         else:
             version = write_table(
                 balance_partitions(gold, weight=F.col("n_tokens"), files=files),

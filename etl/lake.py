@@ -33,12 +33,15 @@ def session_setting(spark: SparkSession, key: str, value: str | None):
             spark.conf.set(key, before)
 
 
-def read_pinned(spark: SparkSession, path: str) -> DataFrame | None:
-    """The table at its latest version, pinned to it (None where there is no table yet). Later
-    commits to the table do not change what the frame reads: frames cached on it stay valid when
-    the run MERGEs into the table (an unpinned read is re-planned against the new version after
-    a MERGE, and what was cached on it is recomputed)."""
-    return read_table(spark, path, latest_version(spark, path)) if table_exists(spark, path) else None
+def read_pinned(spark: SparkSession, path: str) -> tuple[DataFrame, int] | None:
+    """The table at its latest version, pinned to it, and that version (None where there is no
+    table yet). Later commits to the table do not change what the frame reads: frames cached on
+    it stay valid when the run MERGEs into the table (an unpinned read is re-planned against the
+    new version after a MERGE, and what was cached on it is recomputed)."""
+    if not table_exists(spark, path):
+        return None
+    version = latest_version(spark, path)
+    return read_table(spark, path, version), version
 
 
 def write_table(

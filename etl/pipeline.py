@@ -225,7 +225,8 @@ def run_etl(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: Etl
     whole silver table (``etl.gold``)."""
     work = WorkDir.of(work)
     paths = {t: work.path("lake", t) for t in TABLES}
-    stored = {t: read_pinned(spark, paths[t]) for t in TABLES}
+    pinned = {t: read_pinned(spark, paths[t]) for t in TABLES}
+    stored = {t: p and p[0] for t, p in pinned.items()}
     for table, key in MERGE_KEYS.items():
         if stored[table] is not None and key not in stored[table].columns:
             raise StoredTableMismatch(
@@ -234,7 +235,7 @@ def run_etl(spark: SparkSession, input_path: str, work: WorkDir | Path, cfg: Etl
             )
     result = EtlResult(rows={}, reject_reasons={}, tables={}, timings_s={})
     gx, signed = preload(work.local / "validation"), spark.sparkContext.accumulator(0)
-    run = EtlRun(spark, work, cfg, stored, result, gx, signed)
+    run = EtlRun(spark, work, cfg, stored, {t: p and p[1] for t, p in pinned.items()}, result, gx, signed)
     try:
         _run(run, input_path)
     finally:

@@ -44,7 +44,8 @@ def test_a_pinned_read_and_what_is_cached_on_it_keep_the_version_the_run_found(s
     path = str(tmp_path / "t")
     assert read_pinned(spark, path) is None
     write_table(spark.createDataFrame([("a", 1), ("b", 2)], "id string, n int"), path)
-    stored = read_pinned(spark, path)
+    stored, version = read_pinned(spark, path)
+    assert version == 0
     new = spark.createDataFrame([("b", 2), ("c", 3)], "id string, n int")
     # rows the table does not hold, computed from the stored table and cached, as ingest does
     fresh = new.join(stored.select("id"), "id", "left_anti").persist()

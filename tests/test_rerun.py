@@ -138,3 +138,23 @@ def test_causal_lm_gold_appends_new_blocks_under_ids_of_their_own(spark, tmp_pat
     blocks = one.packing["blocks"] + two.packing["blocks"]
     assert gold.count() == gold.select("id").distinct().count() == blocks
     assert gold.where(F.col("id").startswith(f"s{two.tables['silver']['version']}-")).count() == two.packing["blocks"]
+
+
+def test_gold_takes_in_the_silver_rows_of_a_run_that_stopped_before_gold(spark, tmp_path, monkeypatch):
+    """A run that published silver but not gold (killed in between): the next run's gold append
+    takes in those rows as well as its own, found by id against the silver version gold last took in."""
+    import tokenlake.etl.pipeline as pipeline
+
+    work = tmp_path / "work"
+    _write(tmp_path / "a.jsonl", _docs("a", 40, seed=7))
+    run_etl(spark, str(tmp_path / "a.jsonl"), work, CFG)
+    _write(tmp_path / "b.jsonl", _docs("b", 10, seed=8))
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "build_gold", lambda run, silver: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            run_etl(spark, str(tmp_path / "b.jsonl"), work, CFG)
+    _write(tmp_path / "c.jsonl", _docs("c", 6, seed=9))
+    three = run_etl(spark, str(tmp_path / "c.jsonl"), work, CFG)
+    assert _work(three) == ("append", 6, 16)  # signed: its own 6; tokenized: b's 10 and its 6
+    gold = read_table(spark, three.tables["gold"]["path"], three.tables["gold"]["version"])
+    assert gold.count() == gold.select("id").distinct().count() == _counts(spark, three)["silver"] == 56
