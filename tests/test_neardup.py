@@ -3,7 +3,14 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from tokenlake.etl.minhash import band_hashes, minhash_signatures, permutations, shingles, with_minhash_bands
+from tokenlake.etl.minhash import (
+    band_hashes,
+    minhash_signatures,
+    minhash_spec,
+    permutations,
+    shingles,
+    with_minhash_bands,
+)
 from tokenlake.etl.neardup import NearDupClusteringDidNotConverge, mark_near_duplicates
 from tokenlake.synthetic.near_copies import near_dup_corpus
 from tokenlake.synthetic.scores import recall_precision
@@ -156,6 +163,31 @@ def test_recall_and_precision_on_a_planted_corpus(spark):
     # the score can fail: one band of 8 rows finds a pair at J = 0.82 only 20 % of the time
     weak = df.withColumn("preferred", F.lit(False)).transform(with_minhash_bands, num_perm=8, bands=1)
     assert recall_precision(weak.transform(mark_near_duplicates))["recall"] < 0.7
+
+
+def test_new_rows_against_stored_ones_are_kept_as_the_whole_set_would_keep_them(spark):
+    """``drop_near_duplicates`` looks at the stored rows that share a bucket with a new row, and at
+    only those buckets of theirs: the new rows it keeps are the ones marking the whole set, stored
+    rows preferred, leaves unmarked (planted clusters split between stored and new rows)."""
+    from tokenlake.etl.neardup import drop_near_duplicates
+
+    rows = near_dup_corpus(1200, 250, seed=5)
+    new_ids = {i for k, (i, _, _) in enumerate(rows) if k % 4 == 0}
+    df = spark.createDataFrame(rows, "id string, text string, truth_cluster long").drop("truth_cluster")
+    new, stored = df.where(F.col("id").isin(*new_ids)), df.where(~F.col("id").isin(*new_ids))
+    spec = minhash_spec(num_perm=140, bands=20, shingle_words=1)  # drop_near_duplicates' defaults
+    stored = stored.transform(with_minhash_bands).withColumn("minhash_spec", F.lit(spec))
+    counter = spark.sparkContext.accumulator(0)
+    kept, n = drop_near_duplicates(new, stored, counter=counter)
+    kept_ids = {r.id for r in kept.select("id").collect()}
+    kept.unpersist()
+
+    whole = df.withColumn("preferred", ~F.col("id").isin(*new_ids)).transform(with_minhash_bands)
+    marked = whole.transform(mark_near_duplicates).where(~F.col("preferred") & F.col("near_dup_of").isNull())
+    expected = {r.id for r in marked.select("id").collect()}
+    assert n == len(kept_ids) and kept_ids == expected
+    assert 0 < len(expected) < len(new_ids) - 30  # near copies of stored rows were dropped
+    assert counter.value == len(new_ids)  # only the new rows were signed
 
 
 EXECUTOR_LOSS = """
