@@ -107,9 +107,6 @@ class EtlRun:
     """The GX context, opened in the background while the input is read (``etl.validate.preload``)."""
     signed: Accumulator
     """Documents given a MinHash signature (``etl.neardup``)."""
-    added: dict[str, DataFrame] = field(default_factory=dict)
-    """The rows each ``publish`` added to its table: what its MERGE inserted (a checkpoint), or
-    the whole frame it was given where the table was not there yet."""
 
     def path(self, table: str) -> str:
         return self.work.path("lake", table)
@@ -147,10 +144,11 @@ class EtlRun:
         if not outcome.success:
             raise ValidationFailed(outcome, self.result)
 
-    def publish(self, df: DataFrame, table: str) -> int:
+    def publish(self, df: DataFrame, table: str) -> tuple[int, DataFrame]:
         """Validate the version ``table`` would become with ``df``'s new rows (the new rows against
-        the stored table, ``etl.validate``), then MERGE them in; return how many rows were new.
-        Those rows stay in ``added``: a later stage that needs them need not look for them."""
+        the stored table, ``etl.validate``), then MERGE them in; return how many rows were new, and
+        those rows (a checkpoint; ``df`` itself where the table was not there yet), for a later
+        stage that needs them."""
         before, key = self.stored[table], MERGE_KEYS[table]
         new = df
         if before is not None:
@@ -161,9 +159,8 @@ class EtlRun:
         with self.stage(f"publish_{table}"):
             metadata = {"validation": "passed", "suite": table}
             version, inserted = merge_new(new, self.path(table), key=key, metadata=metadata)
-        self.added[table] = new
         self.result.tables[table] = {"path": self.path(table), "version": version, "rows_inserted": inserted}
-        return inserted
+        return inserted, new
 
 
 def suite_params(suite: str, cfg: EtlConfig, *, vocab_size: int = 0, labels: list | None = None) -> dict:

@@ -167,12 +167,13 @@ def tokenizer_sample(silver: DataFrame, n: int, chars: int | None = None) -> lis
     return [r[0] for r in rows.toLocalIterator()]
 
 
-def build_gold(run: EtlRun, silver: DataFrame) -> None:
+def build_gold(run: EtlRun, silver: DataFrame, added: DataFrame) -> None:
     """Append silver's new rows to gold, or rebuild gold from all of ``silver`` (the table at the
-    version this run published), filling ``run.result``'s tokenizer, gold and partition figures."""
+    version this run published; ``added``: the rows this run's MERGE added to it), filling
+    ``run.result``'s tokenizer, gold and partition figures."""
     plan = _tokenizer(run, silver)
     append = plan.mode == APPEND
-    rows = _silver_gained(run, silver, plan.stored.silver_version) if append else silver
+    rows = _silver_gained(run, silver, added, plan.stored.silver_version) if append else silver
     gold, totals = _gold_frame(run, rows, prefix=f"s{run.result.tables['silver']['version']}-" if append else "")
     try:
         _publish_gold(run, gold, totals, plan)
@@ -180,14 +181,14 @@ def build_gold(run: EtlRun, silver: DataFrame) -> None:
         gold.unpersist()
 
 
-def _silver_gained(run: EtlRun, silver: DataFrame, since: int) -> DataFrame:
+def _silver_gained(run: EtlRun, silver: DataFrame, added: DataFrame, since: int) -> DataFrame:
     """The rows ``silver`` gained after version ``since`` (the one gold last took in). Usually
-    gold took in every silver version before this run's, and they are the rows this run added
-    (``EtlRun.added``: no read of the lake). Else, where an earlier run stopped between publishing
+    gold took in every silver version before this run's, and they are ``added``, the rows this
+    run added (no read of the lake). Else, where an earlier run stopped between publishing
     silver and gold, the rows whose id silver did not hold at ``since`` (the whole table read)."""
     found, published = run.found["silver"], run.result.tables["silver"]["version"]
     if found == since and published <= found + 1:  # no commit but this run's MERGE since
-        return run.added["silver"]
+        return added
     log.info("gold: silver version %s was not taken in by gold (%s): its rows looked up", found, since)
     taken = read_table(run.spark, run.path("silver"), since).select("id")
     return silver.join(taken, "id", "left_anti")

@@ -132,7 +132,7 @@ def flag_changed_ids(df: DataFrame, *, stored: DataFrame) -> DataFrame:
     Where no usable id of ``df`` is stored (a day's new documents), ``df`` itself comes back: that
     is told from bronze's ``id`` column alone, and its texts are read only where an id is stored.
     The clashing ids come from an inner join, so that a small input (``df``: persist it, it is read
-    twice) is sent to every task and the stored table is only scanned, never shuffled."""
+    up to three times) is sent to every task and the stored table is only scanned, never shuffled."""
     usable = df.where(F.col("reject_reason").isNull()).select("id", "text")
     if usable.join(stored.select("id"), "id", "left_semi").isEmpty():
         return df

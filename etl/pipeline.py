@@ -275,7 +275,7 @@ def _run(run: EtlRun, input_path: str) -> None:
         "duplicates_exact": removed["duplicates_exact"],
         "duplicates_near": removed["duplicates_near"],
     }
-    result.rows["new"] = run.publish(silver_new.kept, "silver")
+    result.rows["new"], added = run.publish(silver_new.kept, "silver")
     result.tables["silver"]["rows_signed"] = run.signed.value
     silver_new.release()
     silver = read_table(run.spark, run.path("silver"), result.tables["silver"]["version"])
@@ -290,4 +290,4 @@ def _run(run: EtlRun, input_path: str) -> None:
         raise NoTrainingRows(
             f"no usable training rows in {input_path}: rows {result.rows}, rejected {result.reject_reasons}"
         )
-    build_gold(run, silver)
+    build_gold(run, silver, added)

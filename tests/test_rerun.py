@@ -150,7 +150,7 @@ def test_gold_takes_in_the_silver_rows_of_a_run_that_stopped_before_gold(spark, 
     run_etl(spark, str(tmp_path / "a.jsonl"), work, CFG)
     _write(tmp_path / "b.jsonl", _docs("b", 10, seed=8))
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "build_gold", lambda run, silver: (_ for _ in ()).throw(KeyboardInterrupt))
+        m.setattr(pipeline, "build_gold", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             run_etl(spark, str(tmp_path / "b.jsonl"), work, CFG)
     _write(tmp_path / "c.jsonl", _docs("c", 6, seed=9))
