@@ -38,6 +38,9 @@ BOILERPLATE_LINE = (
     r"|(?:enable|requires?|disabled?|turn on) javascript|javascript (?:is |must be )?(?:required|disabled|enabled)"
     r"|lorem ipsum).*$"
 )
+BOILERPLATE_WORDS = r"(?i)cookie|javascript|lorem ipsum"
+"""A word each boilerplate line holds: a scan for them is cheap where ``^.*(...)`` backtracks
+through every line; only the texts that hold one are searched for whole lines."""
 
 
 @F.pandas_udf(T.StringType())

@@ -28,14 +28,16 @@ def _repeated_share(items: Column) -> Column:
 
 
 def _word_trigrams(words: Column) -> Column:
-    """The word 3-grams as strings ("w1 w2 w3": a word holds no space), null under three words.
-    Strings, not structs: ``array_distinct`` hashes strings but compares structs pairwise
-    (quadratic in words; 10x slower on 2 KB pages). The lambdas see only their own arguments: an
-    outer expression referenced inside one is evaluated again for every element."""
+    """The word 3-grams as 64-bit hashes (xxhash64 of the first two words' hash and the third
+    word), null under three words: ``array_distinct`` takes the fast path for longs, twice as fast
+    as over "w1 w2 w3" strings (structs were 10x slower: compared pairwise, quadratic in words). Two
+    different 3-grams of one document share a hash with a probability near n²/2⁶⁴ (1e-11 for 20,000
+    words). The lambdas see only their own arguments: an outer expression referenced inside one is
+    evaluated again for every element."""
     n = F.size(words) - 2
     first, second, third = F.slice(words, 1, n), F.slice(words, 2, n), F.slice(words, 3, n)
-    pairs = F.zip_with(first, second, lambda a, b: F.concat(a, F.lit(" "), b))
-    return F.when(n >= 1, F.zip_with(pairs, third, lambda ab, c: F.concat(ab, F.lit(" "), c)))
+    pairs = F.zip_with(first, second, lambda a, b: F.xxhash64(a, b))
+    return F.when(n >= 1, F.zip_with(pairs, third, lambda ab, c: F.xxhash64(ab, c)))
 
 
 def words_of(text: Column) -> Column:

@@ -40,6 +40,28 @@ def test_clean_normalises_and_marks_unusable_rows(spark):
     assert capped.first()["reject_reason"] == "too_long"
 
 
+def test_every_boilerplate_line_goes(spark):
+    """Each kind of line the boilerplate pattern names goes, whatever its case: the cheap scan for
+    its words that comes first lets none of them through."""
+    lines = [
+        "We use cookies to improve your visit.",
+        "Accept all cookies",
+        "accept cookies",
+        "Read our Cookie Policy.",
+        "cookie settings",
+        "COOKIE PREFERENCES",
+        "Please enable JavaScript.",
+        "This site requires JavaScript",
+        "JavaScript is disabled in your browser",
+        "Turn on javascript to continue",
+        "javascript must be enabled",
+        "Lorem ipsum dolor sit amet",
+    ]
+    df = spark.createDataFrame([(f"{line}\nkept text",) for line in lines], "text string")
+    out = [r["text"] for r in df.transform(clean_docs, max_doc_chars=1000).collect()]
+    assert out == ["kept text"] * len(lines)
+
+
 def test_urls_kept_masked_or_removed(spark):
     df = spark.createDataFrame([("see https://ex.am/p?q=1 and www.site.org now",)], "text string")
     out = {
