@@ -66,7 +66,7 @@ def score_near_duplicates(spark, truth: list[dict], cfg) -> dict:
     df = df.transform(
         with_minhash_bands, num_perm=cfg.minhash_perm, bands=cfg.minhash_bands, shingle_words=cfg.shingle_words
     ).persist()
-    out = mark_near_duplicates(df, threshold=cfg.near_dup_threshold, shingle_words=cfg.shingle_words)
+    out = mark_near_duplicates(df, threshold=cfg.near_dup_threshold)
     marked = {r["id"]: r["near_dup_of"] for r in out.select("id", "near_dup_of").collect()}
     df.unpersist()
     return near_scores(marked, cluster_roots(truth))

@@ -3,7 +3,8 @@
 A shingle is ``shingle_words`` consecutive lowercased words; a word is a run of Unicode ``\\w``
 characters, so case and punctuation never make two copies differ. ``with_minhash_bands`` adds one
 64-bit hash per band of ``num_perm // bands`` MinHash values (an Arrow-batched pandas UDF in
-numpy); rows that share a band hash are near-duplicate candidates (``etl.neardup``).
+numpy); rows that share a band hash are near-duplicate candidates (``etl.neardup``), verified on
+the shingle set as 64-bit hashes, which it adds too.
 
 Banding: a pair of Jaccard J is a candidate with P = 1 - (1 - J**r)**b (r = num_perm // bands rows
 per band, b bands). The defaults (num_perm=140, bands=20, r=7) give
@@ -51,6 +52,19 @@ def shingles(text: Column, shingle_words: int = 1) -> Column:
     zipped = F.arrays_zip(*[F.slice(w, k + 1, n).alias(f"w{k}") for k in range(shingle_words)])
     grams = F.transform(zipped, lambda g: F.concat_ws(" ", *[g[f"w{k}"] for k in range(shingle_words)]))
     return F.when(F.size(w) == 0, F.array().cast("array<string>")).otherwise(F.array_distinct(grams))
+
+
+def shingle_set(text: Column, shingle_words: int = 1) -> Column:
+    """The text's distinct shingles as 64-bit hashes (``xxhash64``): what exact verification
+    compares. Two distinct shingles of a pair share a hash with a probability near n²/2⁶⁴ (1e-11
+    for 20,000 shingles); in exchange the set is half the bytes of the strings to shuffle, and
+    ``array_intersect`` over longs takes half the time."""
+    return hashed_shingles(shingles(text, shingle_words))
+
+
+def hashed_shingles(found: Column) -> Column:
+    """``shingles``' strings, each as its ``xxhash64``."""
+    return F.transform(found, lambda s: F.xxhash64(s))
 
 
 def jaccard(a: Column, b: Column) -> Column:
@@ -175,11 +189,18 @@ def with_minhash_bands(
     counter=None,
 ) -> DataFrame:
     """Add ``minhash_bands`` (array<bigint>, ``bands`` values): the LSH band hashes of the text's
-    shingle set; an empty array for null or word-less text. ``counter``: a Spark accumulator that
-    counts the documents signed (each time they are, so a recomputed frame counts again)."""
+    shingle set; an empty array for null or word-less text; and ``shingles``: that set as 64-bit
+    hashes (``shingle_set``), which ``etl.neardup`` verifies candidate pairs with. The shingles are
+    found once for both. ``counter``: a Spark accumulator that counts the documents signed (each
+    time they are, so a recomputed frame counts again)."""
     if bands < 1 or num_perm < bands or num_perm % bands:
         raise ValueError(f"num_perm ({num_perm}) must be a positive multiple of bands ({bands})")
     if shingle_words < 1:
         raise ValueError(f"shingle_words must be >= 1, got {shingle_words}")
     udf = _minhash_bands_udf(num_perm, bands, seed, counter)
-    return df.withColumn("minhash_bands", udf(shingles(F.col(text_col), shingle_words)))
+    found = "_shingle_strings"  # referenced twice: a column of its own, so it is computed once
+    return (
+        df.withColumn(found, shingles(F.col(text_col), shingle_words))
+        .withColumns({"minhash_bands": udf(F.col(found)), "shingles": hashed_shingles(F.col(found))})
+        .drop(found)
+    )

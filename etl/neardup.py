@@ -10,7 +10,8 @@ consecutive lowercased words; a word is a run of Unicode ``\\w`` characters). Tw
    MinHash values.
 2. ``mark_near_duplicates`` takes rows that share a (band, hash) bucket as candidates, links each
    to the bucket's smallest id (a star, so a big bucket costs its size, not its size squared),
-   keeps the links whose exact Jaccard is >= ``threshold``, labels connected components by
+   keeps the links whose Jaccard is >= ``threshold`` (exact, over the shingle sets that
+   ``with_minhash_bands`` keeps as 64-bit hashes), labels connected components by
    iterative min-label propagation and marks every row but one per component.
 
 Banding (``etl.minhash``) finds a pair at the default threshold with >= 99 % probability;
@@ -36,7 +37,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from tokenlake.etl.minhash import jaccard, minhash_spec, shingles, with_minhash_bands
+from tokenlake.etl.minhash import jaccard, minhash_spec, shingle_set, with_minhash_bands
 
 
 class NearDupClusteringDidNotConverge(RuntimeError):
@@ -68,15 +69,13 @@ def checkpoint(df: DataFrame) -> DataFrame:
     return df.localCheckpoint(eager=True, storageLevel=StorageLevel.MEMORY_AND_DISK_2)
 
 
-def _verified_edges(df: DataFrame, *, text_col: str, threshold: float, shingle_words: int) -> DataFrame:
-    """Candidate edges whose exact shingle Jaccard is >= threshold, with both ends' ``preferred``.
-    Each document's shingles are computed once, for the documents that have a candidate edge."""
+def _verified_edges(df: DataFrame, *, threshold: float) -> DataFrame:
+    """Candidate edges whose shingle Jaccard is >= threshold, with both ends' ``preferred``: the
+    shingle sets signing found, read for the documents that have a candidate edge."""
     edges = checkpoint(_candidate_edges(df))  # read three times below: computed once
     ends = edges.select(F.col("src").alias("id")).union(edges.select(F.col("dst").alias("id"))).distinct()
     docs = df.join(ends, "id", "left_semi").select(
-        "id",
-        shingles(F.col(text_col), shingle_words).alias("sh"),
-        F.coalesce(F.col("preferred"), F.lit(False)).alias("pref"),
+        "id", F.col("shingles").alias("sh"), F.coalesce(F.col("preferred"), F.lit(False)).alias("pref")
     )
     side = {end: docs.select(*(F.col(c).alias(f"{end}_{c}") for c in docs.columns)) for end in ("src", "dst")}
     pairs = edges.join(side["src"], F.col("src") == F.col("src_id")).join(side["dst"], F.col("dst") == F.col("dst_id"))
@@ -124,21 +123,19 @@ def _marks(edges: DataFrame, components: DataFrame) -> DataFrame:
     return marked.select("id", mark.alias("near_dup_of"))
 
 
-def mark_near_duplicates(
-    df: DataFrame, *, threshold: float = 0.8, shingle_words: int = 1, text_col: str = "text", max_iterations: int = 30
-) -> DataFrame:
+def mark_near_duplicates(df: DataFrame, *, threshold: float = 0.8, max_iterations: int = 30) -> DataFrame:
     """Add ``near_dup_of`` (string): the id kept for the row's near-duplicate cluster, or null for a
     kept row or one in no cluster. Rows and columns are all kept (mark, do not drop).
 
-    ``df`` needs ``id`` (unique string), the text, ``minhash_bands`` (``with_minhash_bands`` with
-    the same ``shingle_words``) and ``preferred`` (boolean; null reads false): preferred rows were
+    ``df`` needs ``id`` (unique string), ``minhash_bands`` and ``shingles`` (``with_minhash_bands``)
+    and ``preferred`` (boolean; null reads false): preferred rows were
     published before, so one of them is kept whenever a cluster has one, and none is ever marked.
-    The result is the same whatever the partitioning. ``df`` is read three times (buckets, texts of
-    the candidates, the final join): persist it, or read it from a table, rather than recompute it.
+    The result is the same whatever the partitioning. ``df`` is read three times (buckets, shingles
+    of the candidates, the final join): persist it, or read it from a table, rather than recompute it.
     """
     if not 0 < threshold <= 1:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    edges = _verified_edges(df, text_col=text_col, threshold=threshold, shingle_words=shingle_words)
+    edges = _verified_edges(df, threshold=threshold)
     edges = checkpoint(edges)  # every propagation round reads it: compute it once
     marks = _marks(edges, _components(edges, max_iterations=max_iterations))
     return df.join(marks, "id", "left").select(*df.columns, "near_dup_of")
@@ -157,12 +154,12 @@ def _stored_bands(stored: DataFrame, spec: int, sign) -> DataFrame:
     ``spec``, else signed now (``sign``: rows from an older lake, or from other settings)."""
     rows = stored.select("id", "text")
     if not set(BAND_COLUMNS) <= set(stored.columns):
-        return sign(rows)
+        return sign(rows).select("id", "text", "minhash_bands")
     fresh = F.coalesce(F.col("minhash_spec") == F.lit(spec), F.lit(False))
     kept = stored.where(fresh).select("id", "text", "minhash_bands")
     if stored.where(~fresh).select("minhash_spec").isEmpty():  # the usual case: no text read for it
         return kept
-    return kept.unionByName(sign(stored.where(~fresh).select(*rows.columns)))
+    return kept.unionByName(sign(stored.where(~fresh).select(*rows.columns)).select(*kept.columns))
 
 
 def drop_near_duplicates(
@@ -190,7 +187,7 @@ def drop_near_duplicates(
         return with_minhash_bands(df, counter=counter, **settings)
 
     signed = sign(new).withColumn("minhash_spec", F.lit(spec)).persist(StorageLevel.MEMORY_AND_DISK)
-    pool = signed.select("id", "text", "minhash_bands", F.lit(False).alias("preferred"))
+    pool = signed.select("id", "shingles", "minhash_bands", F.lit(False).alias("preferred"))
     if stored is not None:
         # stored rows that share a bucket with a new row: found on the band column alone, and only
         # those are read whole. A small append's buckets go to every task (no shuffle of the lake's).
@@ -205,12 +202,14 @@ def drop_near_duplicates(
         shared = near.groupBy("id").agg(F.map_from_entries(F.collect_list(F.struct("band", "bucket"))).alias("m"))
         neighbours = old.select("id", "text").join(F.broadcast(shared) if small else shared, "id")
         only_shared = F.transform(F.sequence(F.lit(0), F.lit(bands - 1)), lambda band: F.col("m")[band])
-        neighbours = neighbours.select("id", "text", only_shared.alias("minhash_bands"))
+        neighbours = neighbours.select(
+            "id", shingle_set(F.col("text"), shingle_words).alias("shingles"), only_shared.alias("minhash_bands")
+        )
         pool = pool.unionByName(neighbours.withColumn("preferred", F.lit(True)))
     pool = pool.persist(StorageLevel.MEMORY_AND_DISK)  # mark_near_duplicates reads it three times
-    marked = mark_near_duplicates(pool, threshold=threshold, shingle_words=shingle_words)
+    marked = mark_near_duplicates(pool, threshold=threshold)
     keep = marked.where(~F.col("preferred") & F.col("near_dup_of").isNull()).select("id")
-    kept = signed.join(keep, "id", "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
+    kept = signed.join(keep, "id", "left_semi").drop("shingles").persist(StorageLevel.MEMORY_AND_DISK)
     rows = kept.count()
     pool.unpersist()
     signed.unpersist()

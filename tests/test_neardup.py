@@ -63,9 +63,16 @@ def test_minhash_bands_column(spark):
     df = spark.createDataFrame(
         [("a", "x y z"), ("b", None), ("c", " ,; "), ("d", "Z, y... X")], "id string, text string"
     )
-    got = dict(df.transform(with_minhash_bands, num_perm=12, bands=4).select("id", "minhash_bands").collect())
+    signed = df.transform(with_minhash_bands, num_perm=12, bands=4)
+    got = dict(signed.select("id", "minhash_bands").collect())
     assert [len(got[i]) for i in "abcd"] == [4, 0, 0, 4]
     assert got["a"] == got["d"]  # same word set
+    # the shingle set verification compares: each distinct shingle once, as its xxhash64
+    sets = dict(signed.select("id", F.sort_array("shingles")).collect())
+    words = sorted(
+        r[0] for r in spark.createDataFrame([("x",), ("y",), ("z",)], "w string").select(F.xxhash64("w")).collect()
+    )
+    assert sets == {"a": words, "b": [], "c": [], "d": words}
     with pytest.raises(ValueError, match="multiple of bands"):
         with_minhash_bands(df, num_perm=130, bands=20)
 
