@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the Spark-free training path imports error_cause
@@ -65,10 +66,36 @@ def write_table(
     return latest_version(df.sparkSession, path)
 
 
-def table_exists(spark: SparkSession, path: str) -> bool:
-    from delta.tables import DeltaTable
+COMMIT_FILE = re.compile(r"[0-9]+\.json")
 
-    return DeltaTable.isDeltaTable(spark, path)
+
+def _log(spark: SparkSession, path: str):
+    """The Hadoop path of ``path``'s Delta log."""
+    return spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path.rstrip("/") + "/_delta_log")
+
+
+def _hadoop_conf(spark: SparkSession):
+    """The Hadoop configuration Delta itself uses: the context's with the session's settings."""
+    return spark._jsparkSession.sessionState().newHadoopConf()
+
+
+def _commit_versions(spark: SparkSession, path: str) -> list[int]:
+    """The versions of the JSON commits in ``path``'s Delta log, listed through the session's
+    Hadoop file system (any URI Spark reads: local, ``s3a://``, ``hdfs://``); none where there is
+    no log. Delta keeps the latest commit's file whatever it cleans up, so the highest is the
+    table's version: one listing, where asking Delta loads a snapshot of the table (and its
+    history runs a Spark job), about 0.3 s a table on the benchmark's lake."""
+    log = _log(spark, path)
+    fs = log.getFileSystem(_hadoop_conf(spark))
+    if not fs.exists(log):
+        return []
+    names = (status.getPath().getName() for status in fs.listStatus(log))
+    return [int(name[: -len(".json")]) for name in names if COMMIT_FILE.fullmatch(name)]
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` holds a Delta table (a log with at least one commit)."""
+    return bool(_commit_versions(spark, path))
 
 
 def merge_new(df: DataFrame, path: str, *, key: str, metadata: dict | None = None) -> tuple[int, int]:
@@ -95,19 +122,30 @@ def merge_new(df: DataFrame, path: str, *, key: str, metadata: dict | None = Non
 
 
 def latest_version(spark: SparkSession, path: str) -> int:
-    from delta.tables import DeltaTable
-
-    return int(DeltaTable.forPath(spark, path).history(1).select("version").first()[0])
+    versions = _commit_versions(spark, path)
+    if not versions:
+        raise FileNotFoundError(f"{path} is not a Delta table (no commit in its _delta_log)")
+    return max(versions)
 
 
 def commit_metadata(spark: SparkSession, path: str, version: int) -> dict:
-    """The userMetadata that was written with ``version`` (empty if none)."""
-    from delta.tables import DeltaTable
-
-    row = DeltaTable.forPath(spark, path).history().where(f"version = {int(version)}").select("userMetadata").first()
-    if row is None:
+    """The userMetadata that was written with ``version`` (empty if none), from the version's
+    commit file (one read, where Delta's history is a Spark job over every commit)."""
+    commit = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(_log(spark, path), f"{int(version):020d}.json")
+    fs = commit.getFileSystem(_hadoop_conf(spark))
+    if not fs.exists(commit):
         raise ValueError(f"Delta table {path} has no version {version}")
-    return json.loads(row[0]) if row[0] else {}
+    stream = fs.open(commit)
+    try:
+        text = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+    finally:
+        stream.close()
+    for line in text.splitlines():
+        action = json.loads(line)
+        if "commitInfo" in action:
+            meta = action["commitInfo"].get("userMetadata")
+            return json.loads(meta) if meta else {}
+    return {}
 
 
 def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:

@@ -1,3 +1,7 @@
+import json
+
+import pytest
+
 from tokenlake.etl.lake import table_digest
 
 
@@ -55,3 +59,29 @@ def test_a_pinned_read_and_what_is_cached_on_it_keep_the_version_the_run_found(s
     assert [r.id for r in fresh.collect()] == ["c"]  # an unpinned read gives [] here: c is stored now
     assert fresh.agg(F.sum("n")).first()[0] == 3
     fresh.unpersist()
+
+
+def test_versions_and_commit_metadata_come_from_the_log_as_delta_reports_them(spark, tmp_path):
+    """``latest_version`` and ``commit_metadata`` list and read the log themselves (no snapshot, no
+    history job): they must agree with Delta's own history, past a checkpoint and an empty dir."""
+    from delta.tables import DeltaTable
+
+    from tokenlake.etl.lake import commit_metadata, latest_version, merge_new, table_exists, write_table
+
+    path = str(tmp_path / "t")
+    (tmp_path / "t").mkdir()
+    assert not table_exists(spark, path)  # a directory is not a table
+    df = spark.createDataFrame([("a", 1)], "id string, n int")
+    assert write_table(df, path, metadata={"run": 0}) == 0
+    for n in range(1, 12):  # past Delta's checkpoint at version 10
+        merge_new(spark.createDataFrame([(f"k{n}", n)], "id string, n int"), path, key="id", metadata={"run": n})
+    merge_new(spark.createDataFrame([("k12", 12)], "id string, n int"), path, key="id")  # no metadata
+    history = DeltaTable.forPath(spark, path).history().select("version", "userMetadata").collect()
+    assert (tmp_path / "t" / "_delta_log" / f"{10:020d}.checkpoint.parquet").exists()
+    assert table_exists(spark, path) and latest_version(spark, path) == max(r.version for r in history) == 12
+    for r in history:
+        assert commit_metadata(spark, path, r.version) == (json.loads(r.userMetadata) if r.userMetadata else {})
+    with pytest.raises(ValueError, match="no version 13"):
+        commit_metadata(spark, path, 13)
+    with pytest.raises(FileNotFoundError, match="not a Delta table"):
+        latest_version(spark, str(tmp_path / "none"))
