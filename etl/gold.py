@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -158,13 +159,22 @@ def label_names(silver: DataFrame) -> list[str]:
     return sorted(names)
 
 
-def tokenizer_sample(silver: DataFrame, n: int, chars: int | None = None) -> list[str]:
+def tokenizer_sample(silver: DataFrame, n: int, chars: int | None = None) -> Iterator[str]:
     """``n`` train-split texts chosen by hash: the same sample on every run, never other splits.
     ``chars``: each text only up to the end of the word at that many characters, the part of it
-    that a truncated document keeps (all of it: ``None``)."""
+    that a truncated document keeps (all of it: ``None``).
+
+    The texts stream to the caller a partition at a time: only the ``n`` smallest (hash, id) keys
+    are gathered in one place, then every train row up to the last of them is read where it lies.
+    (Sorting the texts themselves and taking ``n`` gathered the whole sample in one partition,
+    and the driver's JVM grew by 560 MB for a 50,000-document sample of the 200 MB benchmark.)"""
     text = F.col("text") if chars is None else F.regexp_extract("text", rf"(?sU)^.{{0,{chars}}}\w*", 0)
-    rows = silver.where(F.col("split") == "train").orderBy(F.xxhash64("id"), "id").limit(n).select(text)
-    return [r[0] for r in rows.toLocalIterator()]
+    train, key = silver.where(F.col("split") == "train"), F.xxhash64("id")
+    last = train.select(key.alias("h"), "id").orderBy("h", "id").limit(n).agg(F.max(F.struct("h", "id"))).first()[0]
+    if last is None:
+        return iter(())
+    within = (key < last["h"]) | ((key == last["h"]) & (F.col("id") <= last["id"]))
+    return (r[0] for r in train.where(within).select(text).toLocalIterator())
 
 
 def build_gold(run: EtlRun, silver: DataFrame, added: DataFrame) -> None:

@@ -114,5 +114,22 @@ def test_a_classifiers_tokenizer_learns_from_the_part_of_each_train_text_that_go
     assert sorted(tokenizer_sample(df, 10, chars=40)) == sorted(
         ["alpha " * 6 + "alpha", "short text", "naïve " * 6 + "naïve"]
     )
-    assert tokenizer_sample(df, 10, chars=8) == tokenizer_sample(df, 10, chars=8)  # the same sample on every run
+    assert list(tokenizer_sample(df, 10, chars=8)) == list(tokenizer_sample(df, 10, chars=8))  # the same on every run
     assert "naïve naïve" in tokenizer_sample(df, 10, chars=8)  # a word runs to its end, accents included
+
+
+def test_a_tokenizer_sample_is_the_train_rows_with_the_smallest_hashes_read_where_they_lie(spark):
+    """The first ``n`` train rows by (xxhash64 of id, id), whatever the partitioning, streamed to the
+    driver a partition at a time (an iterator, not a list gathered in one partition)."""
+    from pyspark.sql import functions as F
+
+    from tokenlake.etl.gold import tokenizer_sample
+
+    rows = [(f"id{i}", "test" if i % 5 == 0 else "train", f"text {i}") for i in range(60)]
+    df = spark.createDataFrame(rows, "id string, split string, text string").repartition(4)
+    order = df.where("split = 'train'").orderBy(F.xxhash64("id"), "id").select("text").collect()
+    for n in (1, 7, 48, 100):
+        sample = tokenizer_sample(df, n)
+        assert not isinstance(sample, list)
+        assert sorted(sample) == sorted(r[0] for r in order[:n])
+    assert list(tokenizer_sample(df.where("split = 'test'"), 5)) == []
