@@ -27,14 +27,19 @@ EXECUTOR_MARKERS = ("pyspark.daemon", "pyspark.worker", "CoarseGrainedExecutorBa
 
 
 def _driver_processes(root):
-    """The driver: the Python process and its JVM, not executors nor the Python workers they fork."""
+    """The driver: the Python process and its JVM, not executors nor the Python workers they fork,
+    nor a child that is still a copy of its parent: the JVM starts a helper for each shell command
+    Hadoop runs (``readlink`` on every Delta commit, with no native Hadoop library), and between
+    its spawn and its exec the child reports the parent's whole RSS (the same pages): a sampler
+    that lands there counted the driver's JVM twice (2.5-2.8 GiB peaks for 1.3-1.6 GiB)."""
     procs = [root]
     for child in root.children(recursive=True):
         try:
-            cmd = " ".join(child.cmdline())
+            cmd = child.cmdline()
+            copy = cmd == child.parent().cmdline()
         except Exception:  # gone already
             continue
-        if not any(marker in cmd for marker in EXECUTOR_MARKERS):
+        if not copy and not any(marker in " ".join(cmd) for marker in EXECUTOR_MARKERS):
             procs.append(child)
     return procs
 

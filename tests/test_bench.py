@@ -143,3 +143,37 @@ def test_make_bench_writes_every_key_at_a_tiny_size(tmp_path):
     assert appended["tables"]["gold"]["rows_tokenized"] == appended["rows"]["new"]
     assert raw["scale"]["driver_peak_rss_bytes_1x"] > 0 and raw["etl"]["4x"][0]["rows"]["read"] > 0
     assert 0 < result["padding_real_token_fraction"] <= result["bucketing_real_token_fraction"] <= 1
+
+
+def test_the_driver_is_counted_once_not_again_in_a_child_that_is_still_its_copy():
+    """A forked child that has not exec'd shares its parent's pages and reports its whole RSS (the
+    helper the JVM spawns for each shell command Hadoop runs): the driver's memory counts it
+    once, in the parent. A child running a program of its own counts."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from tokenlake.benchmarks.measure import _driver_processes
+
+    copy = os.fork()
+    if copy == 0:  # the copy: sleeps until killed, never returns into pytest
+        try:
+            time.sleep(60)
+        finally:
+            os._exit(0)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        me = psutil.Process()
+        deadline = time.monotonic() + 10
+        while psutil.Process(other.pid).cmdline() == me.cmdline() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until it has exec'd
+        counted = {p.pid for p in _driver_processes(me)}
+        assert os.getpid() in counted and other.pid in counted
+        assert copy not in counted
+    finally:
+        os.kill(copy, signal.SIGKILL)
+        os.waitpid(copy, 0)
+        other.kill()
+        other.wait()
