@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the Spark-free training path imports error_cause
@@ -140,8 +141,12 @@ def commit_metadata(spark: SparkSession, path: str, version: int) -> dict:
         text = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
-    for line in text.splitlines():
-        action = json.loads(line)
+    return commit_user_metadata(json.loads(line) for line in text.splitlines())
+
+
+def commit_user_metadata(actions: Iterable[dict]) -> dict:
+    """The userMetadata in one commit's actions (its ``commitInfo``), empty if none."""
+    for action in actions:
         if "commitInfo" in action:
             meta = action["commitInfo"].get("userMetadata")
             return json.loads(meta) if meta else {}

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from pathlib import Path
 from urllib.parse import unquote
 
 from tokenlake.etl import storage
+from tokenlake.etl.lake import COMMIT_FILE, commit_user_metadata
 
 
 class LogIncomplete(ValueError):
@@ -19,7 +19,7 @@ class LogIncomplete(ValueError):
 def _commits(table: str | Path) -> list[tuple[int, str]]:
     """``(version, path)`` of every JSON commit of ``table``, local or at a URI."""
     log = storage.join(table, "_delta_log")
-    versions = sorted(int(n[:-5]) for n in storage.names(log) if re.fullmatch(r"[0-9]+\.json", n))
+    versions = sorted(int(n[:-5]) for n in storage.names(log) if COMMIT_FILE.fullmatch(n))
     if not versions:
         raise FileNotFoundError(f"{table} is not a Delta table (no {log}/*.json)")
     if versions != list(range(len(versions))):
@@ -44,11 +44,7 @@ def latest_version(table: str | Path) -> int:
 
 def commit_metadata(table: str | Path, version: int) -> dict:
     """The ``userMetadata`` written with ``version`` (what ``etl.lake.commit_metadata`` reads with Spark)."""
-    for v, action in _actions(table, version):
-        if v == version and "commitInfo" in action:
-            meta = action["commitInfo"].get("userMetadata")
-            return json.loads(meta) if meta else {}
-    return {}
+    return commit_user_metadata(action for v, action in _actions(table, version) if v == version)
 
 
 def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[str]:
