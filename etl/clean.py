@@ -69,9 +69,8 @@ def collapse_whitespace(text: Column) -> Column:
 
 
 def drop_boilerplate_lines(text: Column) -> Column:
-    return F.when(
-        text.rlike(BOILERPLATE_LINE), collapse_whitespace(F.regexp_replace(text, BOILERPLATE_LINE, ""))
-    ).otherwise(text)
+    found = text.rlike(BOILERPLATE_WORDS) & text.rlike(BOILERPLATE_LINE)  # `&` stops at the first false
+    return F.when(found, collapse_whitespace(F.regexp_replace(text, BOILERPLATE_LINE, ""))).otherwise(text)
 
 
 def handle_urls(text: Column, mode: str) -> Column:
