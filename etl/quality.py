@@ -22,7 +22,9 @@ from tokenlake.etl.reasons import reason
 
 
 def _repeated_share(items: Column) -> Column:
-    """Share of the items that repeat an earlier one (0 for an empty array)."""
+    """Share of the items that repeat an earlier one (0 for an empty array). ``items`` is read three
+    times: pass a column, not an expression, or it is computed three times (Spark does not share a
+    subexpression between a ``when``'s condition and its value)."""
     n = F.size(items)
     return F.when(n > 0, 1 - F.size(F.array_distinct(items)) / n).otherwise(F.lit(0.0))
 
@@ -61,44 +63,51 @@ def _thresholds(rules: EtlConfig, lang: Column | None) -> dict[str, float | Colu
     return out
 
 
-def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None, lang: Column | None = None) -> Column:
-    """The first failed rule's reason for ``text``, null when it passes them all. ``words``: the
-    text's words (``words_of``) where a column already holds them; ``lang``: the row's language,
-    for the thresholds ``etl.quality_by_lang`` sets per language."""
-    words = words_of(text) if words is None else words
+ALPHA_WORD = r"[^ \n]*\p{L}[^ \n]*"
+"""A word holding a letter, whole: ``regexp_count`` of it is the number of such words."""
+SYMBOL = r"#|\.\.\.|\u2026"
+_METRICS = ("words", "chars", "alpha_words", "symbols", "digits", "dup_lines", "dup_ngrams")
+
+
+def _metric_columns(text: Column, todo: Column) -> list[dict[str, Column]]:
+    """What the rules compare, as layers of columns (``_q_<metric>``), each computed once per row
+    and only where ``todo`` holds: the words and lines, then the counts and shares. Spark shares no
+    subexpression between the conditions of a ``when`` chain, so the rules read these columns
+    instead of expressions (the non-space characters were counted three times, the 3-grams built
+    three times)."""
+    words = F.col("_q_word_list")
+    return [
+        {"_q_word_list": F.when(todo, words_of(text)), "_q_lines": F.when(todo, F.split(text, "\n"))},
+        {"_q_trigrams": _word_trigrams(words)},
+        {
+            "_q_words": F.size(words),
+            "_q_chars": F.when(todo, F.length(F.regexp_replace(text, r"\s", ""))),
+            "_q_alpha_words": F.when(todo, F.regexp_count(text, F.lit(ALPHA_WORD))),
+            "_q_symbols": F.when(todo, F.regexp_count(text, F.lit(SYMBOL))),
+            "_q_digits": F.when(todo, F.regexp_count(text, F.lit(r"\d"))),
+            "_q_dup_lines": _repeated_share(F.col("_q_lines")),
+            "_q_dup_ngrams": F.coalesce(_repeated_share(F.col("_q_trigrams")), F.lit(0.0)),
+        },
+    ]
+
+
+def quality_reason(rules: EtlConfig, lang: Column | None = None) -> Column:
+    """The first failed rule's reason, null when a row passes them all, over the ``_q_*`` columns
+    ``_metric_columns`` adds; ``lang``: the row's language, for the thresholds
+    ``etl.quality_by_lang`` sets per language."""
     t = _thresholds(rules, lang)
-    n_words = F.size(words)
-    chars = F.length(F.regexp_replace(text, r"\s", ""))
+    m = {name: F.col(f"_q_{name}") for name in _METRICS}
+    n_words = m["words"]
     checks = [
         ("min_words", reason("too_few_words"), n_words < t["min_words"]),
         ("max_words", reason("too_many_words"), n_words > t["max_words"]),
-        ("min_mean_word_len", reason("mean_word_length"), chars / n_words < t["min_mean_word_len"]),
-        ("max_mean_word_len", reason("mean_word_length"), chars / n_words > t["max_mean_word_len"]),
-        (
-            "min_alpha_words",
-            reason("low_alpha_ratio"),
-            F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / n_words < t["min_alpha_words"],
-        ),
-        (
-            "max_symbol_ratio",
-            reason("high_symbol_ratio"),
-            (F.size(F.split(text, r"#|\.\.\.|\u2026")) - 1) / n_words > t["max_symbol_ratio"],
-        ),
-        (
-            "max_digit_ratio",
-            reason("high_digit_ratio"),
-            F.length(F.regexp_replace(text, r"\D", "")) / chars > t["max_digit_ratio"],
-        ),
-        (
-            "max_dup_line_frac",
-            reason("repeated_lines"),
-            _repeated_share(F.split(text, "\n")) > t["max_dup_line_frac"],
-        ),
-        (
-            "max_dup_ngram_frac",
-            reason("repeated_ngrams"),
-            F.coalesce(_repeated_share(_word_trigrams(words)), F.lit(0.0)) > t["max_dup_ngram_frac"],
-        ),
+        ("min_mean_word_len", reason("mean_word_length"), m["chars"] / n_words < t["min_mean_word_len"]),
+        ("max_mean_word_len", reason("mean_word_length"), m["chars"] / n_words > t["max_mean_word_len"]),
+        ("min_alpha_words", reason("low_alpha_ratio"), m["alpha_words"] / n_words < t["min_alpha_words"]),
+        ("max_symbol_ratio", reason("high_symbol_ratio"), m["symbols"] / n_words > t["max_symbol_ratio"]),
+        ("max_digit_ratio", reason("high_digit_ratio"), m["digits"] / m["chars"] > t["max_digit_ratio"]),
+        ("max_dup_line_frac", reason("repeated_lines"), m["dup_lines"] > t["max_dup_line_frac"]),
+        ("max_dup_ngram_frac", reason("repeated_ngrams"), m["dup_ngrams"] > t["max_dup_ngram_frac"]),
     ]
     first = None
     for name, rule, failed in checks:
@@ -112,13 +121,14 @@ def quality_reason(text: Column, rules: EtlConfig, words: Column | None = None, 
 
 
 def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
-    """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay.
-    Where ``df`` has a ``lang`` column, ``etl.quality_by_lang`` thresholds apply per language."""
-    words = "_words"  # split once: the rules read the words several times
+    """Mark rows of ``df`` (cleaned, non-empty ``text``) that fail a rule; earlier reasons stay
+    (their rows are not measured). Where ``df`` has a ``lang`` column, ``etl.quality_by_lang``
+    thresholds apply per language. The measures no enabled rule reads are pruned by Spark."""
     lang = F.col("lang") if "lang" in df.columns else None
-    failed = quality_reason(F.col("text"), rules, F.col(words), lang)
-    return (
-        df.withColumn(words, words_of(F.col("text")))
-        .withColumn("reject_reason", F.coalesce(F.col("reject_reason"), failed))
-        .drop(words)
-    )
+    measured = df
+    added: list[str] = []
+    for layer in _metric_columns(F.col("text"), F.col("reject_reason").isNull()):
+        measured = measured.withColumns(layer)
+        added += layer
+    failed = quality_reason(rules, lang)
+    return measured.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), failed)).drop(*added)

@@ -2,7 +2,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from tokenlake.etl.clean import clean_docs
-from tokenlake.etl.quality import quality_reason
+from tokenlake.etl.quality import filter_quality
 
 
 def test_clean_normalises_and_marks_unusable_rows(spark):
@@ -91,11 +91,15 @@ def test_quality_rules_name_the_first_failed_rule(spark):
         ("digits", "call 5551234567 or 5559876543 now"),
         ("lines", "same line\nsame line\nsame line\nother"),
         ("ngrams", "buy it now buy it now buy it now buy it now"),
+        ("earlier", "Too short"),  # an earlier stage's reason stays
     ]
-    df = spark.createDataFrame(rows, "id string, text string").select(
-        "id", quality_reason(F.col("text"), cfg).alias("r")
-    )
-    assert dict(df.collect()) == {
+
+    def reasons(rules):
+        earlier = F.when(F.col("id") == "earlier", F.lit("too_long"))
+        df = spark.createDataFrame(rows, "id string, text string").withColumn("reject_reason", earlier)
+        return dict(df.transform(filter_quality, rules=rules).select("id", "reject_reason").collect())
+
+    assert reasons(cfg) == {
         "ok": None,
         "few": "too_few_words",
         "long_words": "mean_word_length",
@@ -105,10 +109,10 @@ def test_quality_rules_name_the_first_failed_rule(spark):
         "digits": "high_digit_ratio",
         "lines": "repeated_lines",
         "ngrams": "repeated_ngrams",
+        "earlier": "too_long",
     }
     off = EtlConfig(**dict.fromkeys(QUALITY_FIELDS, 0))
-    df = spark.createDataFrame(rows, "id string, text string").select(quality_reason(F.col("text"), off).alias("r"))
-    assert {r["r"] for r in df.collect()} == {None}  # every rule can be switched off
+    assert set(reasons(off).values()) == {None, "too_long"}  # every rule can be switched off
 
 
 def test_repeated_trigram_share_is_exact(spark):
