@@ -1,4 +1,6 @@
 import json
+import shutil
+from functools import partial
 
 import pytest
 
@@ -67,6 +69,7 @@ def test_versions_and_commit_metadata_come_from_the_log_as_delta_reports_them(sp
     from delta.tables import DeltaTable
 
     from tokenlake.etl.lake import commit_metadata, latest_version, merge_new, table_exists, write_table
+    from tokenlake.training import gold_files
 
     path = str(tmp_path / "t")
     (tmp_path / "t").mkdir()
@@ -80,8 +83,15 @@ def test_versions_and_commit_metadata_come_from_the_log_as_delta_reports_them(sp
     assert (tmp_path / "t" / "_delta_log" / f"{10:020d}.checkpoint.parquet").exists()
     assert table_exists(spark, path) and latest_version(spark, path) == max(r.version for r in history) == 12
     for r in history:
-        assert commit_metadata(spark, path, r.version) == (json.loads(r.userMetadata) if r.userMetadata else {})
-    with pytest.raises(ValueError, match="no version 13"):
-        commit_metadata(spark, path, 13)
+        expected = json.loads(r.userMetadata) if r.userMetadata else {}
+        assert commit_metadata(spark, path, r.version) == expected
+        assert gold_files.commit_metadata(path, r.version) == expected  # the reader without Spark
+    for read in (partial(commit_metadata, spark), gold_files.commit_metadata):
+        with pytest.raises(ValueError, match="no version 13"):
+            read(path, 13)
+    pruned = tmp_path / "pruned"  # as Delta's log clean-up leaves it: early commits gone
+    shutil.copytree(tmp_path / "t", pruned)
+    (pruned / "_delta_log" / f"{0:020d}.json").unlink()
+    assert gold_files.commit_metadata(str(pruned), 11) == {"run": 11}
     with pytest.raises(FileNotFoundError, match="not a Delta table"):
         latest_version(spark, str(tmp_path / "none"))

@@ -33,9 +33,9 @@ def _actions(table: str | Path, version: int | None):
     if version is not None and not 0 <= version <= last:
         raise ValueError(f"{table} has versions 0..{last}, not {version}")
     version = last if version is None else version
-    for v, commit in commits[: version + 1]:
+    for _, commit in commits[: version + 1]:
         for line in storage.read_text(commit).splitlines():
-            yield v, json.loads(line)
+            yield json.loads(line)
 
 
 def latest_version(table: str | Path) -> int:
@@ -43,8 +43,13 @@ def latest_version(table: str | Path) -> int:
 
 
 def commit_metadata(table: str | Path, version: int) -> dict:
-    """The ``userMetadata`` written with ``version`` (what ``etl.lake.commit_metadata`` reads with Spark)."""
-    return commit_user_metadata(action for v, action in _actions(table, version) if v == version)
+    """The ``userMetadata`` written with ``version`` (what ``etl.lake.commit_metadata`` reads with
+    Spark), from that version's commit file alone: one read, however long the log (on an object
+    store each earlier commit would be a request of its own)."""
+    commit = storage.join(table, "_delta_log", f"{int(version):020d}.json")
+    if not storage.exists(commit):
+        raise ValueError(f"Delta table {table} has no version {version} (no {commit})")
+    return commit_user_metadata(json.loads(line) for line in storage.read_text(commit).splitlines())
 
 
 def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[str]:
@@ -52,7 +57,7 @@ def delta_files(table: str | Path, version: int | None = None, *, check_sizes: b
     ``check_sizes``: every file must still have the size its commit recorded (a file replaced
     behind Delta's back usually does not)."""
     files: dict[str, int] = {}
-    for _, action in _actions(table, version):
+    for action in _actions(table, version):
         if "add" in action:
             files[unquote(action["add"]["path"])] = action["add"].get("size", -1)
         elif "remove" in action:
