@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # annotations only: the Spark-free training path imports error_cause
@@ -68,6 +67,12 @@ def write_table(
 
 
 COMMIT_FILE = re.compile(r"[0-9]+\.json")
+"""The name of a JSON commit in ``_delta_log`` (``commit_file`` writes it for a version)."""
+
+
+def commit_file(version: int) -> str:
+    """The name of ``version``'s JSON commit in ``_delta_log``."""
+    return f"{int(version):020d}.json"
 
 
 def _log(spark: SparkSession, path: str):
@@ -132,7 +137,7 @@ def latest_version(spark: SparkSession, path: str) -> int:
 def commit_metadata(spark: SparkSession, path: str, version: int) -> dict:
     """The userMetadata that was written with ``version`` (empty if none), from the version's
     commit file (one read, where Delta's history is a Spark job over every commit)."""
-    commit = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(_log(spark, path), f"{int(version):020d}.json")
+    commit = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(_log(spark, path), commit_file(version))
     fs = commit.getFileSystem(_hadoop_conf(spark))
     if not fs.exists(commit):
         raise ValueError(f"Delta table {path} has no version {version}")
@@ -141,12 +146,12 @@ def commit_metadata(spark: SparkSession, path: str, version: int) -> dict:
         text = spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
-    return commit_user_metadata(json.loads(line) for line in text.splitlines())
+    return commit_user_metadata(text)
 
 
-def commit_user_metadata(actions: Iterable[dict]) -> dict:
-    """The userMetadata in one commit's actions (its ``commitInfo``), empty if none."""
-    for action in actions:
+def commit_user_metadata(commit: str) -> dict:
+    """The userMetadata in one commit file's text (its ``commitInfo`` action), empty if none."""
+    for action in map(json.loads, commit.splitlines()):
         if "commitInfo" in action:
             meta = action["commitInfo"].get("userMetadata")
             return json.loads(meta) if meta else {}
@@ -184,7 +189,7 @@ def added_files(spark: SparkSession, path: str, version: int) -> list[str]:
 
     from pyspark.sql import functions as F
 
-    log = spark.read.json(f"{path.rstrip('/')}/_delta_log/{int(version):020d}.json")
+    log = spark.read.json(f"{path.rstrip('/')}/_delta_log/{commit_file(version)}")
     if "add" not in log.columns:
         return []
     return [unquote(r[0]).rsplit("/", 1)[-1] for r in log.where(F.col("add").isNotNull()).select("add.path").collect()]

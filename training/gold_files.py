@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from tokenlake.etl import storage
-from tokenlake.etl.lake import COMMIT_FILE, commit_user_metadata
+from tokenlake.etl.lake import COMMIT_FILE, commit_file, commit_user_metadata
 
 
 class LogIncomplete(ValueError):
@@ -24,7 +24,7 @@ def _commits(table: str | Path) -> list[tuple[int, str]]:
         raise FileNotFoundError(f"{table} is not a Delta table (no {log}/*.json)")
     if versions != list(range(len(versions))):
         raise LogIncomplete(f"{table}: commit log is not complete from version 0 (log cleaned up?); read it with Spark")
-    return [(v, storage.join(log, f"{v:020d}.json")) for v in versions]
+    return [(v, storage.join(log, commit_file(v))) for v in versions]
 
 
 def _actions(table: str | Path, version: int | None):
@@ -46,10 +46,10 @@ def commit_metadata(table: str | Path, version: int) -> dict:
     """The ``userMetadata`` written with ``version`` (what ``etl.lake.commit_metadata`` reads with
     Spark), from that version's commit file alone: one read, however long the log (on an object
     store each earlier commit would be a request of its own)."""
-    commit = storage.join(table, "_delta_log", f"{int(version):020d}.json")
+    commit = storage.join(table, "_delta_log", commit_file(version))
     if not storage.exists(commit):
         raise ValueError(f"Delta table {table} has no version {version} (no {commit})")
-    return commit_user_metadata(json.loads(line) for line in storage.read_text(commit).splitlines())
+    return commit_user_metadata(storage.read_text(commit))
 
 
 def delta_files(table: str | Path, version: int | None = None, *, check_sizes: bool = False) -> list[str]:
