@@ -66,7 +66,6 @@ def _thresholds(rules: EtlConfig, lang: Column | None) -> dict[str, float | Colu
 ALPHA_WORD = r"[^ \n]*\p{L}[^ \n]*"
 """A word holding a letter, whole: ``regexp_count`` of it is the number of such words."""
 SYMBOL = r"#|\.\.\.|\u2026"
-_METRICS = ("words", "chars", "alpha_words", "symbols", "digits", "dup_lines", "dup_ngrams")
 
 
 def _metric_columns(text: Column, todo: Column) -> list[dict[str, Column]]:
@@ -91,12 +90,12 @@ def _metric_columns(text: Column, todo: Column) -> list[dict[str, Column]]:
     ]
 
 
-def quality_reason(rules: EtlConfig, lang: Column | None = None) -> Column:
-    """The first failed rule's reason, null when a row passes them all, over the ``_q_*`` columns
-    ``_metric_columns`` adds; ``lang``: the row's language, for the thresholds
-    ``etl.quality_by_lang`` sets per language."""
+def quality_reason(rules: EtlConfig, measures: list[str], lang: Column | None = None) -> Column:
+    """The first failed rule's reason, null when a row passes them all, over the ``measures``
+    columns (``_q_<metric>``, the last layer of ``_metric_columns``); ``lang``: the row's language,
+    for the thresholds ``etl.quality_by_lang`` sets per language."""
     t = _thresholds(rules, lang)
-    m = {name: F.col(f"_q_{name}") for name in _METRICS}
+    m = {name.removeprefix("_q_"): F.col(name) for name in measures}
     n_words = m["words"]
     checks = [
         ("min_words", reason("too_few_words"), n_words < t["min_words"]),
@@ -125,10 +124,10 @@ def filter_quality(df: DataFrame, *, rules: EtlConfig) -> DataFrame:
     (their rows are not measured). Where ``df`` has a ``lang`` column, ``etl.quality_by_lang``
     thresholds apply per language. The measures no enabled rule reads are pruned by Spark."""
     lang = F.col("lang") if "lang" in df.columns else None
+    layers = _metric_columns(F.col("text"), F.col("reject_reason").isNull())
     measured = df
-    added: list[str] = []
-    for layer in _metric_columns(F.col("text"), F.col("reject_reason").isNull()):
+    for layer in layers:
         measured = measured.withColumns(layer)
-        added += layer
-    failed = quality_reason(rules, lang)
+    failed = quality_reason(rules, list(layers[-1]), lang)
+    added = [name for layer in layers for name in layer]
     return measured.withColumn("reject_reason", F.coalesce(F.col("reject_reason"), failed)).drop(*added)
