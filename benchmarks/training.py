@@ -114,9 +114,11 @@ def steady_rate(steps: list[dict], key: str = "samples_per_s") -> float:
 
 
 def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len: int, steps: int) -> float:
-    """Steady-state samples/s of the training loop (``fit_epoch``) fed from in-memory tensors."""
+    """Steady-state samples/s of the training loop (``fit_epoch``) fed from in-memory tensors, with
+    the allocator settings a rank trains with."""
     import torch
 
+    from tokenlake.training.allocator import keep_step_memory
     from tokenlake.training.data import length_bucketed
     from tokenlake.training.loop import fit_epoch, make_optimizer
     from tokenlake.training.model import build_model
@@ -137,6 +139,7 @@ def in_memory_training(gold, cfg, *, vocab_size: int, labels: list[str], max_len
         }
         for i in range(0, len(rows), cfg.rank_batch)
     ]
+    keep_step_memory()
     torch.manual_seed(cfg.seed)
     model = build_model(Task.CLASSIFICATION, cfg.model, vocab_size=vocab_size, labels=labels, max_len=max_len)
     opt, sched = make_optimizer(

@@ -101,13 +101,17 @@ def _report_failure(spec: TrainSpec, exc: BaseException) -> None:
 
 
 def _set_up_rank(spec: TrainSpec) -> RankState:
-    """Join the process group (collectives time out after ``collective_timeout_s``) and seed the RNGs."""
+    """Join the process group (collectives time out after ``collective_timeout_s``), seed the RNGs
+    and let the steps reuse the memory they free (``training.allocator``)."""
     from datetime import timedelta
 
     import numpy as np
     import torch
     import torch.distributed as dist
 
+    from tokenlake.training.allocator import keep_step_memory
+
+    keep_step_memory()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     cfg = spec.train
     device = _device(cfg.use_gpu)
