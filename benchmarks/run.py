@@ -139,11 +139,13 @@ def run(args) -> dict:
     loader = loader_ratio(
         spark, gold, work, max_len, args.loader_rows, train_cfg.rank_batch, train_cfg.reader_workers, args.repeats
     )
-    train = training_ratios(spark, gold, work, meta, args.train_steps, args.repeats)
     predict = predict_ratio(spark, silver, work, tokenizer_dir=ref["tokenizer_dir"], labels=ref["labels"],
                             vocab_size=ref["vocab_size"], max_len=max_len, rows=args.predict_rows,
                             repeats=args.repeats)  # fmt: skip
     langid = langid_cost(spark, silver, args.repeats)
+    # last: its in-memory side sets this process's malloc as a rank's (training.allocator), for the
+    # process's life; predict_ratio's in-process side measured after it would run with it too
+    train = training_ratios(spark, gold, work, meta, args.train_steps, args.repeats)
     gold.unpersist()
     spark.stop()
 
