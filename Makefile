@@ -14,17 +14,17 @@ PYTEST_ARGS ?=
 PEER_VENV ?= $(HOME)/.cache/tokenlake/peer-venv
 PEER_STAMP := $(PEER_VENV)/.peer-$(shell cat benchmarks/peer-requirements.txt | sha256sum | cut -c1-16)
 
-.PHONY: run test bench java venv peer-venv delta-jars lint clean chromium
+.PHONY: run test bench java venv peer-venv delta-jars class-archive lint clean chromium
 
-run: venv delta-jars $(SAMPLE)
+run: venv delta-jars class-archive $(SAMPLE)
 	$(VENV)/bin/tokenlake run --input $(SAMPLE) --work $(WORK)
 
-test: venv delta-jars peer-venv chromium
+test: venv delta-jars class-archive peer-venv chromium
 	TOKENLAKE_PEER_PYTHON=$(PEER_VENV)/bin/python $(PY) -m pytest --durations=25 $(PYTEST_ARGS)
 
 # Ratios against the ceilings and the single-machine peer (benchmarks/README.md); BENCH_MB sizes the corpus.
 BENCH_MB ?= 200
-bench: venv delta-jars peer-venv
+bench: venv delta-jars class-archive peer-venv
 	$(PY) -m tokenlake.benchmarks.run --mb $(BENCH_MB) --peer-python $(PEER_VENV)/bin/python
 
 lint: venv
@@ -66,6 +66,11 @@ delta-jars: venv
 	    echo "Ivy could not resolve Delta $$v; filling ~/.m2 with mvn dependency:get"; \
 	    mvn -q dependency:get -Dartifact=io.delta:delta-spark_2.13:$$v && \
 	    $(PY) -m tokenlake.jobs.session --resolve-delta; } && touch $(VENV)/.delta-jars-ok; }
+
+# The local driver's classes in one class-data-sharing archive (jobs/class_archive.py): built once
+# per Java, PySpark and Delta (about a minute), it saves each local run a few seconds.
+class-archive: delta-jars
+	@$(PY) -m tokenlake.jobs.class_archive >/dev/null
 
 $(SAMPLE): | venv
 	$(VENV)/bin/tokenlake generate --out $(SAMPLE) --docs $(SAMPLE_DOCS) --seed 0

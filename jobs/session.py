@@ -7,7 +7,9 @@ Spark's Ivy (local ~/.m2 first, then the Maven repository).
 
 Where the work directory or the input is on S3 (``s3a://``), ``hadoop-aws`` matching Spark's own
 Hadoop client is added the same way, and s3a gets the endpoint and region of the standard
-variables (``storage_settings``); the credentials stay with the AWS SDK's chain.
+variables (``storage_settings``); the credentials stay with the AWS SDK's chain. A local
+session's driver maps Spark's classes from a class-data-sharing archive where one was built
+(``jobs.class_archive``).
 
 ``python -m tokenlake.jobs.session --resolve-delta`` resolves the JARs once (the Makefile calls it).
 """
@@ -21,6 +23,8 @@ import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
+
+from tokenlake.jobs import class_archive
 
 DELTA_SQL_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -177,7 +181,9 @@ def get_spark(
 
     builder = SparkSession.builder.appName(app_name).master(master or os.environ.get("TOKENLAKE_MASTER", "local[*]"))
     gpus = driver_gpu_settings(driver_gpus) if driver_gpus else {}
-    for key, value in {**LOCAL_CONF, **DELTA_SQL_CONF, **gpus, **(conf or {})}.items():
+    # the driver maps the classes it will load from one archive when one was built (jobs.class_archive)
+    conf = class_archive.with_java_options(conf or {}, class_archive.java_options(packages or []))
+    for key, value in {**LOCAL_CONF, **DELTA_SQL_CONF, **gpus, **conf}.items():
         builder = builder.config(key, value)
     # Spark's launcher needs to run the workers with this interpreter (STACK.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
