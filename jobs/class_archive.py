@@ -1,7 +1,7 @@
 """A class-data-sharing archive for the local Spark driver: the JVM of a local run maps the Spark,
 Delta and Scala classes an ETL loads from one file instead of reading, parsing and verifying them
-from the JARs each time (about 1.7 s of a session's start and 3 s of a small ETL: benchmarks/README.md,
-"A run's fixed cost").
+from the JARs each time (about 1.8 s of a session's start and 1.5-3.7 s of a 1 MB ETL in
+``local[2]``: benchmarks/README.md, "The local driver's classes from one archive").
 
 The archive is a JDK dynamic CDS archive (``-XX:ArchiveClassesAtExit``), built once per Java,
 PySpark and package set by a JVM that runs a small ETL and writes it as it exits; ``get_spark``
@@ -9,11 +9,11 @@ gives a local session's driver ``-XX:SharedArchiveFile`` when one exists for its
 classpath does not match the archive's ignores it and runs as without one (its warning is
 silenced), so a stale archive costs speed, never a failure. A truncated one would crash the JVM
 (SIGBUS while mapping it): an archive is used only at the size recorded beside it when it was
-built (``driver-KEY.json``). Sessions that ``spark-submit`` or
-Databricks launch are left as they are: their JVM options are the cluster's.
+built (``driver-KEY.json``). Sessions that ``spark-submit`` or Databricks launch are left as
+they are: their JVM options are the cluster's.
 
-``python -m tokenlake.jobs.class_archive`` builds the archive if it is missing (``make run`` and
-``make test`` do) and prints its path; ``TOKENLAKE_CLASS_ARCHIVE=0`` turns its use off.
+``python -m tokenlake.jobs.class_archive`` builds the archive if it is missing (``make run``,
+``make test`` and ``make bench`` do) and prints its path; ``TOKENLAKE_CLASS_ARCHIVE=0`` turns its use off.
 """
 
 from __future__ import annotations
